@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/go-kit/log"
+
+	"github.com/anyroute/anyroute/config"
+)
+
+// TestWiring drives the assembled API handler, every layer real, through httptest.
+func TestWiring(t *testing.T) {
+	cfg, err := config.Load(filepath.Join("..", "..", "config", "examples", "full.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.HTTP.MaxBodyBytes = 64
+	a, err := newApp(cfg, log.NewNopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		method, target string
+		body           string
+		status         int
+		route          string
+	}{
+		{"GET", "/healthz", "", 200, "health"},
+		{"POST", "/healthz", "", 200, "other"},
+		{"POST", "/orders", `{"qty":1}`, 201, "create_order"},
+		{"GET", "/orders/42?expand=1", "", 200, "order"},
+		{"PURGE", "/tea", "", 418, "teapot"},
+		{"DELETE", "/metrics", "", 200, "other"},
+		{"PUT", "/orders/7", strings.Repeat("x", 65), 413, "order"},
+	}
+	for _, tt := range tests {
+		rec := httptest.NewRecorder()
+		a.api.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.target, strings.NewReader(tt.body)))
+		var echo struct {
+			Method, Path, Query, Route, Instance, Padding string
+			Status                                        int
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &echo); err != nil {
+			t.Fatalf("%s %s: %q: %v", tt.method, tt.target, rec.Body.String(), err)
+		}
+		if rec.Code != tt.status || echo.Status != tt.status || echo.Route != tt.route || echo.Method != tt.method || echo.Instance == "" {
+			t.Errorf("%s %s: got %d %+v, want %d route %s", tt.method, tt.target, rec.Code, echo, tt.status, tt.route)
+		}
+		if tt.route == "order" && tt.status == 200 && (len(echo.Padding) != 2048 || echo.Query != "expand=1") {
+			t.Errorf("%s %s: padding %d bytes, query %q", tt.method, tt.target, len(echo.Padding), echo.Query)
+		}
+	}
+
+	rec := httptest.NewRecorder()
+	a.admin.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "process_resident_memory_bytes") {
+		t.Fatalf("admin /metrics: %d", rec.Code)
+	}
+}
+
+func TestCheckConfigExitCodes(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := realMain([]string{"check-config", filepath.Join("..", "..", "config", "examples", "full.json")}, &out, &errOut); code != 0 {
+		t.Fatalf("valid example: exit %d: %s", code, errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := realMain([]string{"check-config", filepath.Join("..", "..", "config", "testdata", "bad.json")}, &out, &errOut); code != 2 {
+		t.Fatalf("bad config: exit %d, want 2", code)
+	}
+	if lines := strings.Count(errOut.String(), "\n"); lines != 12 {
+		t.Fatalf("want one line per violation (12), got %d:\n%s", lines, errOut.String())
+	}
+	out.Reset()
+	if code := realMain([]string{"schema"}, &out, io.Discard); code != 0 || !json.Valid(out.Bytes()) {
+		t.Fatalf("schema: exit %d, valid JSON %v", code, json.Valid(out.Bytes()))
+	}
+	if code := realMain([]string{"-no-such-flag"}, io.Discard, io.Discard); code != 2 {
+		t.Fatalf("unknown flag: exit %d, want 2", code)
+	}
+	out.Reset()
+	if code := realMain([]string{"-version"}, &out, io.Discard); code != 0 || !strings.HasPrefix(out.String(), "anyroute ") {
+		t.Fatalf("-version: exit %d %q", code, out.String())
+	}
+}

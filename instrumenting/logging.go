@@ -1,0 +1,51 @@
+// Package instrumenting holds the cross-cutting decorators that wrap the service and its endpoint
+// (access logging, request counting, tracing) and the metrics machinery behind them.
+package instrumenting
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	kitendpoint "github.com/go-kit/kit/endpoint"
+	"github.com/go-kit/log"
+
+	"github.com/anyroute/anyroute/endpoint"
+)
+
+// AccessLog logs a sample of requests: sample is the fraction logged, 0 none, 1 all. A full access
+// log costs more than the rest of the request path together, so it is off by default and sampling
+// lets a load test keep a trickle of examples. With sample 0 the endpoint is returned unwrapped.
+func AccessLog(logger log.Logger, sample float64, traceID func(context.Context) string) kitendpoint.Middleware {
+	return func(next kitendpoint.Endpoint) kitendpoint.Endpoint {
+		if sample <= 0 {
+			return next
+		}
+		return func(ctx context.Context, request any) (any, error) {
+			if sample < 1 && rand.Float64() >= sample {
+				return next(ctx, request)
+			}
+			begin := time.Now()
+			response, err := next(ctx, request)
+			req := request.(*endpoint.HandleRequest)
+			kv := []any{"level", "info", "msg", "request",
+				"method", req.Method, "path", req.Path, "took", time.Since(begin)}
+			if resp, ok := response.(*endpoint.HandleResponse); ok {
+				kv = append(kv, "route", resp.Route, "status", resp.Status)
+				if resp.Err != nil {
+					kv = append(kv, "err", resp.Err)
+				}
+			}
+			if err != nil {
+				kv = append(kv, "err", err)
+			}
+			if traceID != nil {
+				if id := traceID(ctx); id != "" {
+					kv = append(kv, "trace_id", id)
+				}
+			}
+			_ = logger.Log(kv...)
+			return response, err
+		}
+	}
+}

@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# Build the project's pinned external tools from Go modules into .tools/bin.
+#
+# Usage: scripts/tools.sh NAME...   build the named tools
+#        scripts/tools.sh all       build every tool
+#        scripts/tools.sh list      print "NAME VERSION" for every tool
+#
+# Env:   TOOLS_DIR  root of the tool tree (default: <repo>/.tools), holding
+#                   bin/ (binaries), stamps/ (NAME-VERSION build stamps) and
+#                   src/ (reused build directories and wrapper modules).
+#
+# A tool is rebuilt only when its binary or its NAME-VERSION stamp is missing,
+# so changing a pin below rebuilds just that tool. Builds run one at a time
+# (a lock serialises concurrent runs) and use the normal Go build cache, so a
+# rebuild after a cold one takes seconds. Only the Go module proxy is needed
+# (etcd alone may fall back to Debian's etcd-server package).
+#
+# Callers: helm keeps state under ~/.cache, ~/.config and ~/.local/share
+# unless HELM_CACHE_HOME, HELM_CONFIG_HOME and HELM_DATA_HOME point at a
+# project-local folder; set them when running helm. Jaeger should be started
+# with `--config file:scripts/jaeger-config.yaml` (loopback-only ports).
+set -euo pipefail
+
+GOLANGCI_LINT_VERSION=v2.15.0
+GOVULNCHECK_VERSION=v1.9.0
+HELM_VERSION=v3.22.0
+JAEGER_VERSION=v1.76.0
+JAEGER_V2_VERSION=v2.13.0 # the Jaeger v2 release cut from the v1.76.0 tag
+ETCD_VERSION=v3.5.21
+K8S_VERSION=v1.37.2
+K8S_STAGING_VERSION=v0.37.2
+PROMETHEUS_ADAPTER_VERSION=v0.12.0
+
+TOOLS=(golangci-lint govulncheck helm jaeger etcd kube-apiserver
+	kube-controller-manager kubectl prometheus-adapter)
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TOOLS_DIR=${TOOLS_DIR:-$ROOT/.tools}
+TOOLS_DIR=$(realpath -m "$TOOLS_DIR")
+BIN=$TOOLS_DIR/bin
+STAMPS=$TOOLS_DIR/stamps
+SRC=$TOOLS_DIR/src
+
+# No toolchain downloads, no go.work from an enclosing directory, and no VCS
+# stamping from the project's own git repo (build dirs live inside it).
+export GOTOOLCHAIN=local GOWORK=off GOFLAGS=-buildvcs=false
+
+usage() {
+	sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+}
+
+version_of() {
+	case $1 in
+	golangci-lint) echo "$GOLANGCI_LINT_VERSION" ;;
+	govulncheck) echo "$GOVULNCHECK_VERSION" ;;
+	helm) echo "$HELM_VERSION" ;;
+	jaeger) echo "$JAEGER_VERSION" ;;
+	etcd) echo "$ETCD_VERSION" ;;
+	kube-apiserver | kube-controller-manager | kubectl) echo "$K8S_VERSION" ;;
+	prometheus-adapter) echo "$PROMETHEUS_ADAPTER_VERSION" ;;
+	*) return 1 ;;
+	esac
+}
+
+# go_install MODULE_PACKAGE VERSION [go install flags...]
+go_install() {
+	local pkg=$1 version=$2
+	shift 2
+	GOBIN=$BIN go install -trimpath "$@" "$pkg@$version"
+}
+
+# module_dir MODULE VERSION: download a module and print its module-cache dir.
+module_dir() {
+	local json dir
+	json=$(cd "$SRC" && go mod download -json "$1@$2")
+	dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")
+	[[ -n $dir && -d $dir ]] || {
+		echo "$json" >&2
+		return 1
+	}
+	echo "$dir"
+}
+
+# module_copy MODULE VERSION NAME: a writable copy of a module under src/,
+# made once and reused (the module cache is read-only).
+module_copy() {
+	local dst=$SRC/$3-$2 dir
+	if [[ ! -f $dst/.copied ]]; then
+		dir=$(module_dir "$1" "$2")
+		rm -rf "$dst" "$dst.tmp"
+		cp -R "$dir" "$dst.tmp"
+		chmod -R u+w "$dst.tmp"
+		touch "$dst.tmp/.copied"
+		mv "$dst.tmp" "$dst"
+	fi
+	echo "$dst"
+}
+
+build_golangci-lint() {
+	go_install github.com/golangci/golangci-lint/v2/cmd/golangci-lint "$GOLANGCI_LINT_VERSION"
+}
+
+build_govulncheck() {
+	go_install golang.org/x/vuln/cmd/govulncheck "$GOVULNCHECK_VERSION"
+}
+
+build_helm() {
+	go_install helm.sh/helm/v3/cmd/helm "$HELM_VERSION" \
+		-ldflags "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+}
+
+# go install refuses Jaeger (its go.mod has replace directives): build a copy.
+build_jaeger() {
+	local dir v=github.com/jaegertracing/jaeger/internal/version
+	dir=$(module_copy github.com/jaegertracing/jaeger "$JAEGER_VERSION" jaeger)
+	(cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath \
+		-ldflags "-X $v.latestVersion=$JAEGER_V2_VERSION" \
+		-o "$BIN/.jaeger.tmp" ./cmd/jaeger)
+	mv -f "$BIN/.jaeger.tmp" "$BIN/jaeger"
+}
+
+# go install refuses etcd too: a wrapper module requiring the server module
+# builds its main package. Falls back to Debian's etcd-server (3.4).
+build_etcd() {
+	local dir=$SRC/etcd-$ETCD_VERSION
+	mkdir -p "$dir"
+	if [[ ! -f $dir/go.mod ]]; then
+		printf 'module anyroute.local/tools/etcd\n\ngo 1.23.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' \
+			"$ETCD_VERSION" >"$dir/go.mod"
+	fi
+	if (cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath \
+		-o "$BIN/.etcd.tmp" go.etcd.io/etcd/server/v3); then
+		mv -f "$BIN/.etcd.tmp" "$BIN/etcd"
+		return 0
+	fi
+	echo "etcd $ETCD_VERSION: go build failed, falling back to Debian's etcd-server" >&2
+	if [[ ! -x /usr/bin/etcd ]]; then
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get install -y etcd-server >&2 ||
+			{ apt-get update >&2 && apt-get install -y etcd-server >&2; }
+	fi
+	ln -sf /usr/bin/etcd "$BIN/etcd"
+	STAMP_NOTE="debian etcd-server: $(/usr/bin/etcd --version | head -n1)"
+}
+
+# Kubernetes: a wrapper module requiring k8s.io/kubernetes, with every staging
+# module (replaced by ./staging/... in its own go.mod) replaced by its
+# published release, as kubernetes' go.mod replaces are ignored for a
+# dependency. One wrapper serves kube-apiserver, kube-controller-manager and
+# kubectl, so they share its go.sum and the build cache.
+k8s_wrapper() {
+	local dir=$SRC/kubernetes-$K8S_VERSION moddir mods m
+	if [[ ! -f $dir/go.mod ]]; then
+		mkdir -p "$dir"
+		moddir=$(module_dir k8s.io/kubernetes "$K8S_VERSION")
+		# Staging modules that kubernetes requires (others, e.g. the sample
+		# modules, are not in the build and not all are published).
+		mods=$(awk '
+			$2 == "=>" && $1 ~ /^k8s\.io\// && $3 ~ /^\.\/staging\// { staged[$1] = 1 }
+			$1 ~ /^k8s\.io\// && $2 == "v0.0.0" { required[$1] = 1 }
+			END { for (m in staged) if (m in required) print m }' "$moddir/go.mod" | sort)
+		[[ -n $mods ]] || {
+			echo "no staging modules found in $moddir/go.mod" >&2
+			return 1
+		}
+		{
+			printf 'module anyroute.local/tools/kubernetes\n\ngo 1.26.0\n\n'
+			printf 'require k8s.io/kubernetes %s\n\nreplace (\n' "$K8S_VERSION"
+			for m in $mods; do
+				printf '\t%s => %s %s\n' "$m" "$m" "$K8S_STAGING_VERSION"
+			done
+			printf ')\n'
+		} >"$dir/go.mod.tmp"
+		mv "$dir/go.mod.tmp" "$dir/go.mod"
+	fi
+	echo "$dir"
+}
+
+# build_k8s NAME: build k8s.io/kubernetes/cmd/NAME from the wrapper module.
+build_k8s() {
+	local name=$1 dir minor v=k8s.io/component-base/version
+	dir=$(k8s_wrapper)
+	minor=${K8S_VERSION#v*.}
+	minor=${minor%%.*}
+	(cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath \
+		-ldflags "-s -w -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean" \
+		-o "$BIN/.$name.tmp" "k8s.io/kubernetes/cmd/$name")
+	mv -f "$BIN/.$name.tmp" "$BIN/$name"
+}
+
+build_kube-apiserver() { build_k8s kube-apiserver; }
+build_kube-controller-manager() { build_k8s kube-controller-manager; }
+build_kubectl() { build_k8s kubectl; }
+
+build_prometheus-adapter() {
+	local dir
+	dir=$(module_copy sigs.k8s.io/prometheus-adapter "$PROMETHEUS_ADAPTER_VERSION" prometheus-adapter)
+	(cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath \
+		-o "$BIN/.prometheus-adapter.tmp" ./cmd/adapter)
+	mv -f "$BIN/.prometheus-adapter.tmp" "$BIN/prometheus-adapter"
+}
+
+# ensure NAME: build NAME unless its binary and its current stamp exist.
+ensure() {
+	local name=$1 version start stamp
+	version=$(version_of "$name")
+	stamp=$STAMPS/$name-$version
+	if [[ -x $BIN/$name && -f $stamp ]]; then
+		echo "$name $version: cached"
+		return 0
+	fi
+	echo "$name $version: building ..."
+	start=$SECONDS
+	STAMP_NOTE="built from Go modules with $(go env GOVERSION)"
+	"build_$name"
+	rm -f "$STAMPS/$name"-v*
+	echo "$STAMP_NOTE" >"$stamp"
+	echo "$name $version: built in $((SECONDS - start))s"
+}
+
+main() {
+	local arg name names=()
+	if [[ $# -eq 0 ]]; then
+		usage >&2
+		exit 2
+	fi
+	for arg in "$@"; do
+		case $arg in
+		-h | --help | help)
+			usage
+			exit 0
+			;;
+		list)
+			for name in "${TOOLS[@]}"; do
+				echo "$name $(version_of "$name")"
+			done
+			exit 0
+			;;
+		all) names+=("${TOOLS[@]}") ;;
+		*)
+			if ! version_of "$arg" >/dev/null; then
+				echo "tools.sh: unknown tool '$arg' (known: all ${TOOLS[*]})" >&2
+				exit 2
+			fi
+			names+=("$arg")
+			;;
+		esac
+	done
+	mkdir -p "$BIN" "$STAMPS" "$SRC"
+	# A stub module so that go commands run in src/ ignore the project's own
+	# go.mod (which may be mid-edit) and the repo's ./... skips src/.
+	[[ -f $SRC/go.mod ]] || printf 'module anyroute.local/tools\n\ngo 1.26.0\n' >"$SRC/go.mod"
+	# One build at a time, also across concurrent runs of this script.
+	exec 9>"$TOOLS_DIR/.lock"
+	flock 9
+	for name in "${names[@]}"; do
+		ensure "$name"
+	done
+}
+
+main "$@"

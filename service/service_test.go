@@ -1,0 +1,121 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func newTestService(t *testing.T, rules ...Rule) Service {
+	t.Helper()
+	s, err := New(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestHandleRouting(t *testing.T) {
+	s := newTestService(t,
+		Rule{Name: "create", Match: "/items", Methods: []string{"POST"}, Status: 201},
+		Rule{Name: "items", Match: "/items/*"},
+		Rule{Name: "teapot", Match: "/tea/{kind}", Status: 418, BodyBytes: 10},
+		Rule{Name: "shadowed", Match: "/items/x", Status: 500},
+	)
+	tests := []struct {
+		method, path string
+		route        string
+		id           int
+		status       int
+		padding      int
+	}{
+		{"POST", "/items", "create", 0, 201, 0},
+		{"GET", "/items", "items", 1, 200, 0}, // method filter falls through to the next rule
+		{"GET", "/items/x", "items", 1, 200, 0},
+		{"PURGE", "/tea/green", "teapot", 2, 418, 10},
+		{"GET", "/tea", OtherRoute, 4, 200, 0},
+		{"GET", "/nowhere", OtherRoute, 4, 200, 0},
+	}
+	for _, tt := range tests {
+		resp, err := s.Handle(context.Background(), Request{Method: tt.method, Path: tt.path})
+		if err != nil {
+			t.Fatalf("%s %s: %v", tt.method, tt.path, err)
+		}
+		if resp.Route != tt.route || resp.RouteID != tt.id || resp.Status != tt.status || resp.Padding != tt.padding {
+			t.Errorf("%s %s = %+v, want route %s id %d status %d padding %d",
+				tt.method, tt.path, resp, tt.route, tt.id, tt.status, tt.padding)
+		}
+	}
+}
+
+func TestHandleInjectedErrors(t *testing.T) {
+	s := newTestService(t,
+		Rule{Name: "always", Match: "/always", ErrorRate: 1, ErrorStatus: 503},
+		Rule{Name: "never", Match: "/never", ErrorRate: 0},
+		Rule{Name: "default_status", Match: "/default", ErrorRate: 1},
+	)
+	for path, want := range map[string]int{"/always": 503, "/never": 200, "/default": 500} {
+		resp, err := s.Handle(context.Background(), Request{Method: "GET", Path: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Status != want {
+			t.Errorf("%s: status %d, want %d", path, resp.Status, want)
+		}
+		if (want != 200) != errors.Is(resp.Err, ErrInjected) {
+			t.Errorf("%s: Err = %v", path, resp.Err)
+		}
+	}
+}
+
+func TestHandleErrorRateIsAShare(t *testing.T) {
+	s := newTestService(t, Rule{Name: "half", Match: "/*", ErrorRate: 0.5})
+	const n = 4000
+	failed := 0
+	for range n {
+		resp, _ := s.Handle(context.Background(), Request{Method: "GET", Path: "/x"})
+		if resp.Err != nil {
+			failed++
+		}
+	}
+	// 0.5 ± 5 standard deviations of a binomial(4000, 0.5): fails by chance about once in 3.5 million runs.
+	if failed < 1842 || failed > 2158 {
+		t.Fatalf("%d of %d failed, want about half", failed, n)
+	}
+}
+
+func TestHandleBodyTooLarge(t *testing.T) {
+	s := newTestService(t, Rule{Name: "slow", Match: "/*", Delay: time.Hour, BodyBytes: 100})
+	resp, err := s.Handle(context.Background(), Request{Method: "POST", Path: "/x", BodyTooLarge: true})
+	if err != nil || resp.Status != 413 || !errors.Is(resp.Err, ErrBodyTooLarge) || resp.Padding != 0 {
+		t.Fatalf("got %+v, %v; want 413 without waiting for the delay", resp, err)
+	}
+	if resp.Route != "slow" {
+		t.Fatalf("route %q: a rejected body still counts under its route", resp.Route)
+	}
+}
+
+func TestHandleDelay(t *testing.T) {
+	s := newTestService(t, Rule{Name: "slow", Match: "/slow", Delay: 30 * time.Millisecond, Jitter: 10 * time.Millisecond})
+	begin := time.Now()
+	if _, err := s.Handle(context.Background(), Request{Method: "GET", Path: "/slow"}); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(begin); took < 20*time.Millisecond {
+		t.Fatalf("answered after %v, before the delay minus the jitter", took)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	resp, err := s.Handle(ctx, Request{Method: "GET", Path: "/slow"})
+	if !errors.Is(err, context.Canceled) || resp.Status != StatusClientClosed || resp.Route != "slow" {
+		t.Fatalf("cancelled: got %+v, %v", resp, err)
+	}
+}
+
+func TestNewRejectsBadPattern(t *testing.T) {
+	if _, err := New([]Rule{{Name: "bad", Match: "/a*"}}); err == nil {
+		t.Fatal("New accepted a bad pattern")
+	}
+}

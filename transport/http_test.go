@@ -1,0 +1,167 @@
+package transport
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/iotest"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/anyroute/anyroute/endpoint"
+	"github.com/anyroute/anyroute/service"
+)
+
+// echoEndpoint stands in for the service: it answers what the request carried, so the test sees
+// exactly what the decoder produced.
+func echoEndpoint(got *service.Request) func(context.Context, any) (any, error) {
+	return func(_ context.Context, request any) (any, error) {
+		req := request.(*endpoint.HandleRequest)
+		*got = req.Request
+		resp := service.Response{Status: 200, Route: "r"}
+		if req.BodyTooLarge {
+			resp.Status, resp.Err = 413, service.ErrBodyTooLarge
+		}
+		return &endpoint.HandleResponse{Response: resp, Request: req.Request}, nil
+	}
+}
+
+func TestDecodeCountsBodyAndEnforcesLimit(t *testing.T) {
+	var got service.Request
+	h := NewHTTPHandler(echoEndpoint(&got), Options{MaxBodyBytes: 10, Instance: "i"})
+	tests := []struct {
+		body       io.Reader
+		length     int64 // -1: unknown, chunked
+		wantBytes  int64
+		wantStatus int
+	}{
+		{strings.NewReader("hello"), 5, 5, 200},
+		{strings.NewReader("0123456789"), 10, 10, 200},
+		{strings.NewReader(strings.Repeat("x", 11)), 11, 0, 413},     // declared too large: never read
+		{strings.NewReader(strings.Repeat("x", 1<<20)), -1, 10, 413}, // chunked: read up to the limit only
+	}
+	for i, tt := range tests {
+		req := httptest.NewRequest("POST", "/upload", tt.body)
+		req.ContentLength = tt.length
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tt.wantStatus || got.BodyBytes != tt.wantBytes {
+			t.Errorf("case %d: status %d bytes %d, want %d and %d", i, rec.Code, got.BodyBytes, tt.wantStatus, tt.wantBytes)
+		}
+		if tt.wantStatus == 413 && rec.Header().Get("Connection") != "close" {
+			t.Errorf("case %d: a 413 must close the connection rather than drain the body", i)
+		}
+	}
+}
+
+func TestBrokenBodyIs400WithoutDetails(t *testing.T) {
+	var got service.Request
+	h := NewHTTPHandler(echoEndpoint(&got), Options{MaxBodyBytes: 100})
+	req := httptest.NewRequest("POST", "/x", iotest.ErrReader(errors.New("secret internal detail")))
+	req.ContentLength = -1
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 400 || strings.Contains(rec.Body.String(), "secret") {
+		t.Fatalf("got %d %q", rec.Code, rec.Body.String())
+	}
+	var body map[string]string
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body["error"] == "" {
+		t.Fatalf("error body %q is not JSON with an error: %v", rec.Body.String(), err)
+	}
+}
+
+func TestEchoIsValidJSONForAnyPath(t *testing.T) {
+	paths := []string{"/plain", "/quote\"back\\slash", "/ctl\x01\x1f\x7f", "/nl\n\t\r", "/héllo/日本", "/bad\xff\xfeutf8", "/<script>&"}
+	for _, p := range paths {
+		var got service.Request
+		h := NewHTTPHandler(echoEndpoint(&got), Options{MaxBodyBytes: 1, Instance: "pod-1",
+			TraceID: func(context.Context) string { return "abc" }})
+		req := httptest.NewRequest("GET", "/", nil)
+		req.URL.Path = p
+		req.URL.RawQuery = "a=1&b=\"2\""
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var echo map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &echo); err != nil {
+			t.Fatalf("path %q: echo %q is not JSON: %v", p, rec.Body.String(), err)
+		}
+		var wantPath string // what encoding/json makes of the same string
+		if b, err := json.Marshal(p); err != nil || json.Unmarshal(b, &wantPath) != nil {
+			t.Fatal(err)
+		}
+		if echo["path"] != wantPath || echo["method"] != "GET" || echo["query"] != "a=1&b=\"2\"" ||
+			echo["instance"] != "pod-1" || echo["trace_id"] != "abc" || echo["route"] != "r" || echo["status"] != 200.0 {
+			t.Errorf("path %q: echo %v", p, echo)
+		}
+		if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+			t.Errorf("Content-Type %q", ct)
+		}
+	}
+}
+
+func TestBusinessErrorsAreNamedOthersAreNot(t *testing.T) {
+	for _, tt := range []struct {
+		err    error
+		status int
+		want   string
+	}{
+		{service.ErrInjected, 503, "injected failure"},
+		{context.Canceled, 499, ""},
+		{errors.New("db password is hunter2"), 500, "Internal Server Error"},
+	} {
+		ep := func(_ context.Context, request any) (any, error) {
+			return &endpoint.HandleResponse{Response: service.Response{Status: tt.status, Route: "r", Err: tt.err, Padding: 5}}, nil
+		}
+		rec := httptest.NewRecorder()
+		NewHTTPHandler(ep, Options{}).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+		var echo map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &echo); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Code != tt.status || echo["error"] != tt.want {
+			t.Errorf("%v: got %d %v", tt.err, rec.Code, echo)
+		}
+		if echo["padding"] != "xxxxx" {
+			t.Errorf("padding = %v", echo["padding"])
+		}
+	}
+}
+
+func TestAdminHandler(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "probe_total", Help: "A probe."})
+	reg.MustRegister(c)
+	c.Add(3)
+	ready := &atomic.Bool{}
+	get := func(h http.Handler, path string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	h := NewAdminHandler(AdminOptions{Gatherer: reg, Ready: ready})
+	if code, body := get(h, "/metrics"); code != 200 || !strings.Contains(body, "probe_total 3") {
+		t.Errorf("/metrics: %d %q", code, body)
+	}
+	if code, _ := get(h, "/healthz"); code != 200 {
+		t.Errorf("/healthz: %d", code)
+	}
+	if code, _ := get(h, "/readyz"); code != 503 {
+		t.Errorf("/readyz before ready: %d", code)
+	}
+	ready.Store(true)
+	if code, _ := get(h, "/readyz"); code != 200 {
+		t.Errorf("/readyz when ready: %d", code)
+	}
+	if code, _ := get(h, "/debug/pprof/"); code != 404 {
+		t.Errorf("pprof is off by default, got %d", code)
+	}
+	if code, _ := get(NewAdminHandler(AdminOptions{Gatherer: reg, PProf: true}), "/debug/pprof/"); code != 200 {
+		t.Errorf("pprof enabled: %d", code)
+	}
+}
