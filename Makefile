@@ -22,9 +22,17 @@ run: build ## run the service on embedded defaults (:8080 API, :8081 admin); ARG
 .PHONY: test
 test: test-unit ## every test of the project, integration included
 
+.PHONY: test-deps
+test-deps: ## install what the tests run for real: Prometheus (Debian), the pinned tools
+	scripts/deps.sh prometheus promtool
+
 .PHONY: test-unit
-test-unit: ## unit tests, wiring tests and real-binary tests, with the race detector
+test-unit: test-deps ## unit tests, wiring tests and real-binary tests (real Prometheus too), with the race detector
 	$(GO) test -race -count=1 ./...
+
+.PHONY: bench-metrics
+bench-metrics: ## micro-benchmarks of the metrics pipeline
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./instrumenting/
 
 .PHONY: tools
 tools: ## build the pinned tools into .tools/bin

@@ -135,9 +135,11 @@ build_etcd() {
 	fi
 	echo "etcd $ETCD_VERSION: go build failed, falling back to Debian's etcd-server" >&2
 	if [[ ! -x /usr/bin/etcd ]]; then
+		# Wait for a concurrent apt/dpkg run instead of failing on its lock.
+		local apt=(apt-get -o DPkg::Lock::Timeout=600)
 		export DEBIAN_FRONTEND=noninteractive
-		apt-get install -y etcd-server >&2 ||
-			{ apt-get update >&2 && apt-get install -y etcd-server >&2; }
+		"${apt[@]}" install -y etcd-server >&2 ||
+			{ "${apt[@]}" update >&2 && "${apt[@]}" install -y etcd-server >&2; }
 	fi
 	ln -sf /usr/bin/etcd "$BIN/etcd"
 	STAMP_NOTE="debian etcd-server: $(/usr/bin/etcd --version | head -n1)"

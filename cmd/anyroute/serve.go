@@ -83,13 +83,21 @@ type app struct {
 	admin    http.Handler
 	ready    *atomic.Bool
 	registry *prometheus.Registry
+	flusher  *instrumenting.Flusher
 }
 
 // newApp wires the layers. Decorators are applied in this one place, innermost first, so their
 // order can be read top to bottom.
 func newApp(cfg config.Config, logger log.Logger) (*app, error) {
 	a := &app{ready: &atomic.Bool{}, registry: prometheus.NewRegistry()}
+
+	// Request metrics: the hot path adds into the aggregator, the flusher publishes it, the
+	// collector serves what was published.
+	agg := instrumenting.NewAggregator(routeNames(cfg.Routes), service.OtherRoute, cfg.Metrics.Buckets)
+	a.flusher = instrumenting.NewFlusher(agg, cfg.Metrics.FlushInterval.D())
+	ver, rev := buildVersion()
 	a.registry.MustRegister(
+		instrumenting.NewCollector(cfg.Metrics.Namespace, a.flusher, instrumenting.BuildInfo{Version: ver, Revision: rev}),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -103,6 +111,7 @@ func newApp(cfg config.Config, logger log.Logger) (*app, error) {
 		if svc, err = service.New(routeRules(cfg.Routes)); err != nil {
 			return nil, err
 		}
+		svc = instrumenting.Counting(agg)(svc)
 	}
 
 	// The endpoint and its middlewares; endpoint.Chain lists the outermost first.
@@ -192,6 +201,10 @@ func serveConfig(cfg config.Config, logger log.Logger) error {
 			}
 		})
 	}
+	{ // Flusher: its interrupt runs after the API drained and flushes once more, so the last
+		// scrape before the admin listener closes sees every answered request.
+		g.Add(a.flusher.Run, func(error) { a.flusher.Stop() })
+	}
 	{ // Admin listener: closed after the API has drained, so probes and scrapes see the drain.
 		srv := &http.Server{Handler: a.admin, ReadHeaderTimeout: 5 * time.Second, ErrorLog: stdLogger(logger)}
 		g.Add(func() error {
@@ -253,6 +266,15 @@ func instanceName() string {
 		return host
 	}
 	return "unknown"
+}
+
+// routeNames are the route label values, in rule order: a rule's index is its route id.
+func routeNames(routes []config.Route) []string {
+	names := make([]string, len(routes))
+	for i, r := range routes {
+		names[i] = r.Name
+	}
+	return names
 }
 
 func routeRules(routes []config.Route) []service.Rule {

@@ -1,0 +1,118 @@
+package instrumenting
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/anyroute/anyroute/service"
+)
+
+var benchBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// BenchmarkCounting is the counting decorator around a service that answers at once: the cost
+// of counting on the request path. Compare with BenchmarkClientGolangDirect, run alongside.
+func BenchmarkCounting(b *testing.B) {
+	agg := NewAggregator([]string{"orders"}, "other", benchBuckets)
+	svc := Counting(agg)(fixedService{resp: service.Response{Status: 200, Route: "orders"}})
+	req := service.Request{Method: "GET", Path: "/orders/1"}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			_, _ = svc.Handle(ctx, req)
+		}
+	})
+}
+
+// BenchmarkAggregator is the counting decorator's work without its two clock reads, which cost
+// more than the rest on some virtual machines (see docs/benchmarks.md).
+func BenchmarkAggregator(b *testing.B) {
+	agg := NewAggregator([]string{"orders"}, "other", benchBuckets)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			agg.End(agg.Begin(), 0, "GET", 200, 3*time.Millisecond)
+		}
+	})
+}
+
+// BenchmarkClock is the clock reads alone: time.Now and time.Since, as the decorator makes them.
+func BenchmarkClock(b *testing.B) {
+	b.RunParallel(func(pb *testing.PB) {
+		var d time.Duration
+		for pb.Next() {
+			d += time.Since(time.Now())
+		}
+		_ = d
+	})
+}
+
+// BenchmarkClientGolangDirect is what the counting decorator replaces: client_golang's vectors
+// updated on every request.
+func BenchmarkClientGolangDirect(b *testing.B) {
+	reg := prometheus.NewRegistry()
+	labels := []string{"method", "route", "code"}
+	counter := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "app_requests_total", Help: "h"}, labels)
+	hist := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "app_request_duration_seconds", Help: "h", Buckets: benchBuckets}, labels)
+	reg.MustRegister(counter, hist)
+	next := fixedService{resp: service.Response{Status: 200, Route: "orders"}}
+	req := service.Request{Method: "GET", Path: "/orders/1"}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			begin := time.Now()
+			resp, _ := next.Handle(ctx, req)
+			code := strconv.Itoa(resp.Status)
+			counter.WithLabelValues(req.Method, resp.Route, code).Inc()
+			hist.WithLabelValues(req.Method, resp.Route, code).Observe(time.Since(begin).Seconds())
+		}
+	})
+}
+
+// newLoadedAggregator has 1,000 series: 100 routes × 2 methods × 5 codes.
+func newLoadedAggregator() *Aggregator {
+	routes := make([]string, 100)
+	for i := range routes {
+		routes[i] = fmt.Sprintf("route_%d", i)
+	}
+	agg := NewAggregator(routes, "other", benchBuckets)
+	for r := range routes {
+		for _, m := range []string{"GET", "POST"} {
+			for _, c := range []int{200, 201, 404, 500, 503} {
+				agg.End(agg.Begin(), r, m, c, time.Duration(r)*time.Millisecond)
+			}
+		}
+	}
+	return agg
+}
+
+// BenchmarkFlush1000Series is one flush, the work done every flush interval.
+func BenchmarkFlush1000Series(b *testing.B) {
+	f := NewFlusher(newLoadedAggregator(), time.Second)
+	if n := len(f.Current().Series); n != 1000 {
+		b.Fatalf("%d series", n)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		f.Flush()
+	}
+}
+
+// BenchmarkCollect1000Series is one scrape's worth of building the request metrics.
+func BenchmarkCollect1000Series(b *testing.B) {
+	c := NewCollector("app", NewFlusher(newLoadedAggregator(), time.Second), BuildInfo{})
+	ch := make(chan prometheus.Metric, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Collect(ch)
+		for len(ch) > 0 {
+			<-ch
+		}
+	}
+}

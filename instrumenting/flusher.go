@@ -1,0 +1,67 @@
+package instrumenting
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Flusher publishes the aggregator's counts every interval, so that /metrics serves a snapshot
+// no older than one interval while the request path never touches Prometheus. It is a run-group
+// actor: Run loops until Stop, and Stop flushes once more, so requests answered before Stop are
+// all published.
+type Flusher struct {
+	agg      *Aggregator
+	interval time.Duration
+	current  atomic.Pointer[Snapshot]
+	flushes  atomic.Uint64
+	lastTook atomic.Int64 // nanoseconds
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+	mu       sync.Mutex // one flush at a time, so snapshots are published in order
+}
+
+// NewFlusher returns a flusher that has published one snapshot already: /metrics is complete from
+// the first scrape on.
+func NewFlusher(agg *Aggregator, interval time.Duration) *Flusher {
+	f := &Flusher{agg: agg, interval: interval, stop: make(chan struct{}), done: make(chan struct{})}
+	f.Flush()
+	return f
+}
+
+// Flush publishes a snapshot now.
+func (f *Flusher) Flush() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	begin := time.Now()
+	f.current.Store(f.agg.Snapshot())
+	f.lastTook.Store(int64(time.Since(begin)))
+	f.flushes.Add(1)
+}
+
+// Current returns the last published snapshot.
+func (f *Flusher) Current() *Snapshot { return f.current.Load() }
+
+// Run flushes every interval until Stop, then once more.
+func (f *Flusher) Run() error {
+	defer close(f.done)
+	t := time.NewTicker(f.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			f.Flush()
+		case <-f.stop:
+			f.Flush()
+			return nil
+		}
+	}
+}
+
+// Stop ends Run and returns after its final flush. It is the flusher's run-group interrupt, and
+// must be called only after the API listener has drained.
+func (f *Flusher) Stop() {
+	f.stopOnce.Do(func() { close(f.stop) })
+	<-f.done
+}

@@ -1,0 +1,213 @@
+package instrumenting
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/anyroute/anyroute/service"
+)
+
+func TestCollectorExposition(t *testing.T) {
+	agg := NewAggregator([]string{"orders"}, "other", []float64{0.01, 0.1})
+	for _, o := range []struct {
+		route  int
+		method string
+		code   int
+		d      time.Duration
+	}{
+		{0, "GET", 200, 5 * time.Millisecond},
+		{0, "GET", 200, 50 * time.Millisecond},
+		{0, "GET", 200, 10 * time.Millisecond}, // on a bound: counted in that bucket (le)
+		{0, "POST", 503, 2 * time.Second},
+		{1, "BREW", 200, time.Millisecond}, // invented method
+		{7, "GET", 404, time.Millisecond},  // unknown route id: folded into other
+	} {
+		agg.End(agg.Begin(), o.route, o.method, o.code, o.d)
+	}
+	f := NewFlusher(agg, time.Second)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector("app", f, BuildInfo{Version: "v1", Revision: "abc"}))
+
+	want := `
+# HELP app_requests_total Requests answered, by method, route rule and status code.
+# TYPE app_requests_total counter
+app_requests_total{code="200",method="GET",route="orders"} 3
+app_requests_total{code="503",method="POST",route="orders"} 1
+app_requests_total{code="200",method="OTHER",route="other"} 1
+app_requests_total{code="404",method="GET",route="other"} 1
+# HELP app_request_duration_seconds Time the service took to answer, by method, route rule and status code.
+# TYPE app_request_duration_seconds histogram
+app_request_duration_seconds_bucket{code="200",method="GET",route="orders",le="0.01"} 2
+app_request_duration_seconds_bucket{code="200",method="GET",route="orders",le="0.1"} 3
+app_request_duration_seconds_bucket{code="200",method="GET",route="orders",le="+Inf"} 3
+app_request_duration_seconds_sum{code="200",method="GET",route="orders"} 0.065
+app_request_duration_seconds_count{code="200",method="GET",route="orders"} 3
+app_request_duration_seconds_bucket{code="503",method="POST",route="orders",le="0.01"} 0
+app_request_duration_seconds_bucket{code="503",method="POST",route="orders",le="0.1"} 0
+app_request_duration_seconds_bucket{code="503",method="POST",route="orders",le="+Inf"} 1
+app_request_duration_seconds_sum{code="503",method="POST",route="orders"} 2
+app_request_duration_seconds_count{code="503",method="POST",route="orders"} 1
+app_request_duration_seconds_bucket{code="200",method="OTHER",route="other",le="0.01"} 1
+app_request_duration_seconds_bucket{code="200",method="OTHER",route="other",le="0.1"} 1
+app_request_duration_seconds_bucket{code="200",method="OTHER",route="other",le="+Inf"} 1
+app_request_duration_seconds_sum{code="200",method="OTHER",route="other"} 0.001
+app_request_duration_seconds_count{code="200",method="OTHER",route="other"} 1
+app_request_duration_seconds_bucket{code="404",method="GET",route="other",le="0.01"} 1
+app_request_duration_seconds_bucket{code="404",method="GET",route="other",le="0.1"} 1
+app_request_duration_seconds_bucket{code="404",method="GET",route="other",le="+Inf"} 1
+app_request_duration_seconds_sum{code="404",method="GET",route="other"} 0.001
+app_request_duration_seconds_count{code="404",method="GET",route="other"} 1
+# HELP app_requests_in_flight Requests being answered now.
+# TYPE app_requests_in_flight gauge
+app_requests_in_flight 0
+# HELP app_metrics_folded_requests_total Requests whose route was not a configured rule and were counted under route "other" instead.
+# TYPE app_metrics_folded_requests_total counter
+app_metrics_folded_requests_total 1
+`
+	err := testutil.CollectAndCompare(reg, strings.NewReader(want),
+		"app_requests_total", "app_request_duration_seconds", "app_requests_in_flight", "app_metrics_folded_requests_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(reg, "app_build_info", "app_metrics_flushes_total",
+		"app_metrics_flush_duration_seconds", "app_metrics_last_flush_timestamp_seconds"); n != 4 {
+		t.Fatalf("flusher health and build info: %d metrics, want 4", n)
+	}
+	if lint, err := testutil.GatherAndLint(reg); err != nil || len(lint) > 0 {
+		t.Fatalf("metric lint: %v %v", lint, err)
+	}
+}
+
+func TestCollectorServesOnlyWhatWasFlushed(t *testing.T) {
+	agg := NewAggregator(nil, "other", []float64{1})
+	f := NewFlusher(agg, time.Hour)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector("app", f, BuildInfo{}))
+	agg.End(agg.Begin(), 0, "GET", 200, time.Millisecond)
+	if n := testutil.CollectAndCount(reg, "app_requests_total"); n != 0 {
+		t.Fatalf("unflushed request already served")
+	}
+	f.Flush()
+	if n := testutil.CollectAndCount(reg, "app_requests_total"); n != 1 {
+		t.Fatalf("flushed request not served")
+	}
+}
+
+// TestAggregatorIsExactUnderContention hammers the aggregator from many goroutines while the
+// flusher runs, and checks that the final published totals equal the requests made.
+func TestAggregatorIsExactUnderContention(t *testing.T) {
+	routes := []string{"a", "b", "c"}
+	agg := NewAggregator(routes, "other", []float64{0.001, 0.01})
+	f := NewFlusher(agg, time.Millisecond)
+	go func() { _ = f.Run() }()
+
+	const workers, perWorker = 16, 5000
+	codes := []int{200, 201, 404, 500, 503}
+	methods := []string{"GET", "POST", "BREW"}
+	var wg sync.WaitGroup
+	var lastMu sync.Mutex
+	var monotonicErr error
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWorker {
+				tok := agg.Begin()
+				agg.End(tok, (w+i)%4, methods[i%3], codes[(w*i)%len(codes)], time.Duration(i%20)*time.Millisecond)
+			}
+		}()
+	}
+	// Meanwhile, published totals only ever grow.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var prev uint64
+		for range 200 {
+			total := snapshotTotal(f.Current())
+			if total < prev {
+				lastMu.Lock()
+				monotonicErr = fmt.Errorf("published total went from %d to %d", prev, total)
+				lastMu.Unlock()
+			}
+			prev = total
+			time.Sleep(200 * time.Microsecond)
+		}
+	}()
+	wg.Wait()
+	<-done
+	f.Stop()
+
+	snap := f.Current()
+	if got := snapshotTotal(snap); got != workers*perWorker {
+		t.Fatalf("published %d requests, made %d", got, workers*perWorker)
+	}
+	if monotonicErr != nil {
+		t.Fatal(monotonicErr)
+	}
+	if agg.InFlight() != 0 {
+		t.Fatalf("in flight %d after all requests ended", agg.InFlight())
+	}
+	// Series stay bounded: 4 routes × 3 methods (BREW → OTHER) × at most 5 codes.
+	if n := len(snap.Series); n > 4*3*5 {
+		t.Fatalf("%d series", n)
+	}
+	for _, s := range snap.Series {
+		if s.Buckets[len(s.Buckets)-1] > s.Count {
+			t.Fatalf("series %+v: bucket above count", s)
+		}
+	}
+}
+
+func snapshotTotal(s *Snapshot) uint64 {
+	var n uint64
+	for _, x := range s.Series {
+		n += x.Count
+	}
+	return n
+}
+
+type fixedService struct {
+	resp service.Response
+	err  error
+}
+
+func (f fixedService) Handle(context.Context, service.Request) (service.Response, error) {
+	return f.resp, f.err
+}
+
+func TestCountingRecordsEveryAnswer(t *testing.T) {
+	agg := NewAggregator([]string{"r"}, "other", []float64{1})
+	ok := Counting(agg)(fixedService{resp: service.Response{Status: 201, RouteID: 0}})
+	gone := Counting(agg)(fixedService{resp: service.Response{Status: 499, RouteID: 0}, err: context.Canceled})
+	for range 3 {
+		_, _ = ok.Handle(context.Background(), service.Request{Method: "PUT"})
+	}
+	if _, err := gone.Handle(context.Background(), service.Request{Method: "GET"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the decorator must pass errors through, got %v", err)
+	}
+	got := map[string]uint64{}
+	for _, s := range agg.Snapshot().Series {
+		got[fmt.Sprintf("%s %s %d", s.Route, s.Method, s.Code)] = s.Count
+	}
+	if len(got) != 2 || got["r PUT 201"] != 3 || got["r GET 499"] != 1 {
+		t.Fatalf("recorded %v", got)
+	}
+}
+
+func TestCountingDoesNotAllocate(t *testing.T) {
+	agg := NewAggregator([]string{"r"}, "other", []float64{0.1, 1})
+	svc := Counting(agg)(fixedService{resp: service.Response{Status: 200}})
+	ctx, req := context.Background(), service.Request{Method: "GET", Path: "/"}
+	_, _ = svc.Handle(ctx, req) // the first answer of a code creates its cell
+	if n := testing.AllocsPerRun(1000, func() { _, _ = svc.Handle(ctx, req) }); n != 0 {
+		t.Fatalf("%v allocations per request", n)
+	}
+}
