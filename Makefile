@@ -5,6 +5,10 @@ SHELL := bash
 .DEFAULT_GOAL := build
 
 GO        ?= go
+# go.mod's toolchain line names the patched Go release the project builds with; some machines
+# default to GOTOOLCHAIN=local (in GOROOT/go.env), which would ignore it. auto fetches that release
+# once through the module proxy. An explicit GOTOOLCHAIN in the environment still wins.
+export GOTOOLCHAIN ?= auto
 TOOLS_BIN := $(CURDIR)/.tools/bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
@@ -20,15 +24,44 @@ run: build ## run the service on embedded defaults (:8080 API, :8081 admin); ARG
 	./bin/anyroute $(ARGS)
 
 .PHONY: test
-test: test-unit ## every test of the project, integration included
+test: test-unit fuzz ## every test of the project, integration included
+
+FUZZTIME ?= 10s
+
+.PHONY: fuzz
+fuzz: ## a short run of every fuzz target (FUZZTIME each; a longer hunt: make fuzz FUZZTIME=10m)
+	$(GO) test -run '^$$' -fuzz '^FuzzMatch$$' -fuzztime $(FUZZTIME) ./service/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
 
 .PHONY: test-deps
-test-deps: ## install what the tests run for real: Prometheus (Debian), the pinned tools
-	scripts/deps.sh prometheus promtool
+test-deps: ## install what the tests run for real: Prometheus, wrk (Debian), the pinned tools (helm, Jaeger)
+	scripts/deps.sh prometheus promtool wrk
+	scripts/tools.sh helm jaeger
 
 .PHONY: test-unit
 test-unit: test-deps ## unit tests, wiring tests and real-binary tests (real Prometheus too), with the race detector
 	$(GO) test -race -count=1 ./...
+
+# The autoscaling demo on a control plane on loopback (test/e2e, docs/autoscaling.md). Needs root
+# for a dummy network interface; the control-plane tools build once (about 15 minutes cold).
+E2E_TOOLS := etcd kube-apiserver kube-controller-manager kubectl prometheus-adapter helm
+
+.PHONY: e2e
+e2e: ## the chart's HPA scaling out under siege and back in, on real Kubernetes, Prometheus and prometheus-adapter
+	scripts/deps.sh prometheus siege ip
+	scripts/tools.sh $(E2E_TOOLS)
+	$(GO) test -tags e2e -count=1 -v -timeout 15m ./test/e2e/
+
+SOAK_DURATION ?= 10m
+
+.PHONY: soak
+soak: ## a steady mixed load for SOAK_DURATION (not part of make test): errors, memory, goroutines, counts
+	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags soak -count=1 -v -run '^TestSoak$$' -timeout 30m ./test/
+
+.PHONY: bench
+bench: bench-metrics ## micro-benchmarks, then the side-by-side load run against a bare server (writes docs/benchmarks.md)
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./cmd/anyroute/
+	scripts/bench.sh
 
 .PHONY: bench-metrics
 bench-metrics: ## micro-benchmarks of the metrics pipeline
@@ -39,12 +72,37 @@ tools: ## build the pinned tools into .tools/bin
 	scripts/tools.sh golangci-lint govulncheck helm jaeger
 
 .PHONY: lint
-lint: ## gofmt, go vet, golangci-lint
+lint: helm-lint vulncheck ## gofmt, go vet, golangci-lint; helm-lint and vulncheck first
 	@unformatted=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
 	  if [[ -n "$$unformatted" ]]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	scripts/tools.sh golangci-lint
 	$(TOOLS_BIN)/golangci-lint run ./...
+
+# govulncheck against a local database (vuln.go.dev is unreachable) that scripts/vulndb.sh builds into
+# .tools/vulndb from a pinned golang.org/x/vulndb module; exits 3 when reachable vulnerabilities are found.
+.PHONY: vulncheck
+vulncheck: ## govulncheck ./... against the pinned local vulnerability database
+	scripts/tools.sh govulncheck
+	scripts/vulndb.sh
+	$(TOOLS_BIN)/govulncheck -db file://$(CURDIR)/.tools/vulndb ./...
+
+# helm keeps its state under .tools/helm; --kube-version: the control plane the e2e test runs (helm
+# built from its module otherwise assumes 1.20, below the chart's kubeVersion).
+HELM         := HELM_CACHE_HOME=$(CURDIR)/.tools/helm/cache HELM_CONFIG_HOME=$(CURDIR)/.tools/helm/config \
+                HELM_DATA_HOME=$(CURDIR)/.tools/helm/data $(TOOLS_BIN)/helm
+HELM_KUBE    ?= 1.37.2
+CHART        := deployments/helm/anyroute
+DEMO_VALUES  := deployments/helm/values-demo.yaml
+
+.PHONY: helm-lint
+helm-lint: ## helm lint --strict the chart and render it, with default and with demo values
+	scripts/tools.sh helm
+	$(HELM) lint --strict --kube-version $(HELM_KUBE) $(CHART)
+	$(HELM) lint --strict --kube-version $(HELM_KUBE) $(CHART) -f $(DEMO_VALUES)
+	$(HELM) template anyroute $(CHART) --kube-version $(HELM_KUBE) >/dev/null
+	$(HELM) template anyroute $(CHART) --kube-version $(HELM_KUBE) -f $(DEMO_VALUES) >/dev/null
+	@echo "helm-lint: chart lints and renders with default and demo values"
 
 .PHONY: clean
 clean: ## remove build outputs (not the tools)

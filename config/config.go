@@ -103,8 +103,9 @@ type Route struct {
 
 // Shutdown configures the graceful stop on SIGTERM.
 type Shutdown struct {
-	Grace      Duration `json:"grace"`
-	DrainDelay Duration `json:"drain_delay"`
+	Grace         Duration `json:"grace"`
+	DrainDelay    Duration `json:"drain_delay"`
+	MetricsLinger Duration `json:"metrics_linger"`
 }
 
 // Default is the configuration used when no file is given, and the base every file is laid over.

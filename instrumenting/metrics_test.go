@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -209,5 +210,37 @@ func TestCountingDoesNotAllocate(t *testing.T) {
 	_, _ = svc.Handle(ctx, req) // the first answer of a code creates its cell
 	if n := testing.AllocsPerRun(1000, func() { _, _ = svc.Handle(ctx, req) }); n != 0 {
 		t.Fatalf("%v allocations per request", n)
+	}
+}
+
+type panickingService struct{}
+
+func (panickingService) Handle(context.Context, service.Request) (service.Response, error) {
+	panic("boom")
+}
+
+func TestRecoverAnswers500AndCounts(t *testing.T) {
+	agg := NewAggregator([]string{"r"}, "other", []float64{1})
+	reg := prometheus.NewPedanticRegistry()
+	panics := NewPanicCounter(reg, "app")
+	var logged strings.Builder
+	logger := log.NewLogfmtLogger(&logged)
+	svc := Counting(agg)(Recover(logger, func(context.Context) string { return "trace-7" }, panics)(panickingService{}))
+
+	resp, err := svc.Handle(context.Background(), service.Request{Method: "GET", Path: "/boom"})
+	if err != nil || resp.Status != 500 || !errors.Is(resp.Err, ErrPanic) {
+		t.Fatalf("got %+v, %v", resp, err)
+	}
+	if testutil.ToFloat64(panics) != 1 {
+		t.Fatal("panic not counted")
+	}
+	snap := agg.Snapshot()
+	if len(snap.Series) != 1 || snap.Series[0].Route != "other" || snap.Series[0].Code != 500 || snap.Series[0].Count != 1 {
+		t.Fatalf("request not counted as a 500: %+v", snap.Series)
+	}
+	for _, want := range []string{"panic=boom", "trace_id=trace-7", "path=/boom", "stack="} {
+		if !strings.Contains(logged.String(), want) {
+			t.Errorf("log lacks %q: %s", want, logged.String())
+		}
 	}
 }

@@ -9,6 +9,7 @@ declare -A package_of=(
 	[prometheus]=prometheus
 	[promtool]=prometheus
 	[siege]=siege
+	[ip]=iproute2
 	[wrk]=wrk
 	[debootstrap]=debootstrap
 	[docker-compose]=docker-compose

@@ -19,8 +19,9 @@ import (
 	"time"
 )
 
-// binary is the anyroute binary built once for the whole package by TestMain.
-var binary string
+// binary is the anyroute binary built once for the whole package by TestMain, with the race
+// detector; plainBinary is built without it, for the tests that measure memory.
+var binary, plainBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "anyroute-test-")
@@ -28,12 +29,15 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "anyroute")
-	build := exec.Command("go", "build", "-race", "-o", binary, "../cmd/anyroute")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building anyroute:", err)
-		os.Exit(1)
+	binary = filepath.Join(dir, "anyroute-race")
+	plainBinary = filepath.Join(dir, "anyroute")
+	for _, args := range [][]string{{"-race", "-o", binary}, {"-o", plainBinary}} {
+		build := exec.Command("go", append(append([]string{"build"}, args...), "../cmd/anyroute")...)
+		build.Stdout, build.Stderr = os.Stdout, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building anyroute:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
@@ -84,6 +88,12 @@ type proc struct {
 // free loopback ports, and waits until /readyz answers 200. The process is killed at cleanup.
 func start(t *testing.T, configJSON string, env ...string) *proc {
 	t.Helper()
+	return startBinary(t, binary, configJSON, env...)
+}
+
+// startBinary is start with a chosen build of anyroute.
+func startBinary(t *testing.T, bin, configJSON string, env ...string) *proc {
+	t.Helper()
 	apiAddr, adminAddr := freeAddr(t), freeAddr(t)
 	args := []string{"-http.addr", apiAddr, "-admin.addr", adminAddr}
 	if configJSON != "" {
@@ -94,7 +104,7 @@ func start(t *testing.T, configJSON string, env ...string) *proc {
 		args = append(args, "-config", file)
 	}
 	p := &proc{
-		cmd:   exec.Command(binary, args...),
+		cmd:   exec.Command(bin, args...),
 		api:   "http://" + apiAddr,
 		admin: "http://" + adminAddr,
 		logs:  &syncBuffer{},

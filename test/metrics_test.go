@@ -120,22 +120,30 @@ func TestRequestCountsAreExact(t *testing.T) {
 	}
 }
 
+// TestRandomPathFloodKeepsSeriesBounded floods the service with 100k distinct paths and invented
+// methods: the series on /metrics and the memory of the process stay bounded, and the counts exact.
 func TestRandomPathFloodKeepsSeriesBounded(t *testing.T) {
-	p := start(t, metricsConfig)
+	p := startBinary(t, plainBinary, metricsConfig) // the race detector's memory would hide ours
 	methods := []string{"GET", "POST", "PURGE", "X-INVENTED", "LOCK", "BREW"}
-	const n = 20000
-	load(t, n, 32, func(i int) (string, string) {
+	pick := func(i int) (string, string) {
 		path := fmt.Sprintf("/%x/%x", rand.Uint64(), i)
 		if i%5 == 0 {
 			path = fmt.Sprintf("/orders/%x", rand.Uint64()) // a configured route with random ids
 		}
 		return methods[i%len(methods)], p.api + path
-	})
+	}
+	const warmup, n = 50000, 100000
+	load(t, warmup, 32, pick)
+	time.Sleep(1500 * time.Millisecond)
+	rssBefore := gauge(t, scrape(t, p), "process_resident_memory_bytes")
+	sizeBefore := len(mustGet(t, p.admin+"/metrics"))
+
+	load(t, n, 32, pick)
 	time.Sleep(1500 * time.Millisecond)
 	fams := scrape(t, p)
 	counts, total := requestCounts(fams)
-	if total != n {
-		t.Fatalf("app_requests_total sums to %v, sent %d", total, n)
+	if total != warmup+n {
+		t.Fatalf("app_requests_total sums to %v, sent %d", total, warmup+n)
 	}
 	// routes other and orders × methods GET, POST, OTHER × code 200.
 	if len(counts) > 6 {
@@ -148,6 +156,35 @@ func TestRandomPathFloodKeepsSeriesBounded(t *testing.T) {
 	if series > 200 {
 		t.Fatalf("%d series on /metrics", series)
 	}
+	rssAfter := gauge(t, fams, "process_resident_memory_bytes")
+	sizeAfter := len(mustGet(t, p.admin+"/metrics"))
+	// The warm-up brings the process to its working size (connections, buffers, GC headroom);
+	// twice as many new paths again must not grow it by more than 15%.
+	if rssAfter > rssBefore*1.15 {
+		t.Errorf("RSS grew from %.1f to %.1f MiB over %d more distinct paths", rssBefore/(1<<20), rssAfter/(1<<20), n)
+	}
+	if sizeAfter > sizeBefore+1024 {
+		t.Errorf("/metrics grew from %d to %d bytes", sizeBefore, sizeAfter)
+	}
+	t.Logf("%d series on /metrics (%d bytes); RSS %.1f → %.1f MiB", series, sizeAfter, rssBefore/(1<<20), rssAfter/(1<<20))
+}
+
+func gauge(t *testing.T, fams map[string]*dto.MetricFamily, name string) float64 {
+	t.Helper()
+	f, ok := fams[name]
+	if !ok || len(f.GetMetric()) != 1 {
+		t.Fatalf("no single %s on /metrics", name)
+	}
+	return f.GetMetric()[0].GetGauge().GetValue()
+}
+
+func mustGet(t *testing.T, url string) string {
+	t.Helper()
+	code, body := get(url)
+	if code != 200 {
+		t.Fatalf("GET %s: %d", url, code)
+	}
+	return body
 }
 
 func TestMetricsPassPromtool(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	kitendpoint "github.com/go-kit/kit/endpoint"
+	kithttp "github.com/go-kit/kit/transport/http"
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 	"github.com/oklog/run"
@@ -84,11 +85,20 @@ type app struct {
 	ready    *atomic.Bool
 	registry *prometheus.Registry
 	flusher  *instrumenting.Flusher
+	// closeTracer flushes the spans still buffered and closes the tracer: the last actor of the
+	// run group calls it, once the API has drained.
+	closeTracer func(context.Context) error
 }
 
 // newApp wires the layers. Decorators are applied in this one place, innermost first, so their
 // order can be read top to bottom.
 func newApp(cfg config.Config, logger log.Logger) (*app, error) {
+	return newAppWith(cfg, logger, service.New)
+}
+
+// newAppWith is newApp with the business core supplied, so the wiring test can put a failing
+// service under the real decorators.
+func newAppWith(cfg config.Config, logger log.Logger, newService func([]service.Rule) (service.Service, error)) (*app, error) {
 	a := &app{ready: &atomic.Bool{}, registry: prometheus.NewRegistry()}
 
 	// Request metrics: the hot path adds into the aggregator, the flusher publishes it, the
@@ -102,16 +112,28 @@ func newApp(cfg config.Config, logger log.Logger) (*app, error) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 
-	traceID := func(context.Context) string { return "" }
+	// Tracing: one OpenTracing tracer whatever the backend (a no-op one for "none"); spans the
+	// backend never gets are counted under the metrics namespace.
+	tracer, closeTracer, err := instrumenting.NewTracer(cfg.Tracing, logger,
+		prometheus.WrapRegistererWithPrefix(cfg.Metrics.Namespace+"_", a.registry))
+	if err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
+	a.closeTracer = closeTracer
+	traceID := instrumenting.TraceID
 
 	// The service and its decorators, innermost first.
 	var svc service.Service
 	{
-		var err error
-		if svc, err = service.New(routeRules(cfg.Routes)); err != nil {
+		rules := routeRules(cfg.Routes)
+		if svc, err = newService(rules); err != nil {
+			_ = closeTracer(context.Background())
 			return nil, err
 		}
-		svc = instrumenting.Counting(agg)(svc)
+		svc = instrumenting.TraceDelay(tracer, rules)(svc) // innermost: it reads the matched rule's delay
+		panics := instrumenting.NewPanicCounter(a.registry, cfg.Metrics.Namespace)
+		svc = instrumenting.Recover(log.With(logger, "component", "service"), traceID, panics)(svc)
+		svc = instrumenting.Counting(agg)(svc) // outside Recover, so a panicked request is counted too
 	}
 
 	// The endpoint and its middlewares; endpoint.Chain lists the outermost first.
@@ -119,6 +141,7 @@ func newApp(cfg config.Config, logger log.Logger) (*app, error) {
 	{
 		handle = endpoint.MakeHandleEndpoint(svc)
 		handle = kitendpoint.Chain(
+			instrumenting.Tracing(tracer),
 			instrumenting.AccessLog(log.With(logger, "component", "access"), cfg.Log.AccessSample, traceID),
 		)(handle)
 	}
@@ -127,6 +150,7 @@ func newApp(cfg config.Config, logger log.Logger) (*app, error) {
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
 		Instance:     instanceName(),
 		TraceID:      traceID,
+		Before:       []kithttp.RequestFunc{instrumenting.HTTPToContext(tracer, logger)},
 		Logger:       logger,
 	})
 	a.admin = transport.NewAdminHandler(transport.AdminOptions{
@@ -205,15 +229,32 @@ func serveConfig(cfg config.Config, logger log.Logger) error {
 		// scrape before the admin listener closes sees every answered request.
 		g.Add(a.flusher.Run, func(error) { a.flusher.Stop() })
 	}
-	{ // Admin listener: closed after the API has drained, so probes and scrapes see the drain.
+	{ // Admin listener: closed after the API has drained and the final flush, and after
+		// metrics_linger, so that a last scrape can collect the final counts.
 		srv := &http.Server{Handler: a.admin, ReadHeaderTimeout: 5 * time.Second, ErrorLog: stdLogger(logger)}
 		g.Add(func() error {
 			_ = level.Info(logger).Log("msg", "admin listening", "addr", adminLn.Addr(), "pprof", cfg.Admin.PProf)
 			return serveUntilClosed(srv, adminLn)
 		}, func(error) {
+			sleepCtx(force, cfg.Shutdown.MetricsLinger.D())
 			ctx, cancel := context.WithTimeout(force, 5*time.Second)
 			defer cancel()
 			_ = srv.Shutdown(ctx)
+		})
+	}
+	{ // Tracer: keep this actor last. Its interrupt runs after the API has drained, so the spans of
+		// the last requests have ended; it sends them before the process exits.
+		stop := make(chan struct{})
+		g.Add(func() error {
+			<-stop
+			return nil
+		}, func(error) {
+			close(stop)
+			ctx, cancel := context.WithTimeout(force, 5*time.Second)
+			defer cancel()
+			if err := a.closeTracer(ctx); err != nil {
+				_ = level.Warn(logger).Log("msg", "tracer flush incomplete", "err", err)
+			}
 		})
 	}
 	return g.Run()

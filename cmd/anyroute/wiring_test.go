@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"github.com/go-kit/log"
 
 	"github.com/anyroute/anyroute/config"
+	"github.com/anyroute/anyroute/service"
 )
 
 // TestWiring drives the assembled API handler, every layer real, through httptest.
@@ -87,5 +89,54 @@ func TestCheckConfigExitCodes(t *testing.T) {
 	out.Reset()
 	if code := realMain([]string{"-version"}, &out, io.Discard); code != 0 || !strings.HasPrefix(out.String(), "anyroute ") {
 		t.Fatalf("-version: exit %d %q", code, out.String())
+	}
+}
+
+// boomService panics on /boom and answers everything else as the real service does.
+type boomService struct{ service.Service }
+
+func (b boomService) Handle(ctx context.Context, req service.Request) (service.Response, error) {
+	if req.Path == "/boom" {
+		panic("forced by the test")
+	}
+	return b.Service.Handle(ctx, req)
+}
+
+func TestPanicAnswers500AndServingGoesOn(t *testing.T) {
+	var logs bytes.Buffer
+	a, err := newAppWith(config.Default(), log.NewLogfmtLogger(&logs), func(rules []service.Rule) (service.Service, error) {
+		s, err := service.New(rules)
+		return boomService{s}, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		path   string
+		status int
+	}{{"/boom", 500}, {"/fine", 200}, {"/boom", 500}, {"/fine", 200}} {
+		rec := httptest.NewRecorder()
+		a.api.ServeHTTP(rec, httptest.NewRequest("GET", tt.path, nil))
+		if rec.Code != tt.status {
+			t.Fatalf("%s: %d, want %d", tt.path, rec.Code, tt.status)
+		}
+		if tt.status == 500 && strings.Contains(rec.Body.String(), "forced") {
+			t.Fatalf("the panic value leaked to the client: %s", rec.Body.String())
+		}
+	}
+	if !strings.Contains(logs.String(), `panic="forced by the test"`) {
+		t.Fatalf("panic not logged: %s", logs.String())
+	}
+	a.flusher.Flush()
+	rec := httptest.NewRecorder()
+	a.admin.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		"app_panics_total 2",
+		`app_requests_total{code="500",method="GET",route="other"} 2`,
+		`app_requests_total{code="200",method="GET",route="other"} 2`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

@@ -1,0 +1,1013 @@
+package test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"text/template"
+	"time"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
+
+	"github.com/anyroute/anyroute/config"
+)
+
+// The chart is rendered with the real helm binary that `make tools` builds, for the Kubernetes
+// version the end-to-end test runs (helm built from its Go module otherwise assumes 1.20, which
+// the chart's kubeVersion refuses).
+const (
+	helmKubeVersion = "1.37.2"
+	helmDir         = "../deployments/helm"
+	chartDir        = helmDir + "/anyroute"
+	demoValues      = helmDir + "/values-demo.yaml"
+	testNamespace   = "demo"
+)
+
+var updateHelmSchema = flag.Bool("update-helm-schema", false,
+	"rewrite definitions/anyrouteConfig of the chart's values.schema.json from config/schema.json")
+
+// helmCase is one value set the chart is rendered with, and what must hold of the result beyond
+// the checks every rendering gets.
+type helmCase struct {
+	name    string
+	release string
+	args    []string // helm template flags: -f FILE, --set K=V
+	check   func(t *testing.T, r *rendered)
+}
+
+// TestHelmChartRenders renders the chart for several value sets, decodes every manifest strictly
+// into the Kubernetes API types and checks the server Deployment, its config, the HPA, the PDB,
+// the siege load generator and the monitors.
+func TestHelmChartRenders(t *testing.T) {
+	fullConfig := fullConfigValues(t)
+	cases := []helmCase{
+		{name: "default", release: "anyroute", check: func(t *testing.T, r *rendered) {
+			r.wantKinds(t, "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Service", "ServiceAccount")
+			checkHPA(t, r, hpaWant{min: 1, max: 10, target: "10", upWindow: 0, downWindow: 300})
+			checkScrapeAnnotations(t, r, true)
+			checkGracePeriod(t, r, 20) // drain_delay 5s + grace 10s + the 5s margin
+		}},
+		{name: "long shutdown", release: "anyroute", args: []string{"--set",
+			"config.shutdown.drain_delay=2.5s,config.shutdown.grace=1m,config.shutdown.metrics_linger=15s"},
+			check: func(t *testing.T, r *rendered) {
+				checkGracePeriod(t, r, 83) // ceil(2.5s + 60s + 15s) + 5
+			}},
+		{name: "demo", release: "anyroute", args: []string{"-f", demoValues}, check: func(t *testing.T, r *rendered) {
+			r.wantKinds(t, "ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler", "Service", "ServiceAccount")
+			checkHPA(t, r, hpaWant{min: 1, max: 5, target: "5", upWindow: 0, downWindow: 30})
+			checkSiege(t, r, []string{"/api/hello", "/orders/42", "/slow/report"}, "10", "1")
+			if routes := r.config.Routes; len(routes) == 0 {
+				t.Error("demo config.json has no routes")
+			}
+		}},
+		{name: "siege off", release: "anyroute", args: []string{"-f", demoValues, "--set", "siege.enabled=false"}, check: func(t *testing.T, r *rendered) {
+			r.wantKinds(t, "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Service", "ServiceAccount")
+			checkHPA(t, r, hpaWant{min: 1, max: 5, target: "5", upWindow: 0, downWindow: 30})
+		}},
+		{name: "hpa off", release: "anyroute", args: []string{"--set", "hpa.enabled=false,replicaCount=3"}, check: func(t *testing.T, r *rendered) {
+			r.wantKinds(t, "ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount")
+			if got := r.server.Spec.Replicas; got == nil || *got != 3 {
+				t.Errorf("without the HPA the Deployment must set replicas 3, got %v", got)
+			}
+			checkPDB(t, r)
+		}},
+		{name: "pdb on", release: "anyroute", args: []string{"-f", demoValues, "--set", "hpa.minReplicas=2"}, check: func(t *testing.T, r *rendered) {
+			r.wantKinds(t, "ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "ServiceAccount")
+			checkHPA(t, r, hpaWant{min: 2, max: 5, target: "5", upWindow: 0, downWindow: 30})
+			checkPDB(t, r)
+		}},
+		{name: "monitors", release: "web", args: []string{"--set",
+			"metrics.serviceMonitor.enabled=true,metrics.podMonitor.enabled=true,metrics.scrapeAnnotations=false"},
+			check: func(t *testing.T, r *rendered) {
+				r.wantKinds(t, "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodMonitor", "Service", "ServiceAccount", "ServiceMonitor")
+				checkMonitors(t, r)
+				checkScrapeAnnotations(t, r, false)
+			}},
+		{name: "full config", release: "anyroute", args: []string{"-f", fullConfig, "--set", "terminationGracePeriodSeconds=60"}, check: func(t *testing.T, r *rendered) {
+			want := readJSONFile(t, "../config/examples/full.json")
+			if got := parseJSON(t, r.configJSON); !reflect.DeepEqual(got, want) {
+				t.Errorf("config.json differs from config/examples/full.json given as values:\n%s", r.configJSON)
+			}
+			checkGracePeriod(t, r, 60) // as given
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := renderChart(t, c.release, c.args...)
+			checkLabelsAndNamespace(t, r)
+			checkServer(t, r)
+			checkConfig(t, r)
+			checkService(t, r)
+			c.check(t, r)
+		})
+	}
+}
+
+// TestHelmValuesSchemaRejects shows that values.schema.json (and the chart's own guards) stop a
+// bad value at render time, with helm's message naming the key.
+func TestHelmValuesSchemaRejects(t *testing.T) {
+	schemaErr := "values don't meet the specifications of the schema(s) in the following chart(s)"
+	cases := []struct {
+		name   string
+		values string
+		want   []string
+	}{
+		{"maxReplicas not a number", "hpa:\n  maxReplicas: \"ten\"\n",
+			[]string{schemaErr, "at '/hpa/maxReplicas': got string, want integer"}},
+		{"misspelt key", "hpa:\n  maxReplica: 3\n",
+			[]string{schemaErr, "at '/hpa': additional properties 'maxReplica' not allowed"}},
+		{"unknown policy type", "hpa:\n  behavior:\n    scaleUp:\n      policies: [{type: Seconds, value: 1, periodSeconds: 15}]\n",
+			[]string{schemaErr, "/hpa/behavior/scaleUp/policies/0/type"}},
+		{"config duration", "config:\n  shutdown:\n    grace: soon\n",
+			[]string{schemaErr, "/config/shutdown/grace"}},
+		{"config unknown key", "config:\n  routes:\n    - {name: a, match: /a, colour: red}\n",
+			[]string{schemaErr, "at '/config/routes/0': additional properties 'colour' not allowed"}},
+		{"siege url", "siege:\n  enabled: true\n  urls: [\"ftp://x\"]\n",
+			[]string{schemaErr, "/siege/urls/0"}},
+		{"grace period too short", "terminationGracePeriodSeconds: 12\n",
+			[]string{"terminationGracePeriodSeconds (12) must exceed config.shutdown drain_delay + grace + metrics_linger (15s)"}},
+		{"min above max", "hpa:\n  minReplicas: 6\n  maxReplicas: 5\n",
+			[]string{"hpa.minReplicas (6) must not exceed hpa.maxReplicas (5)"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "values.yaml")
+			if err := os.WriteFile(file, []byte(c.values), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			stdout, stderr, err := runHelm(t, templateArgs("anyroute", "-f", file)...)
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) {
+				t.Fatalf("helm template accepted %q (err %v):\n%s", c.values, err, stdout)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("helm's error lacks %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+}
+
+// TestHelmValuesSchemaEmbedsConfigSchema keeps definitions/anyrouteConfig of values.schema.json
+// identical to config/schema.json (references rebased under it), so helm checks the `config`
+// block with the binary's own rules. -update-helm-schema rewrites it.
+func TestHelmValuesSchemaEmbedsConfigSchema(t *testing.T) {
+	schemaFile := chartDir + "/values.schema.json"
+	values := readJSONFile(t, schemaFile).(map[string]any)
+	want := embeddedConfigSchema(readJSONFile(t, "../config/schema.json"))
+	defs, _ := values["definitions"].(map[string]any)
+	if defs == nil {
+		t.Fatalf("%s has no definitions", schemaFile)
+	}
+	if reflect.DeepEqual(defs["anyrouteConfig"], want) {
+		return
+	}
+	if !*updateHelmSchema {
+		t.Fatalf("%s: definitions/anyrouteConfig differs from config/schema.json; run\n"+
+			"  go test ./test -run TestHelmValuesSchemaEmbedsConfigSchema -update-helm-schema", schemaFile)
+	}
+	defs["anyrouteConfig"] = want
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(values); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(schemaFile, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("rewrote %s", schemaFile)
+}
+
+// embeddedConfigSchema is the config schema as values.schema.json holds it: without $schema and
+// $id (a nested $id would change how references resolve) and with "#/definitions/X" references
+// pointing under definitions/anyrouteConfig.
+func embeddedConfigSchema(s any) any {
+	switch v := s.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			if k == "$schema" || k == "$id" {
+				continue
+			}
+			if ref, ok := e.(string); ok && k == "$ref" && strings.HasPrefix(ref, "#/definitions/") {
+				e = "#/definitions/anyrouteConfig/definitions/" + strings.TrimPrefix(ref, "#/definitions/")
+			}
+			out[k] = embeddedConfigSchema(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = embeddedConfigSchema(e)
+		}
+		return out
+	default:
+		return v
+	}
+}
+
+// adapterRule mirrors DiscoveryRule of sigs.k8s.io/prometheus-adapter v0.12.0 (pkg/config), whose
+// loader also decodes strictly: a field it does not know fails the adapter at start.
+type adapterRule struct {
+	SeriesQuery   string              `json:"seriesQuery"`
+	SeriesFilters []map[string]string `json:"seriesFilters,omitempty"`
+	Resources     struct {
+		Template  string `json:"template,omitempty"`
+		Overrides map[string]struct {
+			Group    string `json:"group,omitempty"`
+			Resource string `json:"resource"`
+		} `json:"overrides,omitempty"`
+		Namespaced *bool `json:"namespaced,omitempty"`
+	} `json:"resources"`
+	Name struct {
+		Matches string `json:"matches"`
+		As      string `json:"as"`
+	} `json:"name"`
+	MetricsQuery string `json:"metricsQuery,omitempty"`
+}
+
+// TestHelmAdapterRulesAgree checks that the adapter chart's values and the plain adapter config
+// (which the end-to-end test feeds to a real prometheus-adapter) hold the same rule, and that the
+// rule reads the service's counter under today's pod labels and serves the metric the HPA asks for.
+func TestHelmAdapterRulesAgree(t *testing.T) {
+	var plain struct {
+		Rules []adapterRule `json:"rules"`
+	}
+	readStrictYAML(t, helmDir+"/prometheus-adapter-rules.yaml", &plain)
+
+	var chartValues struct {
+		Prometheus struct {
+			URL  string `json:"url"`
+			Port int    `json:"port"`
+			Path string `json:"path"`
+		} `json:"prometheus"`
+		MetricsRelistInterval string `json:"metricsRelistInterval"`
+		Rules                 struct {
+			Default bool          `json:"default"`
+			Custom  []adapterRule `json:"custom"`
+		} `json:"rules"`
+	}
+	readStrictYAML(t, helmDir+"/prometheus-adapter-values.yaml", &chartValues)
+
+	if !reflect.DeepEqual(plain.Rules, chartValues.Rules.Custom) {
+		t.Fatalf("prometheus-adapter-rules.yaml and prometheus-adapter-values.yaml (rules.custom) disagree:\n%+v\n%+v",
+			plain.Rules, chartValues.Rules.Custom)
+	}
+	if chartValues.Rules.Default {
+		t.Error("prometheus-adapter-values.yaml: rules.default must be false (only our rule)")
+	}
+	if chartValues.Prometheus.URL == "" || chartValues.Prometheus.Port == 0 {
+		t.Error("prometheus-adapter-values.yaml: prometheus.url and prometheus.port must be set")
+	}
+	if len(plain.Rules) != 1 {
+		t.Fatalf("want exactly one adapter rule, got %d", len(plain.Rules))
+	}
+	rule := plain.Rules[0]
+
+	// The series: the service's request counter under its default metric namespace.
+	counter := config.Default().Metrics.Namespace + "_requests_total"
+	if want := counter + `{namespace!="",pod!=""}`; rule.SeriesQuery != want {
+		t.Errorf("seriesQuery = %q, want %q", rule.SeriesQuery, want)
+	}
+	if ok, err := regexp.MatchString(rule.Name.Matches, counter); err != nil || !ok {
+		t.Errorf("name.matches %q does not match %s (%v)", rule.Name.Matches, counter, err)
+	}
+	// The labels: the prometheus-community prometheus chart's kubernetes-pods job writes namespace
+	// and pod (the original's kubernetes_namespace is gone).
+	for label, res := range map[string]string{"namespace": "namespace", "pod": "pod"} {
+		if o, ok := rule.Resources.Overrides[label]; !ok || o.Resource != res || o.Group != "" {
+			t.Errorf("resources.overrides[%s] = %+v, want resource %q", label, o, res)
+		}
+	}
+	if len(rule.Resources.Overrides) != 2 {
+		t.Errorf("resources.overrides = %+v, want only namespace and pod", rule.Resources.Overrides)
+	}
+	// The metric: what the chart's HPA asks for, in both value sets.
+	for _, args := range [][]string{nil, {"-f", demoValues}} {
+		r := renderChart(t, "anyroute", args...)
+		if got := r.hpa(t).Spec.Metrics[0].Pods.Metric.Name; got != rule.Name.As {
+			t.Errorf("HPA (values %v) asks for %q, the adapter serves %q", args, got, rule.Name.As)
+		}
+	}
+	// The query, expanded the way the adapter expands it (text/template with << >>).
+	tmpl, err := template.New("q").Delims("<<", ">>").Parse(rule.MetricsQuery)
+	if err != nil {
+		t.Fatalf("metricsQuery: %v", err)
+	}
+	var q strings.Builder
+	err = tmpl.Execute(&q, map[string]string{
+		"Series":        counter,
+		"LabelMatchers": `namespace="demo",pod=~"anyroute-a|anyroute-b"`,
+		"GroupBy":       "pod",
+	})
+	if err != nil {
+		t.Fatalf("metricsQuery: %v", err)
+	}
+	want := `sum(rate(app_requests_total{namespace="demo",pod=~"anyroute-a|anyroute-b"}[2m])) by (pod)`
+	if q.String() != want {
+		t.Errorf("metricsQuery expands to\n  %s\nwant\n  %s", q.String(), want)
+	}
+}
+
+// TestHelmNotes renders NOTES.txt (helm template skips it, and helm install --dry-run wants a
+// cluster) through a copy of the chart, and checks it tells how to watch the HPA and stop the load.
+func TestHelmNotes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "anyroute")
+	copyTree(t, chartDir, dir)
+	notes, err := os.ReadFile(filepath.Join(dir, "templates", "NOTES.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), notes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	probe := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n" +
+		"  notes: {{ tpl (.Files.Get \"notes.txt\") . | quote }}\n"
+	if err := os.WriteFile(filepath.Join(dir, "templates", "zz-notes.yaml"), []byte(probe), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := runHelm(t, "template", "anyroute", dir, "--kube-version", helmKubeVersion,
+		"-n", testNamespace, "-f", demoValues, "--show-only", "templates/zz-notes.yaml")
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, stderr)
+	}
+	var cm corev1.ConfigMap
+	if err := yaml.UnmarshalStrict([]byte(stdout), &cm); err != nil {
+		t.Fatal(err)
+	}
+	text := cm.Data["notes"]
+	for _, want := range []string{
+		"kubectl -n demo get hpa anyroute -w",
+		`kubectl get --raw "/apis/custom.metrics.k8s.io/v1beta1/namespaces/demo/pods/*/avg_requests"`,
+		"kubectl -n demo scale deploy/anyroute-siege --replicas=0",
+		"http://anyroute.demo.svc:8080/api/hello",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("NOTES.txt lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering and strict decoding.
+
+// rendered is one `helm template` output, every document decoded into its API type.
+type rendered struct {
+	release, fullname string
+	objects           []metav1.Object
+	kinds             []string
+
+	serviceAccounts []*corev1.ServiceAccount
+	configMaps      []*corev1.ConfigMap
+	services        []*corev1.Service
+	deployments     []*appsv1.Deployment
+	hpas            []*autoscalingv2.HorizontalPodAutoscaler
+	pdbs            []*policyv1.PodDisruptionBudget
+	serviceMonitors []*monitoringv1.ServiceMonitor
+	podMonitors     []*monitoringv1.PodMonitor
+
+	server     *appsv1.Deployment // the anyroute Deployment
+	siege      *appsv1.Deployment // the load generator, when rendered
+	configJSON string
+	config     config.Config
+}
+
+// helmPath is the helm binary `make tools` builds. Its absence fails the test: these tests are
+// part of `make test`, and skipping would hide a chart nobody rendered.
+func helmPath(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs("../.tools/bin/helm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("helm is not built (%v): run `make tools` (or scripts/tools.sh helm) first", err)
+	}
+	return p
+}
+
+// runHelm runs the helm binary with its state in a temporary folder.
+func runHelm(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	bin, home := helmPath(t), t.TempDir()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(),
+		"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
+		"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
+		"HELM_DATA_HOME="+filepath.Join(home, "data"),
+		"KUBECONFIG="+filepath.Join(home, "no-kubeconfig"))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+func templateArgs(release string, args ...string) []string {
+	return append([]string{"template", release, chartDir, "--kube-version", helmKubeVersion, "-n", testNamespace}, args...)
+}
+
+var docSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
+
+// renderChart runs `helm template` and decodes every document strictly: a field the API type does not
+// know is an error, as it would be for `kubectl apply --validate=strict`.
+func renderChart(t *testing.T, release string, args ...string) *rendered {
+	t.Helper()
+	stdout, stderr, err := runHelm(t, templateArgs(release, args...)...)
+	if err != nil {
+		t.Fatalf("helm template %v: %v\n%s", args, err, stderr)
+	}
+	r := &rendered{release: release, fullname: release}
+	if !strings.Contains(release, "anyroute") {
+		r.fullname = release + "-anyroute"
+	}
+	for _, doc := range docSeparator.Split(stdout, -1) {
+		if isBlankYAML(doc) {
+			continue
+		}
+		if err := r.add([]byte(doc)); err != nil {
+			t.Fatalf("%v\n%s", err, doc)
+		}
+	}
+	slices.Sort(r.kinds)
+	for _, d := range r.deployments {
+		switch d.Name {
+		case r.fullname:
+			r.server = d
+		case r.fullname + "-siege":
+			r.siege = d
+		default:
+			t.Fatalf("unexpected Deployment %q", d.Name)
+		}
+	}
+	if r.server == nil {
+		t.Fatalf("no Deployment %q rendered", r.fullname)
+	}
+	return r
+}
+
+func isBlankYAML(doc string) bool {
+	for line := range strings.SplitSeq(doc, "\n") {
+		if s := strings.TrimSpace(line); s != "" && !strings.HasPrefix(s, "#") {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *rendered) add(doc []byte) error {
+	var tm metav1.TypeMeta
+	if err := yaml.Unmarshal(doc, &tm); err != nil {
+		return fmt.Errorf("not a Kubernetes object: %w", err)
+	}
+	var err error
+	switch gvk := tm.APIVersion + ", Kind=" + tm.Kind; gvk {
+	case "v1, Kind=ServiceAccount":
+		err = decodeInto(r, &r.serviceAccounts, doc)
+	case "v1, Kind=ConfigMap":
+		err = decodeInto(r, &r.configMaps, doc)
+	case "v1, Kind=Service":
+		err = decodeInto(r, &r.services, doc)
+	case "apps/v1, Kind=Deployment":
+		err = decodeInto(r, &r.deployments, doc)
+	case "autoscaling/v2, Kind=HorizontalPodAutoscaler":
+		err = decodeInto(r, &r.hpas, doc)
+	case "policy/v1, Kind=PodDisruptionBudget":
+		err = decodeInto(r, &r.pdbs, doc)
+	case "monitoring.coreos.com/v1, Kind=ServiceMonitor":
+		err = decodeInto(r, &r.serviceMonitors, doc)
+	case "monitoring.coreos.com/v1, Kind=PodMonitor":
+		err = decodeInto(r, &r.podMonitors, doc)
+	default:
+		return fmt.Errorf("rendered %s: add its API type to the decoder", gvk)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", tm.Kind, err)
+	}
+	r.kinds = append(r.kinds, tm.Kind)
+	return nil
+}
+
+// decodeInto decodes doc strictly (unknown and duplicate fields are errors) and appends it.
+func decodeInto[T any, PT interface {
+	*T
+	metav1.Object
+}](r *rendered, list *[]PT, doc []byte) error {
+	obj := PT(new(T))
+	if err := yaml.UnmarshalStrict(doc, obj); err != nil {
+		return err
+	}
+	*list = append(*list, obj)
+	r.objects = append(r.objects, obj)
+	return nil
+}
+
+func (r *rendered) wantKinds(t *testing.T, kinds ...string) {
+	t.Helper()
+	if !slices.Equal(r.kinds, kinds) {
+		t.Errorf("rendered kinds %v, want %v", r.kinds, kinds)
+	}
+}
+
+func (r *rendered) hpa(t *testing.T) *autoscalingv2.HorizontalPodAutoscaler {
+	t.Helper()
+	if len(r.hpas) != 1 {
+		t.Fatalf("want one HorizontalPodAutoscaler, got %d", len(r.hpas))
+	}
+	return r.hpas[0]
+}
+
+func readStrictYAML(t *testing.T, file string, into any) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(data, into); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+}
+
+func readJSONFile(t *testing.T, file string) any {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parseJSON(t, string(data))
+}
+
+func parseJSON(t *testing.T, data string) any {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal([]byte(data), &v); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, data)
+	}
+	return v
+}
+
+// fullConfigValues writes a values file whose config block is config/examples/full.json (JSON is
+// YAML), so the whole config schema passes through values.schema.json and toPrettyJson.
+func fullConfigValues(t *testing.T) string {
+	t.Helper()
+	full, err := os.ReadFile("../config/examples/full.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "full-config.yaml")
+	if err := os.WriteFile(file, append([]byte(`{"config": `), append(full, '}')...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func copyTree(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.WalkDir(from, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, path)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(to, rel), 0o755)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(to, rel), data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks.
+
+func serverSelector(r *rendered) map[string]string {
+	return map[string]string{
+		"app.kubernetes.io/name":      "anyroute",
+		"app.kubernetes.io/instance":  r.release,
+		"app.kubernetes.io/component": "server",
+	}
+}
+
+// selectorMatches reports whether a matchLabels selector picks a pod with these labels.
+func selectorMatches(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func checkLabelsAndNamespace(t *testing.T, r *rendered) {
+	for _, o := range r.objects {
+		if o.GetNamespace() != testNamespace {
+			t.Errorf("%s: namespace %q, want the release's %q", o.GetName(), o.GetNamespace(), testNamespace)
+		}
+		for _, k := range []string{"helm.sh/chart", "app.kubernetes.io/name", "app.kubernetes.io/instance",
+			"app.kubernetes.io/version", "app.kubernetes.io/managed-by"} {
+			if o.GetLabels()[k] == "" {
+				t.Errorf("%s: label %s missing", o.GetName(), k)
+			}
+		}
+	}
+}
+
+// checkServer asserts the anyroute Deployment: selector, image, args, ports, env, probes,
+// resources, security contexts and the config volume.
+func checkServer(t *testing.T, r *rendered) {
+	d := r.server
+	sel := serverSelector(r)
+	if !reflect.DeepEqual(d.Spec.Selector.MatchLabels, sel) {
+		t.Errorf("Deployment selector %v, want %v", d.Spec.Selector.MatchLabels, sel)
+	}
+	pod := d.Spec.Template
+	if !selectorMatches(sel, pod.Labels) {
+		t.Errorf("pod labels %v do not match the selector %v", pod.Labels, sel)
+	}
+	if r.siege != nil && selectorMatches(sel, r.siege.Spec.Template.Labels) {
+		t.Error("the server selector also picks the siege pods")
+	}
+	if r.siege != nil && selectorMatches(r.siege.Spec.Selector.MatchLabels, pod.Labels) {
+		t.Error("the siege selector also picks the server pods")
+	}
+	if r.hpas != nil && d.Spec.Replicas != nil {
+		t.Errorf("with the HPA on, the Deployment must leave replicas to it, got %d", *d.Spec.Replicas)
+	}
+
+	spec := pod.Spec
+	if spec.ServiceAccountName != r.fullname || len(r.serviceAccounts) != 1 || r.serviceAccounts[0].Name != r.fullname {
+		t.Errorf("serviceAccountName %q, want the chart's ServiceAccount %q", spec.ServiceAccountName, r.fullname)
+	}
+	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+		t.Error("automountServiceAccountToken must be false: anyroute never calls the API")
+	}
+	checkPodSecurity(t, "server", spec.SecurityContext, 65532)
+	if len(spec.Containers) != 1 {
+		t.Fatalf("want one container, got %d", len(spec.Containers))
+	}
+	c := spec.Containers[0]
+	if want := "anyroute:" + appVersion(t); c.Image != want || c.ImagePullPolicy != corev1.PullIfNotPresent {
+		t.Errorf("image %q (%s), want %q (IfNotPresent)", c.Image, c.ImagePullPolicy, want)
+	}
+	wantArgs := []string{"-config=/etc/anyroute/config.json", "-http.addr=:8080", "-admin.addr=:8081"}
+	if !slices.Equal(c.Args, wantArgs) {
+		t.Errorf("args %v, want %v", c.Args, wantArgs)
+	}
+	wantPorts := []corev1.ContainerPort{
+		{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
+		{Name: "admin", ContainerPort: 8081, Protocol: corev1.ProtocolTCP},
+	}
+	if !reflect.DeepEqual(c.Ports, wantPorts) {
+		t.Errorf("ports %+v, want %+v", c.Ports, wantPorts)
+	}
+	checkDownwardEnv(t, c.Env)
+	checkProbe(t, "liveness", c.LivenessProbe, "/healthz")
+	checkProbe(t, "readiness", c.ReadinessProbe, "/readyz")
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if q, ok := c.Resources.Requests[name]; !ok || q.IsZero() {
+			t.Errorf("resources.requests.%s missing: the HPA and the scheduler need requests", name)
+		}
+	}
+	checkContainerSecurity(t, "server", c.SecurityContext, 65532)
+
+	if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/etc/anyroute" || !c.VolumeMounts[0].ReadOnly {
+		t.Errorf("volumeMounts %+v, want the config read-only at /etc/anyroute", c.VolumeMounts)
+	}
+	if len(spec.Volumes) != 1 || spec.Volumes[0].ConfigMap == nil ||
+		spec.Volumes[0].ConfigMap.Name != r.fullname || spec.Volumes[0].Name != c.VolumeMounts[0].Name {
+		t.Errorf("volumes %+v, want the ConfigMap %q", spec.Volumes, r.fullname)
+	}
+}
+
+func checkDownwardEnv(t *testing.T, env []corev1.EnvVar) {
+	t.Helper()
+	want := map[string]string{"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+	for _, e := range env {
+		path, ok := want[e.Name]
+		if !ok {
+			continue
+		}
+		if e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != path {
+			t.Errorf("env %s = %+v, want the downward API's %s", e.Name, e, path)
+		}
+		delete(want, e.Name)
+	}
+	for name := range want {
+		t.Errorf("env %s missing", name)
+	}
+}
+
+func checkProbe(t *testing.T, which string, p *corev1.Probe, path string) {
+	t.Helper()
+	if p == nil || p.HTTPGet == nil {
+		t.Errorf("%s probe: want an HTTP GET, got %+v", which, p)
+		return
+	}
+	if p.HTTPGet.Path != path || p.HTTPGet.Port != intstr.FromString("admin") {
+		t.Errorf("%s probe GETs %s on port %s, want %s on the admin port", which, p.HTTPGet.Path, p.HTTPGet.Port.String(), path)
+	}
+	if p.PeriodSeconds < 1 || p.TimeoutSeconds < 1 || p.FailureThreshold < 1 {
+		t.Errorf("%s probe timings %+v", which, p)
+	}
+}
+
+func checkPodSecurity(t *testing.T, what string, sc *corev1.PodSecurityContext, uid int64) {
+	t.Helper()
+	if sc == nil {
+		t.Errorf("%s: pod securityContext missing", what)
+		return
+	}
+	if !ptrIsTrue(sc.RunAsNonRoot) || !ptrIs64(sc.RunAsUser, uid) || !ptrIs64(sc.RunAsGroup, uid) ||
+		sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("%s: pod securityContext %+v, want non-root %d:%d and seccomp RuntimeDefault", what, sc, uid, uid)
+	}
+}
+
+func checkContainerSecurity(t *testing.T, what string, sc *corev1.SecurityContext, uid int64) {
+	t.Helper()
+	if sc == nil {
+		t.Errorf("%s: container securityContext missing", what)
+		return
+	}
+	if !ptrIsTrue(sc.RunAsNonRoot) || !ptrIs64(sc.RunAsUser, uid) || !ptrIs64(sc.RunAsGroup, uid) ||
+		!ptrIsTrue(sc.ReadOnlyRootFilesystem) || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) > 0 ||
+		sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("%s: container securityContext %+v, want non-root %d, read-only root, no escalation, drop ALL, seccomp RuntimeDefault",
+			what, sc, uid)
+	}
+}
+
+func ptrIsTrue(b *bool) bool            { return b != nil && *b }
+func ptrIs64(p *int64, want int64) bool { return p != nil && *p == want }
+
+func appVersion(t *testing.T) string {
+	t.Helper()
+	var chart struct {
+		AppVersion string `json:"appVersion"`
+	}
+	data, err := os.ReadFile(chartDir + "/Chart.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, &chart); err != nil || chart.AppVersion == "" {
+		t.Fatalf("Chart.yaml appVersion: %q %v", chart.AppVersion, err)
+	}
+	return chart.AppVersion
+}
+
+// checkConfig feeds the ConfigMap's config.json to `anyroute check-config` and to the config
+// package, then checks what depends on it: the checksum annotation that rolls the pods, and a
+// termination grace period longer than the shutdown.
+func checkConfig(t *testing.T, r *rendered) {
+	if len(r.configMaps) != 1 || r.configMaps[0].Name != r.fullname {
+		t.Fatalf("want one ConfigMap %q, got %d", r.fullname, len(r.configMaps))
+	}
+	data, ok := r.configMaps[0].Data["config.json"]
+	if !ok {
+		t.Fatal("ConfigMap has no config.json")
+	}
+	r.configJSON = data
+	file := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(file, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	check := exec.Command(binary, "check-config", file)
+	// The binary is built with -race, whose runtime otherwise sleeps 1s at exit.
+	check.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+	out, err := check.CombinedOutput()
+	if err != nil {
+		t.Fatalf("anyroute check-config rejects the chart's config.json: %v\n%s\nconfig.json:\n%s", err, out, data)
+	}
+	cfg, err := config.Parse("config.json", []byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.config = cfg
+
+	sum := sha256.Sum256([]byte(strings.TrimSuffix(data, "\n")))
+	if got := r.server.Spec.Template.Annotations["checksum/config"]; got != hex.EncodeToString(sum[:]) {
+		t.Errorf("checksum/config %q is not the sha256 of config.json", got)
+	}
+	shutdown := cfg.Shutdown.DrainDelay.D() + cfg.Shutdown.Grace.D() + cfg.Shutdown.MetricsLinger.D()
+	tgps := r.server.Spec.Template.Spec.TerminationGracePeriodSeconds
+	if tgps == nil || time.Duration(*tgps)*time.Second <= shutdown {
+		t.Errorf("terminationGracePeriodSeconds %v must exceed shutdown drain_delay + grace + metrics_linger (%s)", tgps, shutdown)
+	}
+}
+
+func checkGracePeriod(t *testing.T, r *rendered, want int64) {
+	t.Helper()
+	if got := r.server.Spec.Template.Spec.TerminationGracePeriodSeconds; !ptrIs64(got, want) {
+		t.Errorf("terminationGracePeriodSeconds = %v, want %d", got, want)
+	}
+}
+
+func checkService(t *testing.T, r *rendered) {
+	if len(r.services) != 1 || r.services[0].Name != r.fullname {
+		t.Fatalf("want one Service %q, got %d", r.fullname, len(r.services))
+	}
+	s := r.services[0]
+	if !reflect.DeepEqual(s.Spec.Selector, serverSelector(r)) {
+		t.Errorf("Service selector %v, want the server pods' %v", s.Spec.Selector, serverSelector(r))
+	}
+	want := []corev1.ServicePort{
+		{Name: "http", Port: 8080, TargetPort: intstr.FromString("http"), Protocol: corev1.ProtocolTCP},
+		{Name: "admin", Port: 8081, TargetPort: intstr.FromString("admin"), Protocol: corev1.ProtocolTCP},
+	}
+	if !reflect.DeepEqual(s.Spec.Ports, want) {
+		t.Errorf("Service ports %+v, want %+v", s.Spec.Ports, want)
+	}
+}
+
+func checkScrapeAnnotations(t *testing.T, r *rendered, on bool) {
+	t.Helper()
+	a := r.server.Spec.Template.Annotations
+	want := map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "8081", "prometheus.io/path": "/metrics"}
+	for k, v := range want {
+		if got, ok := a[k]; on && got != v || !on && ok {
+			t.Errorf("pod annotation %s = %q (present %v), want %q when scrapeAnnotations is %v", k, got, ok, v, on)
+		}
+	}
+}
+
+type hpaWant struct {
+	min, max             int32
+	target               string
+	upWindow, downWindow int32
+}
+
+// checkHPA asserts the autoscaling/v2 HPA: target, bounds, the one Pods metric avg_requests with
+// an AverageValue target, and both behaviors with their windows and policies.
+func checkHPA(t *testing.T, r *rendered, want hpaWant) {
+	t.Helper()
+	h := r.hpa(t)
+	ref := h.Spec.ScaleTargetRef
+	if ref.APIVersion != "apps/v1" || ref.Kind != "Deployment" || ref.Name != r.server.Name {
+		t.Errorf("scaleTargetRef %+v, want the Deployment %s", ref, r.server.Name)
+	}
+	if !ptrIs32(h.Spec.MinReplicas, want.min) || h.Spec.MaxReplicas != want.max {
+		t.Errorf("replicas %v..%d, want %d..%d", h.Spec.MinReplicas, h.Spec.MaxReplicas, want.min, want.max)
+	}
+	if len(h.Spec.Metrics) != 1 {
+		t.Fatalf("want one metric, got %+v", h.Spec.Metrics)
+	}
+	m := h.Spec.Metrics[0]
+	if m.Type != autoscalingv2.PodsMetricSourceType || m.Pods == nil {
+		t.Fatalf("metric %+v, want type Pods", m)
+	}
+	if m.Pods.Metric.Name != "avg_requests" || m.Pods.Metric.Selector != nil {
+		t.Errorf("metric %+v, want avg_requests", m.Pods.Metric)
+	}
+	tg := m.Pods.Target
+	if tg.Type != autoscalingv2.AverageValueMetricType || tg.AverageValue == nil ||
+		tg.AverageValue.Cmp(resource.MustParse(want.target)) != 0 || tg.Value != nil || tg.AverageUtilization != nil {
+		t.Errorf("target %+v, want AverageValue %s", tg, want.target)
+	}
+	b := h.Spec.Behavior
+	if b == nil || b.ScaleUp == nil || b.ScaleDown == nil {
+		t.Fatalf("behavior %+v, want scaleUp and scaleDown", b)
+	}
+	for dir, rules := range map[string]struct {
+		r      *autoscalingv2.HPAScalingRules
+		window int32
+	}{"scaleUp": {b.ScaleUp, want.upWindow}, "scaleDown": {b.ScaleDown, want.downWindow}} {
+		if !ptrIs32(rules.r.StabilizationWindowSeconds, rules.window) {
+			t.Errorf("%s.stabilizationWindowSeconds %v, want %d", dir, rules.r.StabilizationWindowSeconds, rules.window)
+		}
+		if len(rules.r.Policies) == 0 || rules.r.SelectPolicy == nil {
+			t.Errorf("%s: want policies and a selectPolicy, got %+v", dir, rules.r)
+		}
+		for _, p := range rules.r.Policies {
+			if p.Value < 1 || p.PeriodSeconds < 1 {
+				t.Errorf("%s policy %+v", dir, p)
+			}
+		}
+	}
+}
+
+func ptrIs32(p *int32, want int32) bool { return p != nil && *p == want }
+
+func checkPDB(t *testing.T, r *rendered) {
+	t.Helper()
+	if len(r.pdbs) != 1 {
+		t.Fatalf("want one PodDisruptionBudget, got %d", len(r.pdbs))
+	}
+	p := r.pdbs[0]
+	if p.Spec.Selector == nil || !reflect.DeepEqual(p.Spec.Selector.MatchLabels, serverSelector(r)) {
+		t.Errorf("PDB selector %+v, want the server pods'", p.Spec.Selector)
+	}
+	if p.Spec.MaxUnavailable == nil || *p.Spec.MaxUnavailable != intstr.FromInt32(1) || p.Spec.MinAvailable != nil {
+		t.Errorf("PDB %+v, want maxUnavailable 1", p.Spec)
+	}
+}
+
+// checkSiege asserts the load generator: its URLs point at the chart's Service, its settings reach
+// the image's entrypoint through the environment, and it runs as locked down as the server.
+func checkSiege(t *testing.T, r *rendered, paths []string, concurrency, delay string) {
+	t.Helper()
+	d := r.siege
+	if d == nil {
+		t.Fatal("no siege Deployment")
+	}
+	if !ptrIs32(d.Spec.Replicas, 1) {
+		t.Errorf("siege replicas %v, want 1", d.Spec.Replicas)
+	}
+	if !selectorMatches(d.Spec.Selector.MatchLabels, d.Spec.Template.Labels) ||
+		d.Spec.Selector.MatchLabels["app.kubernetes.io/component"] != "siege" {
+		t.Errorf("siege selector %v / pod labels %v", d.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
+	}
+	if _, ok := d.Spec.Template.Annotations["prometheus.io/scrape"]; ok {
+		t.Error("siege pods must not ask to be scraped: they serve no metrics")
+	}
+	spec := d.Spec.Template.Spec
+	checkPodSecurity(t, "siege", spec.SecurityContext, 10001)
+	if len(spec.Containers) != 1 {
+		t.Fatalf("siege: want one container, got %d", len(spec.Containers))
+	}
+	c := spec.Containers[0]
+	checkContainerSecurity(t, "siege", c.SecurityContext, 10001)
+	if c.Image != "anyroute-siege:latest" {
+		t.Errorf("siege image %q", c.Image)
+	}
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	if env["SIEGE_CONCURRENCY"] != concurrency || env["SIEGE_DELAY"] != delay {
+		t.Errorf("siege env %v, want concurrency %s delay %s", env, concurrency, delay)
+	}
+	if _, ok := env["SIEGE_TIME"]; ok {
+		t.Errorf("SIEGE_TIME %q set: the demo load runs until scaled to 0", env["SIEGE_TIME"])
+	}
+	svc := r.services[0]
+	var got []string
+	for _, u := range strings.Fields(env["SIEGE_URLS"]) {
+		parsed, err := url.Parse(u)
+		if err != nil {
+			t.Fatalf("SIEGE_URLS: %v", err)
+		}
+		if want := fmt.Sprintf("%s.%s.svc:%d", svc.Name, svc.Namespace, svc.Spec.Ports[0].Port); parsed.Scheme != "http" || parsed.Host != want {
+			t.Errorf("siege URL %s: want http://%s (the chart's Service)", u, want)
+		}
+		got = append(got, parsed.Path)
+	}
+	if !slices.Equal(got, paths) {
+		t.Errorf("siege paths %v, want %v", got, paths)
+	}
+	// The root filesystem is read-only: the entrypoint needs a writable /tmp.
+	mounts := map[string]bool{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.MountPath] = true
+	}
+	if !mounts["/tmp"] {
+		t.Errorf("siege: no writable /tmp among %+v", c.VolumeMounts)
+	}
+}
+
+func checkMonitors(t *testing.T, r *rendered) {
+	t.Helper()
+	if len(r.serviceMonitors) != 1 || len(r.podMonitors) != 1 {
+		t.Fatalf("want one ServiceMonitor and one PodMonitor, got %d and %d", len(r.serviceMonitors), len(r.podMonitors))
+	}
+	sm, pm := r.serviceMonitors[0], r.podMonitors[0]
+	sel := serverSelector(r)
+	if !reflect.DeepEqual(sm.Spec.Selector.MatchLabels, sel) || !reflect.DeepEqual(pm.Spec.Selector.MatchLabels, sel) {
+		t.Errorf("monitor selectors %v / %v, want %v", sm.Spec.Selector.MatchLabels, pm.Spec.Selector.MatchLabels, sel)
+	}
+	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "admin" || sm.Spec.Endpoints[0].Path != "/metrics" {
+		t.Errorf("ServiceMonitor endpoints %+v, want the Service's admin port, /metrics", sm.Spec.Endpoints)
+	}
+	if len(pm.Spec.PodMetricsEndpoints) != 1 || pm.Spec.PodMetricsEndpoints[0].Port == nil ||
+		*pm.Spec.PodMetricsEndpoints[0].Port != "admin" || pm.Spec.PodMetricsEndpoints[0].Path != "/metrics" {
+		t.Errorf("PodMonitor endpoints %+v, want the container's admin port, /metrics", pm.Spec.PodMetricsEndpoints)
+	}
+}
