@@ -32,6 +32,7 @@ FUZZTIME ?= 10s
 fuzz: ## a short run of every fuzz target (FUZZTIME each; a longer hunt: make fuzz FUZZTIME=10m)
 	$(GO) test -run '^$$' -fuzz '^FuzzMatch$$' -fuzztime $(FUZZTIME) ./service/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
+	$(GO) test -run '^$$' -fuzz '^FuzzTraceHeaders$$' -fuzztime $(FUZZTIME) ./instrumenting/
 
 .PHONY: test-deps
 test-deps: ## install what the tests run for real: Prometheus, wrk (Debian), the pinned tools (helm, Jaeger)
@@ -52,6 +53,45 @@ e2e: ## the chart's HPA scaling out under siege and back in, on real Kubernetes,
 	scripts/tools.sh $(E2E_TOOLS)
 	$(GO) test -tags e2e -count=1 -v -timeout 15m ./test/e2e/
 
+# Containers. No registry needs to answer: local-images.sh builds stand-ins for the base images a
+# pull cannot get and names them in $(IMAGES_ENV); image.sh skips the build while the image's label
+# holds the hash of its current inputs.
+IMAGE      ?= anyroute:latest
+IMAGES_ENV := .build/images.env
+COMPOSE     = docker-compose $(if $(wildcard $(IMAGES_ENV)),--env-file $(IMAGES_ENV)) -p anyroute \
+              -f deployments/compose/docker-compose.yml
+
+.PHONY: docker-check
+docker-check: # fail, not skip, without Docker
+	@command -v docker >/dev/null || { echo "Docker is required and there is no docker command (Debian: apt-get install docker.io docker-compose)" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "Docker is required and no daemon answers at $${DOCKER_HOST:-unix:///var/run/docker.sock}: start dockerd, or set DOCKER_HOST" >&2; exit 1; }
+
+.PHONY: image
+image: docker-check ## build the anyroute image $(IMAGE) (reused while its build inputs are unchanged)
+	VERSION=$(VERSION) REVISION=$(REVISION) deployments/docker/image.sh $(IMAGE)
+
+.PHONY: images
+images: image ## every image the stack and the container tests need (local stand-ins where a pull fails)
+	deployments/docker/local-images.sh all >/dev/null
+
+.PHONY: up
+up: images ## start the local stack: anyroute, Prometheus, Jaeger, siege (README: Run the stack)
+	ANYROUTE_IMAGE=$(IMAGE) $(COMPOSE) up -d
+	@echo "anyroute http://127.0.0.1:$${ANYROUTE_HTTP_PORT:-18080}  Prometheus http://127.0.0.1:$${PROMETHEUS_PORT:-19090}  Jaeger http://127.0.0.1:$${JAEGER_UI_PORT:-16686}"
+
+.PHONY: down
+down: docker-check ## stop the local stack and remove its volumes
+	$(COMPOSE) down -v
+
+# testcontainers: no reaper (its image cannot be pulled; the tests remove what they start), and
+# published ports looked up on 127.0.0.1 (the default guess is wrong inside a container).
+.PHONY: test-integration
+test-integration: export TESTCONTAINERS_RYUK_DISABLED ?= true
+test-integration: export TESTCONTAINERS_HOST_OVERRIDE ?= 127.0.0.1
+test-integration: images ## the image, then anyroute with Prometheus and Jaeger in containers and as the compose stack
+	set -a; source $(IMAGES_ENV); set +a; ANYROUTE_IMAGE=$(IMAGE) \
+	  $(GO) test -tags integration -count=1 -v -timeout 20m ./test/containers/
+
 SOAK_DURATION ?= 10m
 
 .PHONY: soak
@@ -60,7 +100,7 @@ soak: ## a steady mixed load for SOAK_DURATION (not part of make test): errors, 
 
 .PHONY: bench
 bench: bench-metrics ## micro-benchmarks, then the side-by-side load run against a bare server (writes docs/benchmarks.md)
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./cmd/anyroute/
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./bench/bare/ ./cmd/anyroute/
 	scripts/bench.sh
 
 .PHONY: bench-metrics

@@ -26,13 +26,16 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8090", "listen address")
 	flag.Parse()
 	instance, _ := os.Hostname()
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := &http.Server{Addr: *addr, Handler: newHandler(instance), ReadHeaderTimeout: 5 * time.Second}
+	log.Fatal(srv.ListenAndServe())
+}
+
+func newHandler(instance string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(echo{
 			Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
 			Route: "other", Status: 200, Instance: instance,
 		})
 	})
-	srv := &http.Server{Addr: *addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	log.Fatal(srv.ListenAndServe())
 }
