@@ -24,7 +24,7 @@ run: build ## run the service on embedded defaults (:8080 API, :8081 admin); ARG
 	./bin/anyroute $(ARGS)
 
 .PHONY: test
-test: test-unit fuzz ## every test of the project, integration included
+test: test-unit test-integration fuzz ## every test of the project, integration included
 
 FUZZTIME ?= 10s
 
@@ -111,13 +111,16 @@ bench-metrics: ## micro-benchmarks of the metrics pipeline
 tools: ## build the pinned tools into .tools/bin
 	scripts/tools.sh golangci-lint govulncheck helm jaeger
 
+# Every build tag, so the container, e2e and soak tests are vetted too.
+LINT_TAGS := integration,soak
+
 .PHONY: lint
 lint: helm-lint vulncheck ## gofmt, go vet, golangci-lint; helm-lint and vulncheck first
 	@unformatted=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
 	  if [[ -n "$$unformatted" ]]; then echo "gofmt needed: $$unformatted"; exit 1; fi
-	$(GO) vet ./...
+	$(GO) vet -tags $(LINT_TAGS) ./...
 	scripts/tools.sh golangci-lint
-	$(TOOLS_BIN)/golangci-lint run ./...
+	$(TOOLS_BIN)/golangci-lint run --build-tags $(LINT_TAGS) ./...
 
 # govulncheck against a local database (vuln.go.dev is unreachable) that scripts/vulndb.sh builds into
 # .tools/vulndb from a pinned golang.org/x/vulndb module; exits 3 when reachable vulnerabilities are found.

@@ -49,25 +49,26 @@ bare_p99=""
 
 # run NAME URL COMMAND...: start the server on its core, warm it up, measure.
 run() {
-	local name=$1 url=$2
+	local name=$1 url=$2 slug
+	slug=$(tr -c 'a-z0-9.\n' '-' <<<"$name")
 	shift 2
-	taskset -c "$SERVER_CPU" "$@" >"$OUT/$name.log" 2>&1 &
+	taskset -c "$SERVER_CPU" "$@" >"$OUT/$slug.log" 2>&1 &
 	local pid=$!
 	pids+=("$pid")
 	wait_http "$url"
 	local idle_rss
 	idle_rss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$pid/status")
 	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d3s "$url" >/dev/null
-	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$OUT/$name.wrk"
+	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$OUT/$slug.wrk"
 	local load_rss
 	load_rss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$pid/status")
 	kill "$pid"
 	wait "$pid" 2>/dev/null || true
 	local rps p50 p99 errors
-	rps=$(awk '/^Requests\/sec/ {print $2}' "$OUT/$name.wrk")
-	p50=$(awk '$1 == "50%" {print $2}' "$OUT/$name.wrk")
-	p99=$(awk '$1 == "99%" {print $2}' "$OUT/$name.wrk")
-	errors=$(awk '/Socket errors|Non-2xx/ {print}' "$OUT/$name.wrk" | tr '\n' ' ')
+	rps=$(awk '/^Requests\/sec/ {print $2}' "$OUT/$slug.wrk")
+	p50=$(awk '$1 == "50%" {print $2}' "$OUT/$slug.wrk")
+	p99=$(awk '$1 == "99%" {print $2}' "$OUT/$slug.wrk")
+	errors=$(awk '/Socket errors|Non-2xx/ {print}' "$OUT/$slug.wrk" | tr '\n' ' ')
 	if [[ -z $bare_rps ]]; then
 		bare_rps=$rps
 		bare_p99=$p99

@@ -52,13 +52,15 @@ fi
 
 deployments/docker/build-context.sh
 log "building $IMAGE with $GO_IMAGE (inputs $h)"
-docker build -f deployments/docker/Dockerfile \
+# --force-rm: a failed step leaves no stopped container behind either.
+rc=0
+docker build --force-rm -f deployments/docker/Dockerfile \
   --build-arg "GO_IMAGE=$GO_IMAGE" --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" \
-  --label "$LABEL=$h" -t "$IMAGE" .build/context
+  --label "$LABEL=$h" -t "$IMAGE" .build/context || rc=$?
 # The legacy builder keeps the build stage as an untagged image (the Go image plus sources and
-# build cache, about 500 MB a build; BuildKit keeps none): remove every dangling image that descends
-# from GO_IMAGE within the build stage's few steps, and the image IMAGE named before, unless
-# something still uses them.
+# build cache, about 500 MB a build; BuildKit keeps none), and so does a failed build: remove every
+# dangling image that descends from GO_IMAGE within the build stage's few steps, and the image IMAGE
+# named before, unless something still uses them.
 go_id=$(docker image inspect -f '{{.Id}}' "$GO_IMAGE")
 for d in $(docker image ls -q --no-trunc --filter dangling=true); do
   p=$d
@@ -68,6 +70,7 @@ for d in $(docker image ls -q --no-trunc --filter dangling=true); do
     if [ "$p" = "$go_id" ]; then docker rmi "$d" >/dev/null 2>&1 || true; break; fi
   done
 done
+[ "$rc" = 0 ] || { log "docker build failed"; exit "$rc"; }
 if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' "$IMAGE")" ]; then
   docker rmi "$old" >/dev/null 2>&1 || true
 fi
