@@ -24,7 +24,8 @@ run: build ## run the service on embedded defaults (:8080 API, :8081 admin); ARG
 	./bin/anyroute $(ARGS)
 
 .PHONY: test
-test: test-unit test-integration fuzz ## every test of the project, integration included
+test: test-unit test-integration fuzz ## every test of the project, integration included; the e2e demo last
+	@$(MAKE) --no-print-directory e2e
 
 FUZZTIME ?= 10s
 
@@ -112,7 +113,7 @@ tools: ## build the pinned tools into .tools/bin
 	scripts/tools.sh golangci-lint govulncheck helm jaeger
 
 # Every build tag, so the container, e2e and soak tests are vetted too.
-LINT_TAGS := integration,soak
+LINT_TAGS := integration,e2e,soak
 
 .PHONY: lint
 lint: helm-lint vulncheck ## gofmt, go vet, golangci-lint; helm-lint and vulncheck first

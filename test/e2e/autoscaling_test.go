@@ -1,0 +1,519 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The demo as the chart's values-demo.yaml describes it, in its own namespace.
+const (
+	namespace    = "demo"
+	release      = "anyroute"
+	customMetric = "avg_requests"
+)
+
+// TestAutoscalingDemo installs the chart with the demo values into a real control plane and
+// checks, printing a timeline, that prometheus-adapter serves avg_requests for every app pod,
+// that under siege's load the real HPA controller scales the Deployment out and the new pods get
+// traffic, and that once siege is scaled to zero the Deployment comes back to the minimum.
+func TestAutoscalingDemo(t *testing.T) {
+	e := newEnv(t)
+	n := newTestNet(e)
+	cp := startControlPlane(e, n)
+	prom := startPrometheus(e)
+	ad := startAdapter(e, cp, n, prom)
+	kl := startKubelet(e, cp, n, prom, namespace)
+	d := &demo{e: e, cp: cp, prom: prom, ad: ad, kl: kl}
+
+	d.helmInstall()
+	d.findObjects()
+	d.startSampler()
+
+	initial := d.waitServerPods()
+	d.waitMetricPerPod(initial)
+	d.waitHPAActive()
+	d.waitScaleOut()
+	d.waitNewPodTraffic(initial)
+	d.holdLoad()
+	d.showPeak()
+	d.stopLoad()
+	d.waitScaleIn()
+}
+
+// demo is the installed chart and what the test watches of it.
+type demo struct {
+	e    *env
+	cp   *controlPlane
+	prom *prometheus
+	ad   *adapter
+	kl   *kubelet
+
+	hpa        string // the HPA's name
+	deployment string // the Deployment it scales
+	siege      string // the siege Deployment
+	min        int32
+}
+
+// helmInstall installs the real chart with the demo values; E2E_HELM_SET adds --set arguments
+// (separated by ';') to try a broken spec.
+func (d *demo) helmInstall() {
+	e := d.e
+	e.t.Helper()
+	helmHome := e.mkdir("helm")
+	envVars := []string{
+		"KUBECONFIG=" + d.cp.kubeconfig,
+		"HELM_CACHE_HOME=" + filepath.Join(helmHome, "cache"),
+		"HELM_CONFIG_HOME=" + filepath.Join(helmHome, "config"),
+		"HELM_DATA_HOME=" + filepath.Join(helmHome, "data"),
+	}
+	args := []string{"install", release, filepath.Join(repoRoot, "deployments", "helm", "anyroute"),
+		"--namespace", namespace, "--create-namespace",
+		"-f", filepath.Join(repoRoot, "deployments", "helm", "values-demo.yaml"),
+		"--timeout", "2m"}
+	var sets []string
+	for _, s := range strings.Split(os.Getenv("E2E_HELM_SET"), ";") {
+		if s = strings.TrimSpace(s); s != "" {
+			args = append(args, "--set", s)
+			sets = append(sets, "--set "+s)
+		}
+	}
+	ctx, cancel := context.WithTimeout(e.t.Context(), 3*time.Minute)
+	defer cancel()
+	out, err := e.run(ctx, envVars, e.tool("helm"), args...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	status := "?"
+	for _, line := range strings.Split(out, "\n") {
+		if s, ok := strings.CutPrefix(line, "STATUS: "); ok {
+			status = s
+		}
+	}
+	e.tl.mark("helm install %s deployments/helm/anyroute -n %s -f values-demo.yaml%s: %s",
+		release, namespace, strings.Join(append([]string{""}, sets...), " "), status)
+}
+
+// findObjects reads the names of what the chart made: the HPA, its Deployment and the siege
+// Deployment.
+func (d *demo) findObjects() {
+	e := d.e
+	e.t.Helper()
+	ctx := e.t.Context()
+	hpas, err := d.cp.client.AutoscalingV2().HorizontalPodAutoscalers(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(hpas.Items) != 1 {
+		e.t.Fatalf("the chart made %d HorizontalPodAutoscalers in %s, want 1 (hpa.enabled)", len(hpas.Items), namespace)
+	}
+	h := hpas.Items[0]
+	d.hpa, d.deployment, d.min = h.Name, h.Spec.ScaleTargetRef.Name, ptrOr(h.Spec.MinReplicas, 1)
+	sieges, err := d.cp.client.AppsV1().Deployments(namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: "app.kubernetes.io/component=siege"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(sieges.Items) != 1 {
+		e.t.Fatalf("the chart made %d siege Deployments, want 1 (siege.enabled in values-demo.yaml)", len(sieges.Items))
+	}
+	d.siege = sieges.Items[0].Name
+	e.tl.mark("HPA %s scales deploy/%s from %d to %d on %s; load from deploy/%s",
+		d.hpa, d.deployment, d.min, h.Spec.MaxReplicas, describeMetrics(h.Spec.Metrics), d.siege)
+}
+
+func ptrOr(p *int32, def int32) int32 {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+func describeMetrics(ms []autoscalingv2.MetricSpec) string {
+	var out []string
+	for _, m := range ms {
+		switch {
+		case m.Pods != nil:
+			out = append(out, fmt.Sprintf("Pods metric %s (target average %s)", m.Pods.Metric.Name, m.Pods.Target.AverageValue))
+		default:
+			out = append(out, string(m.Type)+" metric")
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// until polls cond until it reports done. It fails the test at once when the kubelet stand-in
+// reports an error, and after timeout with cond's last state and a diagnosis of the metrics
+// pipeline.
+func (d *demo) until(what string, timeout time.Duration, cond func(ctx context.Context) (bool, string, error)) {
+	e := d.e
+	e.t.Helper()
+	if dl, ok := e.t.Deadline(); ok && time.Until(dl)-time.Minute < timeout {
+		timeout = max(time.Until(dl)-time.Minute, 10*time.Second)
+	}
+	ctx := e.t.Context()
+	start := time.Now()
+	var state string
+	for {
+		if err := d.kl.err(); err != nil {
+			e.t.Fatalf("%s: %v", what, err)
+		}
+		done, s, err := cond(ctx)
+		if err != nil {
+			s = "error: " + err.Error()
+		}
+		state = s
+		if done {
+			return
+		}
+		if time.Since(start) > timeout {
+			e.t.Fatalf("%s: not within %v.\nlast seen: %s\n%s", what, timeout, state, d.diagnose(ctx))
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// waitServerPods waits for the Deployment's first pods to run and be ready.
+func (d *demo) waitServerPods() []string {
+	var pods []string
+	d.until("the app pods running", 60*time.Second, func(context.Context) (bool, string, error) {
+		pods = d.kl.running("server")
+		return len(pods) >= int(d.min) && len(d.kl.running("siege")) > 0,
+			fmt.Sprintf("app pods %v, siege pods %v", pods, d.kl.running("siege")), nil
+	})
+	return pods
+}
+
+// metricValue is one item of a custom metrics API answer.
+type metricValue struct {
+	DescribedObject struct {
+		Kind string `json:"kind"`
+		Name string `json:"name"`
+	} `json:"describedObject"`
+	Metric struct {
+		Name string `json:"name"`
+	} `json:"metric"`
+	Value resource.Quantity `json:"value"`
+}
+
+// customMetricPath is what `kubectl get --raw` asks for: avg_requests of every pod in the namespace.
+var customMetricPath = fmt.Sprintf("/apis/custom.metrics.k8s.io/v1beta1/namespaces/%s/pods/*/%s", namespace, customMetric)
+
+// podMetrics asks the custom metrics API, with kubectl as a user would, for every pod's value.
+func (d *demo) podMetrics(ctx context.Context) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	out, err := d.e.run(ctx, nil, d.e.tool("kubectl"), "--kubeconfig", d.cp.kubeconfig, "get", "--raw", customMetricPath)
+	if err != nil {
+		return nil, fmt.Errorf("%s", firstLine(err.Error(), out))
+	}
+	var list struct {
+		Items []metricValue `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", customMetricPath, err)
+	}
+	values := map[string]float64{}
+	for _, it := range list.Items {
+		values[it.DescribedObject.Name] = it.Value.AsApproximateFloat64()
+	}
+	return values, nil
+}
+
+func firstLine(err, out string) string {
+	if s := strings.TrimSpace(out); s != "" {
+		return strings.Split(s, "\n")[0]
+	}
+	return strings.Split(err, "\n")[0]
+}
+
+// waitMetricPerPod waits until the custom metrics API has avg_requests for every running app pod.
+func (d *demo) waitMetricPerPod(pods []string) {
+	var values map[string]float64
+	d.until("custom metric "+customMetric+" for every app pod", 60*time.Second, func(ctx context.Context) (bool, string, error) {
+		v, err := d.podMetrics(ctx)
+		if err != nil {
+			return false, "", err
+		}
+		values = v
+		for _, p := range pods {
+			if _, ok := v[p]; !ok {
+				return false, fmt.Sprintf("values %v, none yet for %s", v, p), nil
+			}
+		}
+		return true, "", nil
+	})
+	d.e.tl.mark("kubectl get --raw %s: %s", customMetricPath, formatValues(values))
+}
+
+func formatValues(v map[string]float64) string {
+	names := make([]string, 0, len(v))
+	for n := range v {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]string, 0, len(names))
+	for _, n := range names {
+		parts = append(parts, fmt.Sprintf("%s=%.2f", n, v[n]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func (d *demo) getHPA(ctx context.Context) (*autoscalingv2.HorizontalPodAutoscaler, error) {
+	return d.cp.client.AutoscalingV2().HorizontalPodAutoscalers(namespace).Get(ctx, d.hpa, metav1.GetOptions{})
+}
+
+func condition(h *autoscalingv2.HorizontalPodAutoscaler, typ autoscalingv2.HorizontalPodAutoscalerConditionType) *autoscalingv2.HorizontalPodAutoscalerCondition {
+	for i := range h.Status.Conditions {
+		if h.Status.Conditions[i].Type == typ {
+			return &h.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// waitHPAActive waits for the HPA controller to read the metric (ScalingActive=True): a metric
+// name or type the adapter does not serve stops here, with the controller's own message.
+func (d *demo) waitHPAActive() {
+	d.until("HPA "+d.hpa+" reading its metric (condition ScalingActive)", 45*time.Second, func(ctx context.Context) (bool, string, error) {
+		h, err := d.getHPA(ctx)
+		if err != nil {
+			return false, "", err
+		}
+		c := condition(h, autoscalingv2.ScalingActive)
+		if c == nil {
+			return false, "no ScalingActive condition yet", nil
+		}
+		return c.Status == corev1.ConditionTrue, fmt.Sprintf("ScalingActive=%s %s: %s", c.Status, c.Reason, c.Message), nil
+	})
+	d.e.tl.mark("HPA %s ScalingActive: the controller reads %s", d.hpa, customMetric)
+}
+
+// waitScaleOut waits for the HPA to ask for more than its minimum, and for the new pods to run.
+func (d *demo) waitScaleOut() {
+	d.until("HPA desired replicas above the minimum under load", 180*time.Second, func(ctx context.Context) (bool, string, error) {
+		h, err := d.getHPA(ctx)
+		if err != nil {
+			return false, "", err
+		}
+		return h.Status.DesiredReplicas > d.min, hpaState(h), nil
+	})
+	h, _ := d.getHPA(d.e.t.Context())
+	d.e.tl.mark("scale out: %s", hpaState(h))
+	d.until("new app pods running", 60*time.Second, func(ctx context.Context) (bool, string, error) {
+		dep, err := d.cp.client.AppsV1().Deployments(namespace).Get(ctx, d.deployment, metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		running := d.kl.running("server")
+		return len(running) > int(d.min), fmt.Sprintf("deploy/%s %s; running %v", d.deployment, deploymentState(dep), running), nil
+	})
+}
+
+func hpaState(h *autoscalingv2.HorizontalPodAutoscaler) string {
+	if h == nil {
+		return "?"
+	}
+	current := "<unknown>"
+	for _, m := range h.Status.CurrentMetrics {
+		if m.Pods != nil && m.Pods.Current.AverageValue != nil {
+			current = fmt.Sprintf("%.2f", m.Pods.Current.AverageValue.AsApproximateFloat64())
+		}
+	}
+	target := "?"
+	for _, m := range h.Spec.Metrics {
+		if m.Pods != nil && m.Pods.Target.AverageValue != nil {
+			target = m.Pods.Target.AverageValue.String()
+		}
+	}
+	return fmt.Sprintf("replicas %d, desired %d, %s %s/%s", h.Status.CurrentReplicas, h.Status.DesiredReplicas, customMetric, current, target)
+}
+
+func deploymentState(dep *appsv1.Deployment) string {
+	return fmt.Sprintf("replicas %d, ready %d", ptrOr(dep.Spec.Replicas, 1), dep.Status.ReadyReplicas)
+}
+
+// waitNewPodTraffic waits until an app pod made by the scale-out has served siege's requests,
+// as Prometheus scraped them under the pod's name.
+func (d *demo) waitNewPodTraffic(initial []string) {
+	var pod string
+	var count float64
+	d.until("a new app pod serving siege's requests", 60*time.Second, func(ctx context.Context) (bool, string, error) {
+		served, err := d.served(ctx)
+		if err != nil {
+			return false, "", err
+		}
+		for _, p := range d.kl.running("server") {
+			if !slices.Contains(initial, p) && served[p] > 0 {
+				pod, count = p, served[p]
+				return true, "", nil
+			}
+		}
+		return false, fmt.Sprintf("running %v, initial %v, requests served %s", d.kl.running("server"), initial, formatValues(served)), nil
+	})
+	d.e.tl.mark("new pod %s has served %.0f requests (Prometheus, app_requests_total)", pod, count)
+}
+
+// served returns the requests each pod has served, as Prometheus last scraped them.
+func (d *demo) served(ctx context.Context) (map[string]float64, error) {
+	res, err := d.prom.query(ctx, fmt.Sprintf(`sum by (%s) (app_requests_total{%s=%q})`,
+		d.prom.podLabels[1], d.prom.podLabels[0], namespace))
+	if err != nil {
+		return nil, err
+	}
+	v := map[string]float64{}
+	for _, s := range res {
+		v[s.labels[d.prom.podLabels[1]]] = s.value
+	}
+	return v, nil
+}
+
+// holdLoad keeps siege running a while longer, so the HPA can go on scaling out as the new pods'
+// rates fill in: until it asks for two pods above the minimum and they run, at most 90s. Then
+// every running app pod must have served requests.
+func (d *demo) holdLoad() {
+	ctx := d.e.t.Context()
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := d.kl.err(); err != nil {
+			d.e.t.Fatal(err)
+		}
+		if h, err := d.getHPA(ctx); err == nil && h.Status.DesiredReplicas >= d.min+2 &&
+			len(d.kl.running("server")) >= int(h.Status.DesiredReplicas) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	h, _ := d.getHPA(ctx)
+	d.e.tl.mark("load held: %s", hpaState(h))
+	d.until("every app pod serving siege's requests", 30*time.Second, func(ctx context.Context) (bool, string, error) {
+		served, err := d.served(ctx)
+		if err != nil {
+			return false, "", err
+		}
+		running := d.kl.running("server")
+		for _, p := range running {
+			if served[p] == 0 {
+				return false, fmt.Sprintf("running %v, requests served %s", running, formatValues(served)), nil
+			}
+		}
+		d.e.tl.mark("requests served per pod: %s", formatValues(served))
+		return true, "", nil
+	})
+}
+
+// showPeak logs what a user would look at while the demo is scaled out.
+func (d *demo) showPeak() {
+	ctx := d.e.t.Context()
+	if v, err := d.podMetrics(ctx); err == nil {
+		d.e.tl.mark("custom metric at the peak: %s", formatValues(v))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	out, err := d.e.run(ctx, nil, d.e.tool("kubectl"), "--kubeconfig", d.cp.kubeconfig,
+		"-n", namespace, "describe", "hpa", d.hpa)
+	if err != nil {
+		out = err.Error()
+	}
+	d.e.t.Logf("kubectl describe hpa %s:\n%s", d.hpa, out)
+}
+
+// stopLoad scales siege to zero, as the original's walk-through did, and waits for its process to
+// stop.
+func (d *demo) stopLoad() {
+	ctx, cancel := context.WithTimeout(d.e.t.Context(), 30*time.Second)
+	defer cancel()
+	d.e.tl.mark("stopping the load: kubectl scale deploy/%s --replicas=0", d.siege)
+	if _, err := d.e.run(ctx, nil, d.e.tool("kubectl"), "--kubeconfig", d.cp.kubeconfig,
+		"-n", namespace, "scale", "deploy/"+d.siege, "--replicas=0"); err != nil {
+		d.e.t.Fatal(err)
+	}
+	d.until("siege stopped", 60*time.Second, func(context.Context) (bool, string, error) {
+		s := d.kl.running("siege")
+		return len(s) == 0, fmt.Sprintf("siege pods %v", s), nil
+	})
+}
+
+// waitScaleIn waits for the HPA, the Deployment and the running pods to be back at the minimum.
+func (d *demo) waitScaleIn() {
+	d.until("replicas back to the minimum after the load stopped", 300*time.Second, func(ctx context.Context) (bool, string, error) {
+		h, err := d.getHPA(ctx)
+		if err != nil {
+			return false, "", err
+		}
+		dep, err := d.cp.client.AppsV1().Deployments(namespace).Get(ctx, d.deployment, metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		running := d.kl.running("server")
+		done := h.Status.DesiredReplicas == d.min && h.Status.CurrentReplicas == d.min && ptrOr(dep.Spec.Replicas, 1) == d.min &&
+			dep.Status.ReadyReplicas == d.min && len(running) == int(d.min)
+		return done, fmt.Sprintf("%s; deploy/%s %s; running %v", hpaState(h), d.deployment, deploymentState(dep), running), nil
+	})
+	h, _ := d.getHPA(d.e.t.Context())
+	d.e.tl.mark("scale in: %s", hpaState(h))
+}
+
+// startSampler marks the HPA's state whenever it changes, and every 15s each app pod's request
+// rate as Prometheus sees it, when that changed.
+func (d *demo) startSampler() {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	d.e.t.Cleanup(func() { close(stop); <-done })
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var lastHPA, lastRates string
+		ratesAt := time.Time{}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Second):
+			}
+			// DesiredReplicas is 0 until the controller's first reconcile.
+			if h, err := d.getHPA(ctx); err == nil && h.Status.DesiredReplicas > 0 {
+				if s := hpaState(h); s != lastHPA {
+					d.e.tl.mark("hpa: %s", s)
+					lastHPA = s
+				}
+			}
+			if time.Since(ratesAt) >= 15*time.Second {
+				ratesAt = time.Now()
+				if r := d.observedRates(ctx); r != "" && r != lastRates {
+					d.e.tl.mark("requests/s per pod over 10s: %s", r)
+					lastRates = r
+				}
+			}
+		}
+	}()
+}
+
+func (d *demo) observedRates(ctx context.Context) string {
+	res, err := d.prom.query(ctx, fmt.Sprintf(`sum by (%s) (rate(app_requests_total{%s=%q}[10s]))`,
+		d.prom.podLabels[1], d.prom.podLabels[0], namespace))
+	if err != nil || len(res) == 0 {
+		return ""
+	}
+	v := map[string]float64{}
+	for _, s := range res {
+		v[s.labels[d.prom.podLabels[1]]] = s.value
+	}
+	return formatValues(v)
+}

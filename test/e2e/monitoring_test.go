@@ -1,0 +1,331 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+)
+
+// prometheus is Debian's Prometheus, discovering its targets from a file the kubelet stand-in
+// writes: one target per running pod that asks to be scraped, relabelled the way the
+// prometheus-community chart's kubernetes-pods job does (namespace, pod).
+type prometheus struct {
+	url         string
+	targetsFile string
+	podLabels   [2]string // the label names namespace and pod land in
+}
+
+// scrapeTarget is one pod's metrics endpoint.
+type scrapeTarget struct {
+	addr, path, namespace, pod string
+}
+
+func startPrometheus(e *env) *prometheus {
+	e.t.Helper()
+	p := &prometheus{targetsFile: e.path("prometheus", "targets.json"), podLabels: [2]string{"namespace", "pod"}}
+	// E2E_POD_LABELS=kubernetes_namespace,kubernetes_pod_name scrapes as older Prometheus charts
+	// did: the adapter rule must then disagree, and the test says so.
+	if v := os.Getenv("E2E_POD_LABELS"); v != "" {
+		ns, pod, ok := strings.Cut(v, ",")
+		if !ok {
+			e.t.Fatalf("E2E_POD_LABELS=%q: want NAMESPACE_LABEL,POD_LABEL", v)
+		}
+		p.podLabels = [2]string{ns, pod}
+	}
+	if err := p.setTargets(nil); err != nil {
+		e.t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: kubernetes-pods
+    file_sd_configs:
+      - files: [%q]
+        refresh_interval: 1s
+    relabel_configs:
+      - source_labels: [__meta_kubernetes_namespace]
+        target_label: %s
+      - source_labels: [__meta_kubernetes_pod_name]
+        target_label: %s
+`, p.targetsFile, p.podLabels[0], p.podLabels[1])
+	cfgFile := e.path("prometheus", "prometheus.yml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + mustFreePort(e, "127.0.0.1")
+	p.url = "http://" + addr
+	proc := e.start("prometheus", nil, e.systemTool("prometheus"),
+		"--config.file="+cfgFile,
+		"--storage.tsdb.path="+e.path("prometheus", "data"),
+		"--web.listen-address="+addr,
+		"--log.level=warn")
+	e.waitHTTP(proc, p.url+"/-/ready", "", 30*time.Second)
+	e.tl.mark("prometheus ready on %s (pod labels %s, %s)", addr, p.podLabels[0], p.podLabels[1])
+	return p
+}
+
+// setTargets rewrites the file-SD file atomically; Prometheus notices within a second.
+func (p *prometheus) setTargets(targets []scrapeTarget) error {
+	type group struct {
+		Targets []string          `json:"targets"`
+		Labels  map[string]string `json:"labels"`
+	}
+	groups := []group{}
+	for _, t := range targets {
+		groups = append(groups, group{Targets: []string{t.addr}, Labels: map[string]string{
+			"__metrics_path__":            t.path,
+			"__meta_kubernetes_namespace": t.namespace,
+			"__meta_kubernetes_pod_name":  t.pod,
+		}})
+	}
+	b, err := json.MarshalIndent(groups, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := p.targetsFile + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p.targetsFile)
+}
+
+// sample is one element of an instant vector.
+type sample struct {
+	labels map[string]string
+	value  float64
+}
+
+// query evaluates an instant PromQL query now.
+func (p *prometheus) query(ctx context.Context, q string) ([]sample, error) {
+	var r struct {
+		Data struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+				Value  [2]any            `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := p.get(ctx, "/api/v1/query?"+url.Values{"query": {q}}.Encode(), &r); err != nil {
+		return nil, err
+	}
+	out := make([]sample, 0, len(r.Data.Result))
+	for _, res := range r.Data.Result {
+		v, err := strconv.ParseFloat(fmt.Sprint(res.Value[1]), 64)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sample{labels: res.Metric, value: v})
+	}
+	return out, nil
+}
+
+// series lists the label sets of the series a selector matches in the last five minutes.
+func (p *prometheus) series(ctx context.Context, match string) ([]map[string]string, error) {
+	var r struct {
+		Data []map[string]string `json:"data"`
+	}
+	start := strconv.FormatInt(time.Now().Add(-5*time.Minute).Unix(), 10)
+	err := p.get(ctx, "/api/v1/series?"+url.Values{"match[]": {match}, "start": {start}}.Encode(), &r)
+	return r.Data, err
+}
+
+func (p *prometheus) get(ctx context.Context, path string, into any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := insecureClient(5 * time.Second).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("prometheus %s: %s", path, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(into)
+}
+
+// adapter is prometheus-adapter with the chart's rule file, serving custom.metrics.k8s.io behind
+// the aggregator from the dummy interface's address.
+type adapter struct {
+	proc  *process
+	rules string
+}
+
+// adapterNamespace and adapterService are where the APIService points, as in the
+// prometheus-adapter chart.
+const (
+	adapterNamespace = "monitoring"
+	adapterService   = "prometheus-adapter"
+	customMetricsAPI = "v1beta1.custom.metrics.k8s.io"
+	adapterRelist    = 5 * time.Second
+)
+
+func startAdapter(e *env, cp *controlPlane, n *testNet, prom *prometheus) *adapter {
+	e.t.Helper()
+	rules := filepath.Join(repoRoot, "deployments", "helm", "prometheus-adapter-rules.yaml")
+	if v := os.Getenv("E2E_ADAPTER_RULES"); v != "" {
+		rules = v
+	}
+	if _, err := os.Stat(rules); err != nil {
+		e.t.Fatalf("adapter rule file: %v", err)
+	}
+	logLevel := "2"
+	if v := os.Getenv("E2E_ADAPTER_V"); v != "" {
+		logLevel = v
+	}
+	port := mustFreePort(e, n.adapterIP)
+	a := &adapter{rules: rules}
+	a.proc = e.start("prometheus-adapter", nil, e.tool("prometheus-adapter"),
+		"--config="+rules,
+		"--prometheus-url="+prom.url+"/",
+		"--metrics-relist-interval="+adapterRelist.String(),
+		"--bind-address="+n.adapterIP, "--secure-port="+port,
+		"--cert-dir="+e.mkdir("adapter", "certs"),
+		"--lister-kubeconfig="+cp.kubeconfig,
+		"--authentication-kubeconfig="+cp.kubeconfig,
+		"--authorization-kubeconfig="+cp.kubeconfig,
+		"--v="+logLevel)
+	e.waitHTTP(a.proc, "https://"+n.adapterIP+":"+port+"/readyz", "", 30*time.Second)
+	e.tl.mark("prometheus-adapter ready on %s:%s with %s", n.adapterIP, port, relPath(rules))
+	registerAdapter(e, cp, n.adapterIP, port)
+	waitAPIServiceAvailable(e, cp, a)
+	return a
+}
+
+// relPath shows a path relative to the repository when it is inside it.
+func relPath(p string) string {
+	if r, err := filepath.Rel(repoRoot, p); err == nil && !strings.HasPrefix(r, "..") {
+		return r
+	}
+	return p
+}
+
+// registerAdapter makes the objects the prometheus-adapter chart makes for the aggregator: a
+// Service (here without a selector, with a hand-made EndpointSlice: there is no adapter pod) and
+// the APIService.
+func registerAdapter(e *env, cp *controlPlane, ip, port string) {
+	e.t.Helper()
+	ctx := context.Background()
+	portNum, _ := strconv.Atoi(port)
+	core := cp.client.CoreV1()
+	if _, err := core.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: adapterNamespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		e.t.Fatal(err)
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: adapterService, Namespace: adapterNamespace},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{
+			Name: "https", Port: 443, TargetPort: intstr.FromInt32(int32(portNum)), Protocol: corev1.ProtocolTCP,
+		}}},
+	}
+	if _, err := core.Services(adapterNamespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: adapterService + "-e2e", Namespace: adapterNamespace, Labels: map[string]string{
+			discoveryv1.LabelServiceName: adapterService,
+			discoveryv1.LabelManagedBy:   "anyroute-e2e",
+		}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(int32(portNum)), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	}
+	if _, err := cp.client.DiscoveryV1().EndpointSlices(adapterNamespace).Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	apiService := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apiregistration.k8s.io/v1",
+		"kind":       "APIService",
+		"metadata":   map[string]any{"name": customMetricsAPI},
+		"spec": map[string]any{
+			"service":               map[string]any{"name": adapterService, "namespace": adapterNamespace, "port": int64(443)},
+			"group":                 "custom.metrics.k8s.io",
+			"version":               "v1beta1",
+			"insecureSkipTLSVerify": true,
+			"groupPriorityMinimum":  int64(100),
+			"versionPriority":       int64(100),
+		},
+	}}
+	if _, err := cp.dynamic.Resource(apiServiceGVR).Create(ctx, apiService, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+var apiServiceGVR = schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
+
+// waitAPIServiceAvailable waits for the aggregator to mark the APIService Available: it has
+// reached the adapter through the endpoint address with the front-proxy certificate.
+func waitAPIServiceAvailable(e *env, cp *controlPlane, a *adapter) {
+	e.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		if err := a.proc.unexpectedExit(); err != nil {
+			e.t.Fatal(err)
+		}
+		last = apiServiceCondition(cp)
+		if strings.HasPrefix(last, "True") {
+			e.tl.mark("APIService %s Available", customMetricsAPI)
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	e.t.Fatalf("APIService %s not Available within 60s: %s\nprometheus-adapter log ends:\n%s", customMetricsAPI, last, a.proc.tail(30))
+}
+
+// apiServiceCondition returns the Available condition of the custom metrics APIService as
+// "STATUS REASON: MESSAGE".
+func apiServiceCondition(cp *controlPlane) string {
+	obj, err := cp.dynamic.Resource(apiServiceGVR).Get(context.Background(), customMetricsAPI, metav1.GetOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == "Available" {
+			return fmt.Sprintf("%v %v: %v", m["status"], m["reason"], m["message"])
+		}
+	}
+	return "no Available condition yet"
+}
+
+// servedMetrics lists the custom metrics the adapter serves ("pods/avg_requests", ...), through
+// the aggregator.
+func servedMetrics(ctx context.Context, cp *controlPlane) ([]string, error) {
+	raw, err := cp.client.CoreV1().RESTClient().Get().AbsPath("/apis/custom.metrics.k8s.io/v1beta1").DoRaw(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var list metav1.APIResourceList
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(list.APIResources))
+	for _, r := range list.APIResources {
+		names = append(names, r.Name)
+	}
+	sort.Strings(names)
+	return names, nil
+}
