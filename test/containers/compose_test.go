@@ -110,6 +110,9 @@ func TestCompose(t *testing.T) {
 	if ro := inspectField(t, id, "{{.HostConfig.ReadonlyRootfs}}"); ro != "true" {
 		t.Fatalf("compose's anyroute runs with ReadonlyRootfs=%s, want true", ro)
 	}
+	if caps := inspectField(t, id, "{{.HostConfig.CapDrop}}"); caps != "[ALL]" {
+		t.Fatalf("compose's anyroute drops capabilities %s, want [ALL]", caps)
+	}
 
 	api := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	promURL := fmt.Sprintf("http://127.0.0.1:%d", promPort)

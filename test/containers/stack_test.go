@@ -84,6 +84,8 @@ func TestContainers(t *testing.T) {
 		testcontainers.WithExposedPorts("8080/tcp", "8081/tcp"),
 		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
 			hc.ReadonlyRootfs = true
+			hc.CapDrop = []string{"ALL"}
+			hc.SecurityOpt = []string{"no-new-privileges:true"}
 			hc.Binds = append(hc.Binds, cfg+":/etc/anyroute/config.json:ro")
 		}),
 		// The image's own HEALTHCHECK (anyroute healthcheck → admin /healthz) must turn healthy.
@@ -113,8 +115,9 @@ func TestContainers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !inspect.HostConfig.ReadonlyRootfs {
-		t.Fatal("anyroute container does not run with a read-only root filesystem")
+	if !inspect.HostConfig.ReadonlyRootfs || len(inspect.HostConfig.CapDrop) != 1 || inspect.HostConfig.CapDrop[0] != "ALL" {
+		t.Fatalf("anyroute container: read-only root %v, dropped capabilities %v; want true and [ALL]",
+			inspect.HostConfig.ReadonlyRootfs, inspect.HostConfig.CapDrop)
 	}
 
 	api := endpoint(t, anyroute, "8080/tcp")
