@@ -187,6 +187,9 @@ func newJaegerTracer(cfg config.Tracing, logger log.Logger, drops dropCounters) 
 	}
 	tracer, closer := jaeger.NewTracer(cfg.ServiceName, sampler, rep,
 		jaeger.TracerOptions.Gen128Bit(true), // the same trace ids as B3 and W3C callers send
+		// Reuse spans: allocating one per request was a third of the request path's allocations
+		// with probabilistic sampling. Nothing holds a span after Finish (TraceID keeps the id).
+		jaeger.TracerOptions.PoolSpans(true),
 		jaeger.TracerOptions.Metrics(metrics),
 		jaeger.TracerOptions.Logger(jlog),
 		jaeger.TracerOptions.Injector(opentracing.HTTPHeaders, prop),

@@ -63,7 +63,9 @@ func tagServerSpan(next kitendpoint.Endpoint) kitendpoint.Endpoint {
 	return func(ctx context.Context, request any) (any, error) {
 		span := opentracing.SpanFromContext(ctx)
 		if in, ok := ctx.Value(incomingKey{}).(*incoming); ok {
-			in.server = span // for TraceID in the transport, which sees only the outer ctx
+			// For TraceID in the transport, which sees only the outer ctx and runs after the span
+			// has finished: with jaeger's span pool the span itself may be reused by then.
+			in.traceID = traceIDOfSpan(span)
 		}
 		if !isSampled(span) { // tags of a span that is not recorded would only cost allocations
 			return next(ctx, request)
@@ -216,10 +218,10 @@ type incomingKey struct{}
 
 // incoming is the inert span HTTPToContext leaves in the request context: Context returns the
 // caller's span context (nil when the request carried none), so TraceServer's span becomes its
-// child. Tracing records its server span here for TraceID.
+// child. Tracing records its server span's trace id here for TraceID.
 type incoming struct {
-	remote opentracing.SpanContext
-	server opentracing.Span
+	remote  opentracing.SpanContext
+	traceID string
 }
 
 func (s *incoming) Context() opentracing.SpanContext               { return s.remote }
@@ -245,8 +247,8 @@ func (s *incoming) Tracer() opentracing.Tracer { return opentracing.NoopTracer{}
 // and the access log show.
 func TraceID(ctx context.Context) string {
 	if in, ok := ctx.Value(incomingKey{}).(*incoming); ok {
-		if in.server != nil {
-			return traceIDOfSpan(in.server)
+		if in.traceID != "" {
+			return in.traceID
 		}
 		return traceIDOf(in.remote)
 	}
