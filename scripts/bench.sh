@@ -142,7 +142,7 @@ section=$(
 	echo "## Load: anyroute against a bare net/http server"
 	echo
 	echo "Command: \`make bench\` (\`scripts/bench.sh\`), $(date -u +%Y-%m-%d). Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(go version | awk '{print $3}'), $(wrk --version 2>&1 | awk 'NR == 1 {print $1, $2}')."
-	echo "Each server runs alone, pinned to core $SERVER_CPU; \`wrk -t1 -c$CONNS -d$DURATION --latency\` runs on core $LOAD_CPU after a 3 s warm-up, in $ROUNDS rounds that interleave the cases; the table shows medians, each ratio taken against the bare server of the same round; Jaeger (the tracing cases' agent) shares the load core. The bare server answers the same JSON echo with encoding/json and no middleware; anyroute writes its echo into a pooled buffer, which is how it can match or pass the bare server with metrics on. Targets: tracing none ≥ 0.95 of bare with p99 ≤ 1.2×, jaeger probabilistic 0.01 ≥ 0.90, jaeger const 1 ≥ 0.50, idle RSS under 20 MiB."
+	echo "Each server runs alone, pinned to core $SERVER_CPU; \`wrk -t1 -c$CONNS -d$DURATION --latency\` runs on core $LOAD_CPU after a 3 s warm-up, in $ROUNDS rounds that interleave the cases; the table shows medians, each ratio taken against the bare server of the same round; Jaeger (the tracing cases' agent) shares the load core. The bare server answers the same JSON echo with encoding/json and no middleware, with anyroute's default server timeouts; anyroute writes its echo into a pooled buffer, which is how it can match or pass the bare server with metrics on. Targets: tracing none ≥ 0.95 of bare with p99 ≤ 1.2×, jaeger probabilistic 0.01 ≥ 0.90, jaeger const 1 ≥ 0.50, idle RSS under 20 MiB."
 	echo
 	echo "$table"
 	echo "<!-- load:end -->"

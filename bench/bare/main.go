@@ -1,5 +1,7 @@
 // Command bare is the baseline of the load benchmarks: a catch-all net/http server answering the
-// same JSON echo as anyroute, written the plain way (encoding/json, no middleware, no metrics).
+// same JSON echo as anyroute, written the plain way (encoding/json, no middleware, no metrics),
+// with the same server timeouts as anyroute's defaults, as any server facing clients should have:
+// they cost two deadlines per request, and the comparison is about what anyroute adds on top.
 // anyroute's throughput is reported as a ratio of this server's, measured in the same run.
 package main
 
@@ -26,7 +28,14 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8090", "listen address")
 	flag.Parse()
 	instance, _ := os.Hostname()
-	srv := &http.Server{Addr: *addr, Handler: newHandler(instance), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{
+		Addr:              *addr,
+		Handler:           newHandler(instance),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
 	log.Fatal(srv.ListenAndServe())
 }
 
