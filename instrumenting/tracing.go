@@ -87,29 +87,16 @@ func tagServerSpan(next kitendpoint.Endpoint) kitendpoint.Endpoint {
 	}
 }
 
-func operationName(method string) string {
-	switch method {
-	case http.MethodGet:
-		return "HTTP GET"
-	case http.MethodHead:
-		return "HTTP HEAD"
-	case http.MethodPost:
-		return "HTTP POST"
-	case http.MethodPut:
-		return "HTTP PUT"
-	case http.MethodPatch:
-		return "HTTP PATCH"
-	case http.MethodDelete:
-		return "HTTP DELETE"
-	case http.MethodOptions:
-		return "HTTP OPTIONS"
-	case http.MethodConnect:
-		return "HTTP CONNECT"
-	case http.MethodTrace:
-		return "HTTP TRACE"
+// operationNames are the server spans' names, one per method label value: the aggregator's
+// method classification decides both, so span names are as bounded as the metric labels.
+var operationNames = func() (names [len(Methods)]string) {
+	for i, m := range Methods {
+		names[i] = "HTTP " + m
 	}
-	return "HTTP OTHER"
-}
+	return names
+}()
+
+func operationName(method string) string { return operationNames[methodIndex(method)] }
 
 // urlTag makes a decoded path fit for a tag: valid UTF-8 (OTLP's protobuf refuses a batch holding
 // anything else, and a path such as /%ff decodes to invalid UTF-8) and at most maxURLTag bytes.
