@@ -1,0 +1,17 @@
+package transport
+
+// Echo is the JSON body of every answer the API gives: what the request was and how the route
+// rules answered it. encodeResponse writes it by hand, since it is the hottest code of the service;
+// this type is its shape for everyone who reads it (clients, the tests, the docs), and a unit test
+// holds the two to each other.
+type Echo struct {
+	Method   string `json:"method"`
+	Path     string `json:"path"`  // the decoded URL path
+	Query    string `json:"query"` // the raw query string
+	Route    string `json:"route"` // the name of the rule that answered, or "other"
+	Status   int    `json:"status"`
+	Instance string `json:"instance"` // POD_NAME, else the host name
+	TraceID  string `json:"trace_id"` // "" when tracing is off
+	Error    string `json:"error,omitempty"`
+	Padding  string `json:"padding,omitempty"` // body_bytes of filler
+}
