@@ -7,6 +7,9 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"math"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -159,16 +162,45 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("duration must be a string such as \"250ms\": %w", err)
 	}
-	v, err := time.ParseDuration(s)
+	v, err := parseDuration(s)
 	if err != nil {
-		return fmt.Errorf("invalid duration %q: %w", s, err)
-	}
-	if v < 0 {
-		return fmt.Errorf("invalid duration %q: must not be negative", s)
+		return err
 	}
 	*d = Duration(v)
 	return nil
 }
+
+// maxEchoed bounds how much of a bad value a problem quotes: a 10 MB string must not become a
+// 10 MB error line.
+const maxEchoed = 64
+
+// quote quotes s for a problem's reason, cut to maxEchoed bytes.
+func quote(s string) string {
+	if len(s) <= maxEchoed {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:maxEchoed]) + fmt.Sprintf("... (%d bytes)", len(s))
+}
+
+// parseDuration reads a Go duration string that is not negative and fits time.Duration.
+func parseDuration(s string) (time.Duration, error) {
+	v, err := time.ParseDuration(s)
+	switch {
+	case err != nil && strings.HasPrefix(s, "-"):
+		return 0, fmt.Errorf("%s is not a duration: must not be negative", quote(s))
+	case err != nil && durationShape.MatchString(s):
+		return 0, fmt.Errorf("%s is too long a duration: at most %s", quote(s), time.Duration(math.MaxInt64))
+	case err != nil:
+		return 0, fmt.Errorf("%s is not a duration; write one such as 250ms, 1.5s or 1m30s", quote(s))
+	case v < 0:
+		return 0, fmt.Errorf("%s is not a duration: must not be negative", quote(s))
+	}
+	return v, nil
+}
+
+// durationShape is the schema's duration pattern: a string of that shape that does not parse
+// overflows.
+var durationShape = regexp.MustCompile(durationPattern)
 
 // Problem is one violation found in a configuration file.
 type Problem struct {

@@ -111,12 +111,46 @@ func TestUnusableFiles(t *testing.T) {
 		write("broken.json", "{\n  \"http\": {,\n}"):                      "not valid JSON at line 2",
 		write("array.json", "[]"):                                         "must be a JSON object",
 		filepath.Join(dir, "missing.json"):                                "cannot read file: no such file or directory",
-		write("overflow.json", `{"shutdown": {"grace": "99999999999h"}}`): "invalid duration",
+		write("overflow.json", `{"shutdown": {"grace": "99999999999h"}}`): "/shutdown/grace: \"99999999999h\" is too long a duration",
 	}
 	for file, want := range tests {
 		got := problems(t, file)
 		if len(got) != 1 || !strings.Contains(got[0], want) {
 			t.Errorf("%s: got %q, want one problem containing %q", filepath.Base(file), got, want)
+		}
+	}
+}
+
+// TestEveryOverflowingDurationIsNamed: durations the schema's pattern accepts but time.Duration
+// cannot hold are all reported, each at its own pointer, array indexes included, beside the other
+// problems of the file.
+func TestEveryOverflowingDurationIsNamed(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "overflow.json")
+	doc := `{"shutdown": {"grace": "99999999999h", "drain_delay": "1s"},
+  "http": {"idle_timeout": "9999999999999s"},
+  "routes": [{"name": "a", "match": "/a"}, {"name": "b", "match": "/b", "delay": "3000000h"}]}`
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := problems(t, file)
+	assertNamed(t, got, "/shutdown/grace", "/http/idle_timeout", "/routes/1/delay")
+	if len(got) != 3 {
+		t.Errorf("got %d problems, want 3:\n  %s", len(got), strings.Join(got, "\n  "))
+	}
+}
+
+// TestLongBadValuesAreCut: a problem quotes at most the start of a long bad value.
+func TestLongBadValuesAreCut(t *testing.T) {
+	long := strings.Repeat("9", 256<<10)
+	file := filepath.Join(t.TempDir(), "long.json")
+	if err := os.WriteFile(file, []byte(`{"shutdown": {"grace": "`+long+`h", "drain_delay": "`+long+`"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := problems(t, file)
+	assertNamed(t, got, "/shutdown/grace", "/shutdown/drain_delay")
+	for _, p := range got {
+		if len(p) > 200 {
+			t.Errorf("a %d-byte problem line: %.120s...", len(p), p)
 		}
 	}
 }

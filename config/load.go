@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,15 +49,21 @@ func Parse(name string, data []byte) (Config, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return fail(Problem{Reason: "file is empty; it must hold a JSON object (use {} for all defaults)"})
 	}
-	if p, ok := syntaxProblem(data); !ok {
+	doc, p, ok := syntaxProblem(data)
+	if !ok {
 		return fail(p)
 	}
 	res, err := schema.Validate(gojsonschema.NewBytesLoader(data))
 	if err != nil {
 		return fail(Problem{Reason: "cannot validate: " + err.Error()})
 	}
-	if !res.Valid() {
-		return fail(schemaProblems(res.Errors())...)
+	// Durations the schema's pattern lets through and time.Duration cannot hold: found here, every
+	// one with its pointer and beside the schema's problems, since a decoder stops at the first
+	// and names no field.
+	ps := append(schemaProblems(res.Errors()), durationProblems(doc, reflect.TypeFor[Config](), "")...)
+	if len(ps) > 0 {
+		sort.SliceStable(ps, func(i, j int) bool { return ps[i].Pointer < ps[j].Pointer })
+		return fail(dedupe(ps)...)
 	}
 	cfg := Default()
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -122,22 +129,22 @@ func (c Config) Check() []Problem {
 	return ps
 }
 
-// syntaxProblem reports where a document stops being JSON, as line and column.
-func syntaxProblem(data []byte) (Problem, bool) {
+// syntaxProblem decodes the document, or reports where it stops being JSON, as line and column.
+func syntaxProblem(data []byte) (any, Problem, bool) {
 	var v any
 	err := json.Unmarshal(data, &v)
 	if err == nil {
 		if _, isObject := v.(map[string]any); !isObject {
-			return Problem{Reason: "must be a JSON object"}, false
+			return nil, Problem{Reason: "must be a JSON object"}, false
 		}
-		return Problem{}, true
+		return v, Problem{}, true
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		line, col := position(data, se.Offset)
-		return Problem{Reason: fmt.Sprintf("not valid JSON at line %d, column %d: %v", line, col, se)}, false
+		return nil, Problem{Reason: fmt.Sprintf("not valid JSON at line %d, column %d: %v", line, col, se)}, false
 	}
-	return Problem{Reason: "not valid JSON: " + err.Error()}, false
+	return nil, Problem{Reason: "not valid JSON: " + err.Error()}, false
 }
 
 func position(data []byte, offset int64) (line, col int) {
@@ -166,15 +173,14 @@ func schemaProblems(errs []gojsonschema.ResultError) []Problem {
 			reason = "is required"
 		case "pattern":
 			if fmt.Sprint(e.Details()["pattern"]) == durationPattern {
-				reason = fmt.Sprintf("%v is not a duration; write one such as 250ms, 1.5s or 1m30s", e.Value())
+				reason = fmt.Sprintf("%s is not a duration; write one such as 250ms, 1.5s or 1m30s", quote(fmt.Sprint(e.Value())))
 			}
 		case "number_any_of", "number_one_of":
 			reason = "must be empty or " + describeAnyOf(ptr)
 		}
 		ps = append(ps, Problem{Pointer: ptr, Reason: reason})
 	}
-	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Pointer < ps[j].Pointer })
-	return dedupe(ps)
+	return ps
 }
 
 // durationPattern is the pattern of the schema's duration definition, recognised to explain it.
@@ -187,7 +193,8 @@ func describeAnyOf(ptr string) string {
 	return "a valid value"
 }
 
-// dedupe drops repeats, which gojsonschema emits when one value fails a shared definition twice.
+// dedupe drops adjacent repeats, which gojsonschema emits when one value fails a shared definition
+// twice; sort first.
 func dedupe(ps []Problem) []Problem {
 	out := ps[:0]
 	for i, p := range ps {
@@ -203,7 +210,44 @@ func escapePointer(s string) string {
 	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
 }
 
-// decodeProblem covers what passes the schema but not decoding: a duration that overflows.
+var durationType = reflect.TypeFor[Duration]()
+
+// durationProblems walks a decoded document beside the Go type it decodes into and checks every
+// value of the schema's duration shape that lands in a Duration, naming each that does not parse
+// (other shapes are the schema's to report). The walk follows the struct fields' json names, so it
+// knows every duration key without a list that could fall behind.
+func durationProblems(v any, t reflect.Type, ptr string) []Problem {
+	switch {
+	case t == durationType:
+		if s, ok := v.(string); ok && durationShape.MatchString(s) {
+			if _, err := parseDuration(s); err != nil {
+				return []Problem{{Pointer: ptr, Reason: err.Error()}}
+			}
+		}
+	case t.Kind() == reflect.Struct:
+		m, _ := v.(map[string]any)
+		var ps []Problem
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if val, ok := m[name]; ok && name != "" && name != "-" {
+				ps = append(ps, durationProblems(val, f.Type, ptr+"/"+escapePointer(name))...)
+			}
+		}
+		return ps
+	case t.Kind() == reflect.Slice:
+		arr, _ := v.([]any)
+		var ps []Problem
+		for i, e := range arr {
+			ps = append(ps, durationProblems(e, t.Elem(), ptr+"/"+strconv.Itoa(i))...)
+		}
+		return ps
+	}
+	return nil
+}
+
+// decodeProblem covers what passes the schema and the checks above but not decoding; nothing
+// known does, so this is a last resort that still names the field where the decoder can.
 func decodeProblem(err error) Problem {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
