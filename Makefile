@@ -33,7 +33,9 @@ FUZZTIME ?= 10s
 fuzz: ## a short run of every fuzz target (FUZZTIME each; a longer hunt: make fuzz FUZZTIME=10m)
 	$(GO) test -run '^$$' -fuzz '^FuzzMatch$$' -fuzztime $(FUZZTIME) ./service/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
-	$(GO) test -run '^$$' -fuzz '^FuzzTraceHeaders$$' -fuzztime $(FUZZTIME) ./instrumenting/
+	$(GO) test -run '^$$' -fuzz '^FuzzTraceHeaders$$' -fuzztime $(FUZZTIME) ./instrumenting/tracing/jaeger/
+	$(GO) test -run '^$$' -fuzz '^FuzzTraceHeaders$$' -fuzztime $(FUZZTIME) ./instrumenting/tracing/zipkin/
+	$(GO) test -run '^$$' -fuzz '^FuzzTraceHeaders$$' -fuzztime $(FUZZTIME) ./instrumenting/tracing/otlp/
 
 .PHONY: test-deps
 test-deps: ## install what the tests run for real: Prometheus, wrk (Debian), the pinned tools (helm, Jaeger)
@@ -106,7 +108,7 @@ bench: bench-metrics ## micro-benchmarks, then the side-by-side load run against
 
 .PHONY: bench-metrics
 bench-metrics: ## micro-benchmarks of the metrics pipeline
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./instrumenting/
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./instrumenting/metrics/
 
 .PHONY: tools
 tools: ## build the pinned tools into .tools/bin

@@ -21,6 +21,9 @@ type HandleRequest struct {
 type HandleResponse struct {
 	service.Response
 	Request service.Request
+	// TraceID is the id of the request's trace, set by the tracing middleware for the encoder to
+	// echo; "" when tracing is off.
+	TraceID string
 }
 
 // Failed implements go-kit's endpoint.Failer, so middlewares can tell failures apart.

@@ -36,13 +36,15 @@ type Request struct {
 	BodyTooLarge bool   // the body went past the limit and was not read further
 }
 
-// Response says how to answer a request.
+// Response says how to answer a request, and what the service did to decide it, for the
+// decorators outside: the counting decorator records RouteID, the tracing one draws Delay.
 type Response struct {
 	Status  int
-	Route   string // name of the matched rule, or OtherRoute
-	RouteID int    // index of the matched rule; len(rules) for OtherRoute
-	Padding int    // bytes of padding to add to the body
-	Err     error  // business error, if any; Status already reflects it
+	Route   string        // name of the matched rule, or OtherRoute
+	RouteID int           // ID of the matched rule; 0 for OtherRoute
+	Delay   time.Duration // the simulated work the service waited for (cut short if the client left)
+	Padding int           // bytes of padding to add to the body
+	Err     error         // business error, if any; Status already reflects it
 }
 
 // Service answers requests.
@@ -50,11 +52,12 @@ type Service interface {
 	Handle(ctx context.Context, req Request) (Response, error)
 }
 
-// Middleware decorates a Service.
-type Middleware func(Service) Service
-
 // Rule is one route rule: what it matches and how it answers.
 type Rule struct {
+	// ID is passed through to Response.RouteID for the decorators, which resolve their per-route
+	// state once instead of looking a name up per request (the counting decorator's metric slot);
+	// the service gives it no meaning. 0 is the catch-all's, so give rules other values.
+	ID          int
 	Name        string
 	Match       string
 	Methods     []string // empty: every method
@@ -99,18 +102,21 @@ func New(rules []Rule) (Service, error) {
 // Handle decides the answer: the matched rule's status, after its delay, unless an injected error
 // or an oversized body overrides it.
 func (s *service) Handle(ctx context.Context, req Request) (Response, error) {
-	id, r := s.find(req.Method, req.Path)
-	resp := Response{Status: r.Status, Route: r.Name, RouteID: id, Padding: r.BodyBytes}
+	r := s.find(req.Method, req.Path)
+	resp := Response{Status: r.Status, Route: r.Name, RouteID: r.ID, Padding: r.BodyBytes}
 	if req.BodyTooLarge {
 		resp.Status, resp.Err, resp.Padding = 413, ErrBodyTooLarge, 0
 		return resp, nil
 	}
 	if d := r.delay(); d > 0 {
 		t := time.NewTimer(d)
+		begin := time.Now()
 		select {
 		case <-t.C:
+			resp.Delay = d
 		case <-ctx.Done():
 			t.Stop()
+			resp.Delay = time.Since(begin)
 			resp.Status, resp.Padding = StatusClientClosed, 0
 			return resp, ctx.Err()
 		}
@@ -121,14 +127,14 @@ func (s *service) Handle(ctx context.Context, req Request) (Response, error) {
 	return resp, nil
 }
 
-func (s *service) find(method, path string) (int, *rule) {
+func (s *service) find(method, path string) *rule {
 	for i := range s.rules {
 		r := &s.rules[i]
 		if (len(r.Methods) == 0 || slices.Contains(r.Methods, method)) && r.match.Matches(path) {
-			return i, r
+			return r
 		}
 	}
-	return len(s.rules), &s.other
+	return &s.other
 }
 
 func (r *rule) delay() time.Duration {

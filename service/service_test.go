@@ -3,8 +3,11 @@ package service
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-kit/log"
 )
 
 func newTestService(t *testing.T, rules ...Rule) Service {
@@ -18,10 +21,10 @@ func newTestService(t *testing.T, rules ...Rule) Service {
 
 func TestHandleRouting(t *testing.T) {
 	s := newTestService(t,
-		Rule{Name: "create", Match: "/items", Methods: []string{"POST"}, Status: 201},
-		Rule{Name: "items", Match: "/items/*"},
-		Rule{Name: "teapot", Match: "/tea/{kind}", Status: 418, BodyBytes: 10},
-		Rule{Name: "shadowed", Match: "/items/x", Status: 500},
+		Rule{ID: 1, Name: "create", Match: "/items", Methods: []string{"POST"}, Status: 201},
+		Rule{ID: 2, Name: "items", Match: "/items/*"},
+		Rule{ID: 3, Name: "teapot", Match: "/tea/{kind}", Status: 418, BodyBytes: 10},
+		Rule{ID: 4, Name: "shadowed", Match: "/items/x", Status: 500},
 	)
 	tests := []struct {
 		method, path string
@@ -30,12 +33,12 @@ func TestHandleRouting(t *testing.T) {
 		status       int
 		padding      int
 	}{
-		{"POST", "/items", "create", 0, 201, 0},
-		{"GET", "/items", "items", 1, 200, 0}, // method filter falls through to the next rule
-		{"GET", "/items/x", "items", 1, 200, 0},
-		{"PURGE", "/tea/green", "teapot", 2, 418, 10},
-		{"GET", "/tea", OtherRoute, 4, 200, 0},
-		{"GET", "/nowhere", OtherRoute, 4, 200, 0},
+		{"POST", "/items", "create", 1, 201, 0},
+		{"GET", "/items", "items", 2, 200, 0}, // method filter falls through to the next rule
+		{"GET", "/items/x", "items", 2, 200, 0},
+		{"PURGE", "/tea/green", "teapot", 3, 418, 10},
+		{"GET", "/tea", OtherRoute, 0, 200, 0},
+		{"GET", "/nowhere", OtherRoute, 0, 200, 0},
 	}
 	for _, tt := range tests {
 		resp, err := s.Handle(context.Background(), Request{Method: tt.method, Path: tt.path})
@@ -99,17 +102,24 @@ func TestHandleBodyTooLarge(t *testing.T) {
 func TestHandleDelay(t *testing.T) {
 	s := newTestService(t, Rule{Name: "slow", Match: "/slow", Delay: 30 * time.Millisecond, Jitter: 10 * time.Millisecond})
 	begin := time.Now()
-	if _, err := s.Handle(context.Background(), Request{Method: "GET", Path: "/slow"}); err != nil {
+	resp, err := s.Handle(context.Background(), Request{Method: "GET", Path: "/slow"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if took := time.Since(begin); took < 20*time.Millisecond {
-		t.Fatalf("answered after %v, before the delay minus the jitter", took)
+	if took := time.Since(begin); took < 20*time.Millisecond || took < resp.Delay {
+		t.Fatalf("answered after %v, before the delay minus the jitter or the %v the response reports", took, resp.Delay)
+	}
+	if resp.Delay < 20*time.Millisecond || resp.Delay > 40*time.Millisecond {
+		t.Fatalf("Response.Delay %v, want the delay drawn: 30ms ± 10ms", resp.Delay)
+	}
+	if resp, _ := s.Handle(context.Background(), Request{Method: "GET", Path: "/fast"}); resp.Delay != 0 {
+		t.Fatalf("a rule without a delay reports Delay %v", resp.Delay)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	resp, err := s.Handle(ctx, Request{Method: "GET", Path: "/slow"})
-	if !errors.Is(err, context.Canceled) || resp.Status != StatusClientClosed || resp.Route != "slow" {
+	resp, err = s.Handle(ctx, Request{Method: "GET", Path: "/slow"})
+	if !errors.Is(err, context.Canceled) || resp.Status != StatusClientClosed || resp.Route != "slow" || resp.Delay > 10*time.Millisecond {
 		t.Fatalf("cancelled: got %+v, %v", resp, err)
 	}
 }
@@ -117,5 +127,32 @@ func TestHandleDelay(t *testing.T) {
 func TestNewRejectsBadPattern(t *testing.T) {
 	if _, err := New([]Rule{{Name: "bad", Match: "/a*"}}); err == nil {
 		t.Fatal("New accepted a bad pattern")
+	}
+}
+
+type panicking struct{}
+
+func (panicking) Handle(context.Context, Request) (Response, error) { panic("boom") }
+
+type counter struct{ n int }
+
+func (c *counter) Inc() { c.n++ }
+
+func TestRecoverAnswers500(t *testing.T) {
+	var logged strings.Builder
+	panics := &counter{}
+	svc := Recover(log.NewLogfmtLogger(&logged), func(context.Context) string { return "trace-7" }, panics)(panicking{})
+
+	resp, err := svc.Handle(context.Background(), Request{Method: "GET", Path: "/boom"})
+	if err != nil || resp.Status != 500 || !errors.Is(resp.Err, ErrPanic) || resp.Route != OtherRoute || resp.RouteID != 0 {
+		t.Fatalf("got %+v, %v; want 500 under the catch-all route, id 0", resp, err)
+	}
+	if panics.n != 1 {
+		t.Fatalf("panics counted %d times", panics.n)
+	}
+	for _, want := range []string{"level=error", "panic=boom", "trace_id=trace-7", "path=/boom", "stack="} {
+		if !strings.Contains(logged.String(), want) {
+			t.Errorf("log lacks %q: %s", want, logged.String())
+		}
 	}
 }

@@ -345,7 +345,7 @@ func checkTrace(t *testing.T, tr jaegerTrace, ours map[string]bool, callers map[
 			if len(s.References) == 1 {
 				delayParent = s.References[0].SpanID
 			}
-			if tags["delay.configured"] != "2ms" {
+			if tags["delay"] != "2ms" {
 				t.Errorf("trace %s: delay span tags %v", tr.TraceID, tags)
 			}
 		default:

@@ -12,8 +12,10 @@ import (
 	"sync"
 
 	kitendpoint "github.com/go-kit/kit/endpoint"
+	kittransport "github.com/go-kit/kit/transport"
 	kithttp "github.com/go-kit/kit/transport/http"
 	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
 
 	"github.com/anyroute/anyroute/endpoint"
 	"github.com/anyroute/anyroute/service"
@@ -25,26 +27,23 @@ var ErrBadBody = errors.New("request body could not be read")
 // Options configure the API handler.
 type Options struct {
 	MaxBodyBytes int64
-	Instance     string                           // echoed as "instance": the pod or host name
-	TraceID      func(ctx context.Context) string // echoed as "trace_id"; nil echoes ""
-	Before       []kithttp.RequestFunc            // e.g. extracting incoming trace context
-	Logger       log.Logger
+	Instance     string                // echoed as "instance": the pod or host name
+	Before       []kithttp.RequestFunc // e.g. extracting incoming trace context
+	Logger       log.Logger            // errors before the endpoint runs are logged at level warn
 }
 
 // NewHTTPHandler returns the catch-all API handler over the Handle endpoint.
 func NewHTTPHandler(ep kitendpoint.Endpoint, o Options) http.Handler {
-	if o.TraceID == nil {
-		o.TraceID = func(context.Context) string { return "" }
-	}
 	if o.Logger == nil {
 		o.Logger = log.NewNopLogger()
 	}
 	opts := []kithttp.ServerOption{
 		kithttp.ServerErrorEncoder(encodeError),
-		kithttp.ServerErrorHandler(transportErrorLogger{o.Logger}),
+		kithttp.ServerErrorHandler(kittransport.NewLogErrorHandler(
+			log.With(level.Warn(o.Logger), "msg", "request failed in transport"))),
 		kithttp.ServerBefore(o.Before...),
 	}
-	return kithttp.NewServer(ep, decodeRequest(o.MaxBodyBytes), encodeResponse(o.Instance, o.TraceID), opts...)
+	return kithttp.NewServer(ep, decodeRequest(o.MaxBodyBytes), encodeResponse(o.Instance), opts...)
 }
 
 // decodeRequest reads the body only to count it and to enforce the limit: a body past the limit is
@@ -84,8 +83,8 @@ var (
 // encodeResponse writes the JSON echo with the status the service decided. The body is built by
 // hand into a pooled buffer: it is the hottest code of the service and encoding/json would
 // allocate on every request.
-func encodeResponse(instance string, traceID func(context.Context) string) kithttp.EncodeResponseFunc {
-	return func(ctx context.Context, w http.ResponseWriter, response any) error {
+func encodeResponse(instance string) kithttp.EncodeResponseFunc {
+	return func(_ context.Context, w http.ResponseWriter, response any) error {
 		resp := response.(*endpoint.HandleResponse)
 		bp := bufPool.Get().(*[]byte)
 		defer putBuf(bp)
@@ -103,7 +102,7 @@ func encodeResponse(instance string, traceID func(context.Context) string) kitht
 		b = append(b, `,"instance":`...)
 		b = appendString(b, instance)
 		b = append(b, `,"trace_id":`...)
-		b = appendString(b, traceID(ctx))
+		b = appendString(b, resp.TraceID)
 		if resp.Err != nil {
 			b = append(b, `,"error":`...)
 			b = appendString(b, publicMessage(resp.Err, resp.Status))
@@ -161,10 +160,4 @@ func encodeError(_ context.Context, err error, w http.ResponseWriter) {
 	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
-}
-
-type transportErrorLogger struct{ logger log.Logger }
-
-func (l transportErrorLogger) Handle(_ context.Context, err error) {
-	_ = l.logger.Log("level", "warn", "msg", "request failed in transport", "err", err)
 }

@@ -1,12 +1,15 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -28,7 +31,7 @@ func echoEndpoint(got *service.Request) func(context.Context, any) (any, error) 
 		if req.BodyTooLarge {
 			resp.Status, resp.Err = 413, service.ErrBodyTooLarge
 		}
-		return &endpoint.HandleResponse{Response: resp, Request: req.Request}, nil
+		return &endpoint.HandleResponse{Response: resp, Request: req.Request, TraceID: "abc"}, nil
 	}
 }
 
@@ -80,8 +83,7 @@ func TestEchoIsValidJSONForAnyPath(t *testing.T) {
 	paths := []string{"/plain", "/quote\"back\\slash", "/ctl\x01\x1f\x7f", "/nl\n\t\r", "/héllo/日本", "/bad\xff\xfeutf8", "/<script>&"}
 	for _, p := range paths {
 		var got service.Request
-		h := NewHTTPHandler(echoEndpoint(&got), Options{MaxBodyBytes: 1, Instance: "pod-1",
-			TraceID: func(context.Context) string { return "abc" }})
+		h := NewHTTPHandler(echoEndpoint(&got), Options{MaxBodyBytes: 1, Instance: "pod-1"})
 		req := httptest.NewRequest("GET", "/", nil)
 		req.URL.Path = p
 		req.URL.RawQuery = "a=1&b=\"2\""
@@ -103,6 +105,53 @@ func TestEchoIsValidJSONForAnyPath(t *testing.T) {
 			t.Errorf("Content-Type %q", ct)
 		}
 	}
+}
+
+// TestEncoderWritesTheEchoShape holds the hand-written encoder to Echo: its output decodes into Echo
+// with no unknown key, to the values the response carried, and has exactly the keys encoding/json
+// writes for the same Echo (omitempty included).
+func TestEncoderWritesTheEchoShape(t *testing.T) {
+	req := service.Request{Method: "PURGE", Path: "/a/\"b\"", Query: "x=1"}
+	for _, tt := range []struct {
+		resp endpoint.HandleResponse
+		want Echo
+	}{
+		{endpoint.HandleResponse{Response: service.Response{Status: 200, Route: "r"}, Request: req},
+			Echo{Method: "PURGE", Path: "/a/\"b\"", Query: "x=1", Route: "r", Status: 200, Instance: "pod"}},
+		{endpoint.HandleResponse{Response: service.Response{Status: 201, Route: "r", Padding: 3}, Request: req, TraceID: "4bf9"},
+			Echo{Method: "PURGE", Path: "/a/\"b\"", Query: "x=1", Route: "r", Status: 201, Instance: "pod", TraceID: "4bf9", Padding: "xxx"}},
+		{endpoint.HandleResponse{Response: service.Response{Status: 503, Route: "other", Err: service.ErrInjected}, Request: req},
+			Echo{Method: "PURGE", Path: "/a/\"b\"", Query: "x=1", Route: "other", Status: 503, Instance: "pod", Error: "injected failure"}},
+	} {
+		ep := func(context.Context, any) (any, error) { r := tt.resp; return &r, nil }
+		rec := httptest.NewRecorder()
+		NewHTTPHandler(ep, Options{Instance: "pod"}).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+		dec := json.NewDecoder(bytes.NewReader(rec.Body.Bytes()))
+		dec.DisallowUnknownFields()
+		var got Echo
+		if err := dec.Decode(&got); err != nil {
+			t.Fatalf("%s: not an Echo: %v", rec.Body.String(), err)
+		}
+		if got != tt.want {
+			t.Errorf("echo %+v\nwant %+v", got, tt.want)
+		}
+		wantJSON, err := json.Marshal(tt.want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, w := keys(t, rec.Body.Bytes()), keys(t, wantJSON); !slices.Equal(g, w) {
+			t.Errorf("keys %v, encoding/json writes %v", g, w)
+		}
+	}
+}
+
+func keys(t *testing.T, doc []byte) []string {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(doc, &m); err != nil {
+		t.Fatal(err)
+	}
+	return slices.Sorted(maps.Keys(m))
 }
 
 func TestBusinessErrorsAreNamedOthersAreNot(t *testing.T) {

@@ -26,7 +26,11 @@ import (
 
 	"github.com/anyroute/anyroute/config"
 	"github.com/anyroute/anyroute/endpoint"
-	"github.com/anyroute/anyroute/instrumenting"
+	"github.com/anyroute/anyroute/instrumenting/metrics"
+	"github.com/anyroute/anyroute/instrumenting/tracing"
+	"github.com/anyroute/anyroute/instrumenting/tracing/jaeger"
+	"github.com/anyroute/anyroute/instrumenting/tracing/otlp"
+	"github.com/anyroute/anyroute/instrumenting/tracing/zipkin"
 	"github.com/anyroute/anyroute/service"
 	"github.com/anyroute/anyroute/transport"
 )
@@ -84,10 +88,18 @@ type app struct {
 	admin    http.Handler
 	ready    *atomic.Bool
 	registry *prometheus.Registry
-	flusher  *instrumenting.Flusher
-	// closeTracer flushes the spans still buffered and closes the tracer: the last actor of the
-	// run group calls it, once the API has drained.
-	closeTracer func(context.Context) error
+	flusher  *metrics.Flusher
+	// tracing's Close flushes the spans still buffered: the last actor of the run group calls it,
+	// once the API has drained.
+	tracing *tracing.Tracing
+}
+
+// tracingBackends are the tracing libraries by their tracing.backend name; "none" has none.
+// Dropping a library is deleting its folder under instrumenting/tracing and its line here.
+var tracingBackends = map[string]func(config.Tracing, tracing.Reporting) (tracing.Backend, error){
+	"jaeger": jaeger.New,
+	"zipkin": zipkin.New,
+	"otlp":   otlp.New,
 }
 
 // newApp wires the layers. Decorators are applied in this one place, innermost first, so their
@@ -100,40 +112,48 @@ func newApp(cfg config.Config, logger log.Logger) (*app, error) {
 // service under the real decorators.
 func newAppWith(cfg config.Config, logger log.Logger, newService func([]service.Rule) (service.Service, error)) (*app, error) {
 	a := &app{ready: &atomic.Bool{}, registry: prometheus.NewRegistry()}
+	ns := cfg.Metrics.Namespace // every metric of ours is named under it
 
 	// Request metrics: the hot path adds into the aggregator, the flusher publishes it, the
 	// collector serves what was published.
-	agg := instrumenting.NewAggregator(routeNames(cfg.Routes), service.OtherRoute, cfg.Metrics.Buckets)
-	a.flusher = instrumenting.NewFlusher(agg, cfg.Metrics.FlushInterval.D())
+	agg := metrics.NewAggregator(service.OtherRoute, routeNames(cfg.Routes), cfg.Metrics.Buckets)
+	a.flusher = metrics.NewFlusher(agg, cfg.Metrics.FlushInterval.D())
 	ver, rev := buildVersion()
 	a.registry.MustRegister(
-		instrumenting.NewCollector(cfg.Metrics.Namespace, a.flusher, instrumenting.BuildInfo{Version: ver, Revision: rev}),
+		metrics.NewCollector(ns, a.flusher, metrics.BuildInfo{Version: ver, Revision: rev}),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 
-	// Tracing: one OpenTracing tracer whatever the backend (a no-op one for "none"); spans the
-	// backend never gets are counted under the metrics namespace.
-	tracer, closeTracer, err := instrumenting.NewTracer(cfg.Tracing, logger,
-		prometheus.WrapRegistererWithPrefix(cfg.Metrics.Namespace+"_", a.registry))
+	// Tracing: the backend the config names, none for "none"; spans it never gets are counted.
+	reporting, err := tracing.NewReporting(logger, a.registry, ns, cfg.Tracing.Backend)
 	if err != nil {
-		return nil, fmt.Errorf("tracing: %w", err)
+		return nil, err
 	}
-	a.closeTracer = closeTracer
-	traceID := instrumenting.TraceID
+	var backend tracing.Backend
+	if newBackend, ok := tracingBackends[cfg.Tracing.Backend]; ok {
+		if backend, err = newBackend(cfg.Tracing, reporting); err != nil {
+			return nil, fmt.Errorf("tracing: %w", err)
+		}
+	} else if cfg.Tracing.Backend != "none" {
+		return nil, fmt.Errorf("tracing: unknown backend %q", cfg.Tracing.Backend)
+	}
+	a.tracing = tracing.New(backend)
 
 	// The service and its decorators, innermost first.
 	var svc service.Service
 	{
-		rules := routeRules(cfg.Routes)
+		rules := routeRules(cfg.Routes, agg)
 		if svc, err = newService(rules); err != nil {
-			_ = closeTracer(context.Background())
+			_ = a.tracing.Close(context.Background())
 			return nil, err
 		}
-		svc = instrumenting.TraceDelay(tracer, rules)(svc) // innermost: it reads the matched rule's delay
-		panics := instrumenting.NewPanicCounter(a.registry, cfg.Metrics.Namespace)
-		svc = instrumenting.Recover(log.With(logger, "component", "service"), traceID, panics)(svc)
-		svc = instrumenting.Counting(agg)(svc) // outside Recover, so a panicked request is counted too
+		svc = a.tracing.Delay()(svc) // innermost: it draws the delay the service reports
+		panics := prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "panics_total",
+			Help: "Requests whose handling panicked and were answered 500."})
+		a.registry.MustRegister(panics)
+		svc = service.Recover(log.With(logger, "component", "service"), a.tracing.TraceID, panics)(svc)
+		svc = metrics.Counting(agg)(svc) // outside Recover, so a panicked request is counted too
 	}
 
 	// The endpoint and its middlewares; endpoint.Chain lists the outermost first.
@@ -141,17 +161,16 @@ func newAppWith(cfg config.Config, logger log.Logger, newService func([]service.
 	{
 		handle = endpoint.MakeHandleEndpoint(svc)
 		handle = kitendpoint.Chain(
-			instrumenting.Tracing(tracer),
-			instrumenting.AccessLog(log.With(logger, "component", "access"), cfg.Log.AccessSample, traceID),
+			a.tracing.Server(),
+			endpoint.AccessLog(log.With(logger, "component", "access"), cfg.Log.AccessSample, a.tracing.TraceID),
 		)(handle)
 	}
 
 	a.api = transport.NewHTTPHandler(handle, transport.Options{
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
 		Instance:     instanceName(),
-		TraceID:      traceID,
-		Before:       []kithttp.RequestFunc{instrumenting.HTTPToContext(tracer, logger)},
-		Logger:       logger,
+		Before:       []kithttp.RequestFunc{a.tracing.HTTPToContext(logger)},
+		Logger:       log.With(logger, "component", "transport"),
 	})
 	a.admin = transport.NewAdminHandler(transport.AdminOptions{
 		Gatherer: a.registry,
@@ -252,7 +271,7 @@ func serveConfig(cfg config.Config, logger log.Logger) error {
 			close(stop)
 			ctx, cancel := context.WithTimeout(force, 5*time.Second)
 			defer cancel()
-			if err := a.closeTracer(ctx); err != nil {
+			if err := a.tracing.Close(ctx); err != nil {
 				_ = level.Warn(logger).Log("msg", "tracer flush incomplete", "err", err)
 			}
 		})
@@ -309,7 +328,7 @@ func instanceName() string {
 	return "unknown"
 }
 
-// routeNames are the route label values, in rule order: a rule's index is its route id.
+// routeNames are the route label values, in rule order.
 func routeNames(routes []config.Route) []string {
 	names := make([]string, len(routes))
 	for i, r := range routes {
@@ -318,10 +337,12 @@ func routeNames(routes []config.Route) []string {
 	return names
 }
 
-func routeRules(routes []config.Route) []service.Rule {
+// routeRules are the service's rules, each with the aggregator's id of its route.
+func routeRules(routes []config.Route, agg *metrics.Aggregator) []service.Rule {
 	rules := make([]service.Rule, len(routes))
 	for i, r := range routes {
 		rules[i] = service.Rule{
+			ID:          agg.RouteID(r.Name),
 			Name:        r.Name,
 			Match:       r.Match,
 			Methods:     r.Methods,

@@ -41,7 +41,7 @@ func BenchmarkRequestPathTracing(b *testing.B) {
 			defer func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
-				_ = a.closeTracer(ctx)
+				_ = a.tracing.Close(ctx)
 			}()
 			req := httptest.NewRequest("GET", "/orders/42?expand=1", nil)
 			w := &discardWriter{header: http.Header{}}

@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
+	"time"
 
 	"github.com/go-kit/log"
 
@@ -134,9 +139,87 @@ func TestPanicAnswers500AndServingGoesOn(t *testing.T) {
 		"app_panics_total 2",
 		`app_requests_total{code="500",method="GET",route="other"} 2`,
 		`app_requests_total{code="200",method="GET",route="other"} 2`,
+		// A panicked request is the catch-all's, not a route the aggregator did not know.
+		"app_metrics_folded_requests_total 0",
 	} {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+}
+
+// TestLogLevelFiltersEveryComponent: with log.level error, the access log (info), the transport's
+// error logger (warn) and the tracing backend's complaints (warn) are silent, and a panic (error)
+// is still logged; with log.level info, the access log's lines carry level=info.
+func TestLogLevelFiltersEveryComponent(t *testing.T) {
+	for _, tt := range []struct {
+		level string
+		want  []string // a substring of every line, in order of the lines; nil: any number of lines, each with level=error
+	}{
+		{"error", nil},
+		{"info", []string{"level=info"}},
+	} {
+		t.Run(tt.level, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Log.Level, cfg.Log.AccessSample = tt.level, 1
+			cfg.Tracing.Backend = "zipkin"
+			cfg.Tracing.Zipkin.URL = "http://" + closedTCPAddr(t) + "/api/v2/spans" // sends fail: warnings
+			var logs bytes.Buffer
+			a, err := newAppWith(cfg, newLogger(&logs, cfg.Log), func(rules []service.Rule) (service.Service, error) {
+				s, err := service.New(rules)
+				return boomService{s}, err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range []*http.Request{
+				httptest.NewRequest("GET", "/fine", nil),
+				httptest.NewRequest("GET", "/boom", nil),
+				httptest.NewRequest("POST", "/broken", iotest.ErrReader(errors.New("connection reset"))),
+			} {
+				a.api.ServeHTTP(httptest.NewRecorder(), r)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = a.tracing.Close(ctx) // the failed send of the spans is logged by now
+			lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+			if tt.want == nil {
+				if !strings.Contains(logs.String(), "panic while handling a request") {
+					t.Errorf("the panic is not logged at level error:\n%s", logs.String())
+				}
+				for _, l := range lines {
+					if !strings.Contains(l, "level=error") {
+						t.Errorf("log.level error let through: %s", l)
+					}
+				}
+				return
+			}
+			var access []string
+			for _, l := range lines {
+				if strings.Contains(l, "component=access") {
+					access = append(access, l)
+				}
+				if !strings.Contains(l, "level=") {
+					t.Errorf("a line without a level: %s", l)
+				}
+			}
+			if len(access) != 2 { // the broken body never reached the endpoint
+				t.Fatalf("%d access lines for the 2 requests that reached the endpoint:\n%s", len(access), logs.String())
+			}
+			for _, l := range access {
+				if !strings.Contains(l, tt.want[0]) {
+					t.Errorf("access line without %s: %s", tt.want[0], l)
+				}
+			}
+		})
+	}
+}
+
+func closedTCPAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

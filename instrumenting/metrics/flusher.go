@@ -1,4 +1,4 @@
-package instrumenting
+package metrics
 
 import (
 	"sync"
@@ -16,10 +16,13 @@ type Flusher struct {
 	current  atomic.Pointer[Snapshot]
 	flushes  atomic.Uint64
 	lastTook atomic.Int64 // nanoseconds
-	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{}
 	mu       sync.Mutex // one flush at a time, so snapshots are published in order
+
+	state   sync.Mutex // guards started and stopped, which decide who makes the final flush
+	started bool
+	stopped bool
 }
 
 // NewFlusher returns a flusher that has published one snapshot already: /metrics is complete from
@@ -43,8 +46,15 @@ func (f *Flusher) Flush() {
 // Current returns the last published snapshot.
 func (f *Flusher) Current() *Snapshot { return f.current.Load() }
 
-// Run flushes every interval until Stop, then once more.
+// Run flushes every interval until Stop, then once more. After Stop it returns at once.
 func (f *Flusher) Run() error {
+	f.state.Lock()
+	if f.stopped {
+		f.state.Unlock()
+		return nil
+	}
+	f.started = true
+	f.state.Unlock()
 	defer close(f.done)
 	t := time.NewTicker(f.interval)
 	defer t.Stop()
@@ -59,9 +69,21 @@ func (f *Flusher) Run() error {
 	}
 }
 
-// Stop ends Run and returns after its final flush. It is the flusher's run-group interrupt, and
-// must be called only after the API listener has drained.
+// Stop ends Run and returns after its final flush; when Run never started, Stop makes that flush
+// itself rather than wait for a loop that will not come. It is the flusher's run-group interrupt,
+// and must be called only after the API listener has drained. Calling it again only waits.
 func (f *Flusher) Stop() {
-	f.stopOnce.Do(func() { close(f.stop) })
-	<-f.done
+	f.state.Lock()
+	first, running := !f.stopped, f.started
+	f.stopped = true
+	f.state.Unlock()
+	switch {
+	case running:
+		if first {
+			close(f.stop)
+		}
+		<-f.done
+	case first:
+		f.Flush()
+	}
 }

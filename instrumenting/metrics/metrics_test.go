@@ -1,4 +1,4 @@
-package instrumenting
+package metrics
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -17,18 +16,19 @@ import (
 )
 
 func TestCollectorExposition(t *testing.T) {
-	agg := NewAggregator([]string{"orders"}, "other", []float64{0.01, 0.1})
+	agg := NewAggregator("other", []string{"orders"}, []float64{0.01, 0.1})
+	orders := agg.RouteID("orders")
 	for _, o := range []struct {
 		route  int
 		method string
 		code   int
 		d      time.Duration
 	}{
-		{0, "GET", 200, 5 * time.Millisecond},
-		{0, "GET", 200, 50 * time.Millisecond},
-		{0, "GET", 200, 10 * time.Millisecond}, // on a bound: counted in that bucket (le)
-		{0, "POST", 503, 2 * time.Second},
-		{1, "BREW", 200, time.Millisecond}, // invented method
+		{orders, "GET", 200, 5 * time.Millisecond},
+		{orders, "GET", 200, 50 * time.Millisecond},
+		{orders, "GET", 200, 10 * time.Millisecond}, // on a bound: counted in that bucket (le)
+		{orders, "POST", 503, 2 * time.Second},
+		{0, "BREW", 200, time.Millisecond}, // the catch-all, an invented method
 		{7, "GET", 404, time.Millisecond},  // unknown route id: folded into other
 	} {
 		agg.End(agg.Begin(), o.route, o.method, o.code, o.d)
@@ -88,7 +88,7 @@ app_metrics_folded_requests_total 1
 }
 
 func TestCollectorServesOnlyWhatWasFlushed(t *testing.T) {
-	agg := NewAggregator(nil, "other", []float64{1})
+	agg := NewAggregator("other", nil, []float64{1})
 	f := NewFlusher(agg, time.Hour)
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(NewCollector("app", f, BuildInfo{}))
@@ -106,7 +106,7 @@ func TestCollectorServesOnlyWhatWasFlushed(t *testing.T) {
 // flusher runs, and checks that the final published totals equal the requests made.
 func TestAggregatorIsExactUnderContention(t *testing.T) {
 	routes := []string{"a", "b", "c"}
-	agg := NewAggregator(routes, "other", []float64{0.001, 0.01})
+	agg := NewAggregator("other", routes, []float64{0.001, 0.01})
 	f := NewFlusher(agg, time.Millisecond)
 	go func() { _ = f.Run() }()
 
@@ -185,9 +185,10 @@ func (f fixedService) Handle(context.Context, service.Request) (service.Response
 }
 
 func TestCountingRecordsEveryAnswer(t *testing.T) {
-	agg := NewAggregator([]string{"r"}, "other", []float64{1})
-	ok := Counting(agg)(fixedService{resp: service.Response{Status: 201, RouteID: 0}})
-	gone := Counting(agg)(fixedService{resp: service.Response{Status: 499, RouteID: 0}, err: context.Canceled})
+	agg := NewAggregator("other", []string{"r"}, []float64{1})
+	r := agg.RouteID("r")
+	ok := Counting(agg)(fixedService{resp: service.Response{Status: 201, RouteID: r}})
+	gone := Counting(agg)(fixedService{resp: service.Response{Status: 499, RouteID: r}, err: context.Canceled})
 	for range 3 {
 		_, _ = ok.Handle(context.Background(), service.Request{Method: "PUT"})
 	}
@@ -204,7 +205,7 @@ func TestCountingRecordsEveryAnswer(t *testing.T) {
 }
 
 func TestCountingDoesNotAllocate(t *testing.T) {
-	agg := NewAggregator([]string{"r"}, "other", []float64{0.1, 1})
+	agg := NewAggregator("other", []string{"r"}, []float64{0.1, 1})
 	svc := Counting(agg)(fixedService{resp: service.Response{Status: 200}})
 	ctx, req := context.Background(), service.Request{Method: "GET", Path: "/"}
 	_, _ = svc.Handle(ctx, req) // the first answer of a code creates its cell
@@ -213,34 +214,47 @@ func TestCountingDoesNotAllocate(t *testing.T) {
 	}
 }
 
-type panickingService struct{}
-
-func (panickingService) Handle(context.Context, service.Request) (service.Response, error) {
-	panic("boom")
+func TestRouteIDs(t *testing.T) {
+	agg := NewAggregator("other", []string{"a", "b"}, []float64{1})
+	if agg.RouteID("a") != 1 || agg.RouteID("b") != 2 || agg.RouteID("other") != 0 || agg.RouteID("nope") != 0 {
+		t.Fatalf("ids a=%d b=%d other=%d nope=%d; want 1, 2, and 0 for the catch-all and unknown names",
+			agg.RouteID("a"), agg.RouteID("b"), agg.RouteID("other"), agg.RouteID("nope"))
+	}
+	// The zero id counts under the catch-all and is not folded: only out-of-range ids are.
+	agg.End(agg.Begin(), 0, "GET", 500, time.Millisecond)
+	agg.End(agg.Begin(), -1, "GET", 500, time.Millisecond)
+	snap := agg.Snapshot()
+	if len(snap.Series) != 1 || snap.Series[0].Route != "other" || snap.Series[0].Count != 2 || snap.Folded != 1 {
+		t.Fatalf("series %+v folded %d; want 2 requests under other, 1 of them folded", snap.Series, snap.Folded)
+	}
 }
 
-func TestRecoverAnswers500AndCounts(t *testing.T) {
-	agg := NewAggregator([]string{"r"}, "other", []float64{1})
-	reg := prometheus.NewPedanticRegistry()
-	panics := NewPanicCounter(reg, "app")
-	var logged strings.Builder
-	logger := log.NewLogfmtLogger(&logged)
-	svc := Counting(agg)(Recover(logger, func(context.Context) string { return "trace-7" }, panics)(panickingService{}))
+// TestHugeBucketBound: a bound past what nanoseconds can hold saturates instead of wrapping
+// negative, which would put every observation in +Inf.
+func TestHugeBucketBound(t *testing.T) {
+	agg := NewAggregator("other", nil, []float64{1, 1e10})
+	agg.End(agg.Begin(), 0, "GET", 200, 2*time.Second)
+	if s := agg.Snapshot().Series[0]; s.Buckets[0] != 0 || s.Buckets[1] != 1 || s.Count != 1 {
+		t.Fatalf("2s observation: buckets %v count %d, want [0 1] and 1", s.Buckets, s.Count)
+	}
+}
 
-	resp, err := svc.Handle(context.Background(), service.Request{Method: "GET", Path: "/boom"})
-	if err != nil || resp.Status != 500 || !errors.Is(resp.Err, ErrPanic) {
-		t.Fatalf("got %+v, %v", resp, err)
+// TestStopWithoutRun: Stop makes the final flush itself when Run never started, and returns.
+func TestStopWithoutRun(t *testing.T) {
+	agg := NewAggregator("other", nil, []float64{1})
+	f := NewFlusher(agg, time.Hour)
+	agg.End(agg.Begin(), 0, "GET", 200, time.Millisecond)
+	done := make(chan struct{})
+	go func() { f.Stop(); f.Stop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Stop blocked with Run never started")
 	}
-	if testutil.ToFloat64(panics) != 1 {
-		t.Fatal("panic not counted")
+	if got := snapshotTotal(f.Current()); got != 1 {
+		t.Fatalf("final flush published %d requests, want 1", got)
 	}
-	snap := agg.Snapshot()
-	if len(snap.Series) != 1 || snap.Series[0].Route != "other" || snap.Series[0].Code != 500 || snap.Series[0].Count != 1 {
-		t.Fatalf("request not counted as a 500: %+v", snap.Series)
-	}
-	for _, want := range []string{"panic=boom", "trace_id=trace-7", "path=/boom", "stack="} {
-		if !strings.Contains(logged.String(), want) {
-			t.Errorf("log lacks %q: %s", want, logged.String())
-		}
+	if err := f.Run(); err != nil { // a Run after Stop returns at once
+		t.Fatal(err)
 	}
 }

@@ -1,42 +1,15 @@
-package instrumenting
+package metrics
 
 import (
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/anyroute/anyroute/instrumenting"
 )
-
-// Methods are the method label values: the standard methods, and OTHER for anything else, so an
-// invented method cannot add series.
-var Methods = [...]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE", "OTHER"}
-
-const methodOther = len(Methods) - 1
-
-func methodIndex(m string) int {
-	switch m {
-	case "GET":
-		return 0
-	case "HEAD":
-		return 1
-	case "POST":
-		return 2
-	case "PUT":
-		return 3
-	case "PATCH":
-		return 4
-	case "DELETE":
-		return 5
-	case "CONNECT":
-		return 6
-	case "OPTIONS":
-		return 7
-	case "TRACE":
-		return 8
-	}
-	return methodOther
-}
 
 // Aggregator counts requests in memory, cheaply enough for the request path: an observation is a
 // few atomic adds into a slot resolved without locks or allocation. Slots are sharded, so that
@@ -44,12 +17,13 @@ func methodIndex(m string) int {
 // cumulative, so a snapshot never loses or double-counts an observation, however the reads
 // interleave with the writes.
 type Aggregator struct {
-	routes  []string  // route label of each route id; the last is the catch-all "other"
-	bounds  []int64   // histogram upper bounds in nanoseconds
-	buckets []float64 // the same bounds in seconds, for the exposition
-	stride  int       // words per shard in a cell: bucket counts, +Inf, sum, padding
-	shards  int       // a power of two
-	cells   [][len(Methods)]codeTable
+	routes  []string       // route label of each route id; id 0 is the catch-all
+	ids     map[string]int // route id by name
+	bounds  []int64        // histogram upper bounds in nanoseconds
+	buckets []float64      // the same bounds in seconds, for the exposition
+	stride  int            // words per shard in a cell: bucket counts, +Inf, sum, padding
+	shards  int            // a power of two
+	cells   [][len(instrumenting.Methods)]codeTable
 	folded  atomic.Uint64
 	mu      sync.Mutex // serialises the rare creation of a cell
 	// inFlight is sharded like the cells: a request adds and removes 1 on the same shard.
@@ -72,22 +46,28 @@ type cell struct {
 	counts []atomic.Uint64 // shards × stride
 }
 
-// NewAggregator returns an aggregator for the given route names plus the catch-all route other;
-// bucketBounds are the histogram's upper bounds in seconds, increasing.
-func NewAggregator(routes []string, other string, bucketBounds []float64) *Aggregator {
+// NewAggregator returns an aggregator for the catch-all route other, whose id is 0, and the given
+// route names, ids 1 to len(routes); bucketBounds are the histogram's upper bounds in seconds,
+// increasing. Id 0 being the catch-all lets a decorator that knows no route (panic recovery) leave
+// the id at its zero value.
+func NewAggregator(other string, routes []string, bucketBounds []float64) *Aggregator {
 	a := &Aggregator{
-		routes:  append(append([]string(nil), routes...), other),
+		routes:  append([]string{other}, routes...),
+		ids:     make(map[string]int, len(routes)),
 		buckets: append([]float64(nil), bucketBounds...),
 		shards:  shardCount(),
 	}
+	for i, r := range routes {
+		a.ids[r] = i + 1
+	}
 	for _, b := range bucketBounds {
-		a.bounds = append(a.bounds, int64(b*float64(time.Second)))
+		a.bounds = append(a.bounds, nanos(b))
 	}
 	// bucket counts, +Inf, sum; then rounded up to whole cache lines plus one spare line, so that
 	// no two shards share a line whatever the alignment of the allocation.
 	words := len(a.bounds) + 2
 	a.stride = (words+7)/8*8 + 8
-	a.cells = make([][len(Methods)]codeTable, len(a.routes))
+	a.cells = make([][len(instrumenting.Methods)]codeTable, len(a.routes))
 	a.inFlight = make([]paddedInt64, a.shards)
 	return a
 }
@@ -101,8 +81,18 @@ func shardCount() int {
 	return min(n, 64)
 }
 
-// Routes returns the route label values, the catch-all last.
-func (a *Aggregator) Routes() []string { return a.routes }
+// nanos converts a bound in seconds to nanoseconds, saturating: a bound past 292 years would
+// otherwise wrap negative and send every observation to +Inf.
+func nanos(seconds float64) int64 {
+	if seconds >= math.MaxInt64/float64(time.Second) {
+		return math.MaxInt64
+	}
+	return int64(seconds * float64(time.Second))
+}
+
+// RouteID returns the id to record a request of the named route under: 0, the catch-all, for a
+// name the aggregator was not given. Callers resolve it once per route, never per request.
+func (a *Aggregator) RouteID(name string) int { return a.ids[name] }
 
 func (a *Aggregator) shard() int { return int(rand.Uint32()) & (a.shards - 1) }
 
@@ -122,15 +112,15 @@ func (a *Aggregator) InFlight() int64 {
 	return n
 }
 
-// End records a finished request: its route id (an index into Routes; anything out of range is
-// folded into the catch-all and counted), method, status code and duration.
+// End records a finished request: its route id (from RouteID; anything out of range is folded into
+// the catch-all and counted), method, status code and duration.
 func (a *Aggregator) End(token, route int, method string, code int, d time.Duration) {
 	a.inFlight[token].Add(-1)
 	if route < 0 || route >= len(a.routes) {
-		route = len(a.routes) - 1
+		route = 0
 		a.folded.Add(1)
 	}
-	c := a.cell(route, methodIndex(method), code)
+	c := a.cell(route, instrumenting.MethodIndex(method), code)
 	i := 0
 	for i < len(a.bounds) && int64(d) > a.bounds[i] {
 		i++
@@ -200,7 +190,7 @@ func (a *Aggregator) Snapshot() *Snapshot {
 			}
 			for _, c := range *p {
 				cells = append(cells, c)
-				labels = append(labels, Series{Route: a.routes[r], Method: Methods[m], Code: c.code})
+				labels = append(labels, Series{Route: a.routes[r], Method: instrumenting.Methods[m], Code: c.code})
 			}
 		}
 	}

@@ -1,6 +1,4 @@
-// Package instrumenting holds the cross-cutting decorators that wrap the service and its endpoint
-// (access logging, request counting, tracing) and the metrics machinery behind them.
-package instrumenting
+package endpoint
 
 import (
 	"context"
@@ -9,14 +7,15 @@ import (
 
 	kitendpoint "github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/log"
-
-	"github.com/anyroute/anyroute/endpoint"
+	"github.com/go-kit/log/level"
 )
 
-// AccessLog logs a sample of requests: sample is the fraction logged, 0 none, 1 all. A full access
-// log costs more than the rest of the request path together, so it is off by default and sampling
-// lets a load test keep a trickle of examples. With sample 0 the endpoint is returned unwrapped.
+// AccessLog logs a sample of requests at level info: sample is the fraction logged, 0 none, 1 all.
+// A full access log costs more than the rest of the request path together, so it is off by default
+// and sampling lets a load test keep a trickle of examples. With sample 0 the endpoint is returned
+// unwrapped. traceID, when not nil, names the request's trace on the line.
 func AccessLog(logger log.Logger, sample float64, traceID func(context.Context) string) kitendpoint.Middleware {
+	logger = level.Info(logger)
 	return func(next kitendpoint.Endpoint) kitendpoint.Endpoint {
 		if sample <= 0 {
 			return next
@@ -27,10 +26,9 @@ func AccessLog(logger log.Logger, sample float64, traceID func(context.Context) 
 			}
 			begin := time.Now()
 			response, err := next(ctx, request)
-			req := request.(*endpoint.HandleRequest)
-			kv := []any{"level", "info", "msg", "request",
-				"method", req.Method, "path", req.Path, "took", time.Since(begin)}
-			if resp, ok := response.(*endpoint.HandleResponse); ok {
+			req := request.(*HandleRequest)
+			kv := []any{"msg", "request", "method", req.Method, "path", req.Path, "took", time.Since(begin)}
+			if resp, ok := response.(*HandleResponse); ok {
 				kv = append(kv, "route", resp.Route, "status", resp.Status)
 				if resp.Err != nil {
 					kv = append(kv, "err", resp.Err)

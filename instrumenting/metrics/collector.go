@@ -1,4 +1,4 @@
-package instrumenting
+package metrics
 
 import (
 	"runtime"

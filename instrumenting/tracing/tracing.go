@@ -1,0 +1,261 @@
+// Package tracing traces requests through go-kit's OpenTracing decorators, whatever the backend:
+// HTTPToContext continues a caller's trace, Server records one server span per request around the
+// endpoint, Delay draws the service's simulated work as a child span. What the decorators need of
+// a tracing library is the small Backend interface; each library lives in a subpackage of its own
+// (jaeger, zipkin, otlp) and nothing outside that subpackage names its types, so a backend can be
+// deleted as a folder and one wiring line.
+package tracing
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	kitendpoint "github.com/go-kit/kit/endpoint"
+	kitot "github.com/go-kit/kit/tracing/opentracing"
+	kithttp "github.com/go-kit/kit/transport/http"
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/opentracing/opentracing-go"
+	"github.com/opentracing/opentracing-go/ext"
+
+	"github.com/anyroute/anyroute/endpoint"
+	"github.com/anyroute/anyroute/instrumenting"
+	"github.com/anyroute/anyroute/service"
+)
+
+// Backend is one tracing library, as the decorators use it.
+type Backend interface {
+	// Tracer returns the OpenTracing tracer for spans of the given kind (ext.SpanKindRPCServerEnum,
+	// ext.SpanKindRPCClientEnum, or "" for an internal span). go-kit's decorators set span.kind
+	// after the span has started; a library that reads it only at start returns
+	// KindAtStart(tracer, kind) for a non-empty kind.
+	Tracer(kind ext.SpanKindEnum) opentracing.Tracer
+	// Span returns the trace id of a span the tracer started, in hex as the library prints it (32
+	// digits, or 16 for a 64-bit id), and whether the span is sampled: recorded and sent.
+	Span(span opentracing.Span) (traceID string, sampled bool)
+	// Headers names the request headers the tracer reads trace context from, in lower case; a name
+	// ending in '*' is a prefix. Requests with none of them skip extraction, which allocates.
+	Headers() []string
+	// Close sends the spans still buffered and releases the reporter, giving up when ctx ends.
+	// It is called once, after the last request has finished.
+	Close(ctx context.Context) error
+}
+
+// maxURLTag bounds the http.url tag: a path may be as long as the header limit allows.
+const maxURLTag = 1024
+
+// Tracing holds the decorators of one backend. Made with a nil Backend (tracing off), every
+// decorator it returns is the identity and TraceID always "".
+type Tracing struct {
+	b       Backend
+	headers headerSet
+}
+
+// New returns the decorators of b; nil means tracing is off.
+func New(b Backend) *Tracing {
+	t := &Tracing{b: b}
+	if b != nil {
+		t.headers = newHeaderSet(b.Headers())
+	}
+	return t
+}
+
+// Close flushes the backend (see Backend.Close); without one it does nothing.
+func (t *Tracing) Close(ctx context.Context) error {
+	if t.b == nil {
+		return nil
+	}
+	return t.b.Close(ctx)
+}
+
+// TraceID returns the trace id of the span in ctx, "" when there is none or tracing is off. Inside
+// the Server middleware that is the request's server span, which the access log and panic
+// recovery name.
+func (t *Tracing) TraceID(ctx context.Context) string {
+	if t.b == nil {
+		return ""
+	}
+	span := opentracing.SpanFromContext(ctx)
+	if span == nil {
+		return ""
+	}
+	id, _ := t.b.Span(span)
+	return id
+}
+
+// Server returns the endpoint middleware that records one server span per request, with go-kit's
+// TraceServer. The span continues the caller's trace when HTTPToContext found one, is named
+// "HTTP <METHOD>" (non-standard methods share "HTTP OTHER", so operation names stay as bounded as
+// the metric labels) and carries http.method, http.url (the path, never the query),
+// http.status_code, route, and error=true when the status is 5xx. The trace id goes into the
+// response for the encoder to echo.
+func (t *Tracing) Server() kitendpoint.Middleware {
+	if t.b == nil {
+		return func(next kitendpoint.Endpoint) kitendpoint.Endpoint { return next }
+	}
+	// Business errors (an injected 500, a 413) are logged on the span by TraceServer; whether they
+	// mark it as an error is decided by the status, below.
+	server := kitot.TraceServer(t.b.Tracer(ext.SpanKindRPCServerEnum), "HTTP", kitot.WithIgnoreBusinessError(true))
+	return func(next kitendpoint.Endpoint) kitendpoint.Endpoint {
+		return server(t.tagServerSpan(next))
+	}
+}
+
+// tagServerSpan runs inside TraceServer, on its span.
+func (t *Tracing) tagServerSpan(next kitendpoint.Endpoint) kitendpoint.Endpoint {
+	return func(ctx context.Context, request any) (any, error) {
+		span := opentracing.SpanFromContext(ctx)
+		traceID, sampled := t.b.Span(span)
+		req, _ := request.(*endpoint.HandleRequest)
+		if sampled && req != nil { // tags of a span that is not recorded would only cost allocations
+			span.SetOperationName(operationName(req.Method))
+			ext.HTTPMethod.Set(span, req.Method)
+			ext.HTTPUrl.Set(span, urlTag(req.Path))
+		}
+		response, err := next(ctx, request)
+		resp, ok := response.(*endpoint.HandleResponse)
+		if !ok {
+			return response, err
+		}
+		resp.TraceID = traceID
+		if sampled {
+			ext.HTTPStatusCode.Set(span, uint16(resp.Status))
+			span.SetTag("route", resp.Route)
+			if resp.Status >= 500 {
+				ext.Error.Set(span, true)
+			}
+		}
+		return response, err
+	}
+}
+
+// operationNames are the server spans' names, one per method label value.
+var operationNames = func() (names [len(instrumenting.Methods)]string) {
+	for i, m := range instrumenting.Methods {
+		names[i] = "HTTP " + m
+	}
+	return names
+}()
+
+func operationName(method string) string { return operationNames[instrumenting.MethodIndex(method)] }
+
+// urlTag makes a decoded path fit for a tag: valid UTF-8 (OTLP's protobuf refuses a batch holding
+// anything else, and a path such as /%ff decodes to invalid UTF-8) and at most maxURLTag bytes.
+func urlTag(path string) string {
+	if len(path) <= maxURLTag && utf8.ValidString(path) {
+		return path
+	}
+	b := make([]byte, 0, min(len(path), maxURLTag))
+	for _, r := range path { // invalid bytes come as utf8.RuneError, which encodes as U+FFFD
+		if len(b)+utf8.RuneLen(r) > maxURLTag {
+			break
+		}
+		b = utf8.AppendRune(b, r)
+	}
+	return string(b)
+}
+
+// HTTPToContext returns the transport before-func that continues a caller's trace: go-kit's
+// HTTPToContext extracts the trace context from the request's headers with the server tracer, for
+// Server to start its span under. Headers that do not parse are ignored (logged at level debug);
+// the request then starts a new trace. A request without any header the backend reads is left
+// alone, since extraction allocates.
+func (t *Tracing) HTTPToContext(logger log.Logger) kithttp.RequestFunc {
+	if t.b == nil {
+		return func(ctx context.Context, _ *http.Request) context.Context { return ctx }
+	}
+	if logger == nil {
+		logger = log.NewNopLogger()
+	}
+	extract := kitot.HTTPToContext(remoteParent{t.b.Tracer(ext.SpanKindRPCServerEnum)}, "HTTP",
+		level.Debug(log.With(logger, "component", "tracing", "msg", "ignoring unusable trace headers")))
+	return func(ctx context.Context, r *http.Request) context.Context {
+		if !t.headers.any(r.Header) {
+			return ctx
+		}
+		withRemote := extract(ctx, r)
+		if in, ok := opentracing.SpanFromContext(withRemote).(*incoming); !ok || in.remote == nil {
+			return ctx // nothing usable: Server starts a trace of its own
+		}
+		return withRemote
+	}
+}
+
+// headerSet matches header names against a backend's Headers.
+type headerSet struct {
+	names, prefixes []string
+}
+
+func newHeaderSet(names []string) headerSet {
+	var h headerSet
+	for _, n := range names {
+		if p, ok := strings.CutSuffix(n, "*"); ok {
+			h.prefixes = append(h.prefixes, p)
+		} else {
+			h.names = append(h.names, n)
+		}
+	}
+	return h
+}
+
+// any reports whether hdr holds a header of the set; it compares without allocating.
+func (h headerSet) any(hdr http.Header) bool {
+	for k := range hdr {
+		for _, n := range h.names {
+			if strings.EqualFold(k, n) {
+				return true
+			}
+		}
+		for _, p := range h.prefixes {
+			if len(k) >= len(p) && strings.EqualFold(k[:len(p)], p) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Delay returns the service middleware that records the service's simulated work (the delay it
+// reports in Response.Delay) as a child span "delay" of the request's span, ending when the service
+// answered. Requests that waited for nothing, or whose span is not sampled, get no span and no
+// clock read.
+func (t *Tracing) Delay() service.Middleware {
+	if t.b == nil {
+		return func(next service.Service) service.Service { return next }
+	}
+	return func(next service.Service) service.Service {
+		return &traceDelay{next: next, t: t, tracer: t.b.Tracer("")}
+	}
+}
+
+type traceDelay struct {
+	next   service.Service
+	t      *Tracing
+	tracer opentracing.Tracer
+}
+
+func (d *traceDelay) Handle(ctx context.Context, req service.Request) (service.Response, error) {
+	resp, err := d.next.Handle(ctx, req)
+	if resp.Delay <= 0 {
+		return resp, err
+	}
+	parent := opentracing.SpanFromContext(ctx)
+	if parent == nil {
+		return resp, err
+	}
+	if _, sampled := d.t.b.Span(parent); !sampled {
+		return resp, err
+	}
+	end := time.Now()
+	span := d.tracer.StartSpan("delay", opentracing.ChildOf(parent.Context()), opentracing.StartTime(end.Add(-resp.Delay)))
+	span.SetTag("route", resp.Route)
+	span.SetTag("delay", resp.Delay.String())
+	if resp.Status == service.StatusClientClosed {
+		span.SetTag("cancelled", true) // the client went away during the delay
+	}
+	span.FinishWithOptions(opentracing.FinishOptions{FinishTime: end})
+	return resp, err
+}

@@ -1,0 +1,278 @@
+package tracing_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	kitendpoint "github.com/go-kit/kit/endpoint"
+	"github.com/go-kit/log"
+	"github.com/opentracing/opentracing-go"
+	"github.com/opentracing/opentracing-go/ext"
+	"github.com/opentracing/opentracing-go/mocktracer"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/anyroute/anyroute/instrumenting/tracing"
+	"github.com/anyroute/anyroute/instrumenting/tracing/tracingtest"
+	"github.com/anyroute/anyroute/service"
+)
+
+// mockBackend is go's OpenTracing mock tracer as a Backend: it reads the Mockpfx-Ids-* headers.
+type mockBackend struct{ *mocktracer.MockTracer }
+
+func (m mockBackend) Tracer(ext.SpanKindEnum) opentracing.Tracer { return m.MockTracer }
+func (m mockBackend) Headers() []string                          { return []string{"mockpfx-ids-*"} }
+func (m mockBackend) Close(context.Context) error                { return nil }
+
+func (m mockBackend) Span(span opentracing.Span) (string, bool) {
+	sc, ok := span.Context().(mocktracer.MockSpanContext)
+	if !ok {
+		return "", false
+	}
+	return strconv.Itoa(sc.TraceID), sc.Sampled
+}
+
+func TestServerSpan(t *testing.T) {
+	tests := []struct {
+		name          string
+		method, url   string
+		body          string
+		header        map[string]string
+		op            string
+		status        uint16
+		route         string
+		isError       bool
+		delaySpan     bool
+		traceID, prnt int // the caller's trace and span, 0 for a new trace
+	}{
+		{name: "delayed rule", method: "GET", url: "/work/1?token=secret", op: "HTTP GET", status: 200, route: "work", delaySpan: true},
+		{name: "5xx is an error", method: "POST", url: "/boom", op: "HTTP POST", status: 503, route: "boom", isError: true},
+		{name: "4xx is not", method: "DELETE", url: "/tea", op: "HTTP DELETE", status: 418, route: "tea"},
+		{name: "non-standard method", method: "PURGE", url: "/anything", op: "HTTP OTHER", status: 200, route: "other"},
+		{name: "refused body has no delay span", method: "PUT", url: "/work/2", body: strings.Repeat("x", 17), op: "HTTP PUT", status: 413, route: "work"},
+		{name: "caller's trace continues", method: "GET", url: "/work/3",
+			header: map[string]string{"Mockpfx-Ids-Traceid": "4242", "Mockpfx-Ids-Spanid": "77", "Mockpfx-Ids-Sampled": "true"},
+			op:     "HTTP GET", status: 200, route: "work", delaySpan: true, traceID: 4242, prnt: 77},
+		{name: "garbage header starts a new trace", method: "GET", url: "/tea",
+			header: map[string]string{"Mockpfx-Ids-Traceid": "not-a-number", "Mockpfx-Ids-Spanid": "1"},
+			op:     "HTTP GET", status: 418, route: "tea"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tracer := mocktracer.New()
+			h := tracingtest.Handler(t, tracing.New(mockBackend{tracer}), log.NewNopLogger())
+			req := httptest.NewRequest(tt.method, tt.url, strings.NewReader(tt.body))
+			for k, v := range tt.header {
+				req.Header.Set(k, v)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != int(tt.status) {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tt.status, rec.Body)
+			}
+
+			spans := tracer.FinishedSpans()
+			want := 1
+			if tt.delaySpan {
+				want = 2
+			}
+			if len(spans) != want {
+				t.Fatalf("%d finished spans, want %d (one server span per request, no span left unfinished): %v", len(spans), want, spans)
+			}
+			server := spans[len(spans)-1] // the delay span finishes first
+			if server.OperationName != tt.op {
+				t.Errorf("operation %q, want %q", server.OperationName, tt.op)
+			}
+			if got := tracingtest.EchoTraceID(t, rec); got != strconv.Itoa(server.SpanContext.TraceID) {
+				t.Errorf("echo trace_id %q, want the server span's %d", got, server.SpanContext.TraceID)
+			}
+			path, _, _ := strings.Cut(tt.url, "?")
+			wantTags := map[string]any{
+				"span.kind": ext.SpanKindRPCServerEnum, "http.method": tt.method, "http.url": path,
+				"http.status_code": tt.status, "route": tt.route,
+			}
+			if tt.isError {
+				wantTags["error"] = true
+			}
+			if got := server.Tags(); !reflect.DeepEqual(got, wantTags) {
+				t.Errorf("tags\n got %v\nwant %v", got, wantTags)
+			}
+			if tt.traceID != 0 && (server.SpanContext.TraceID != tt.traceID || server.ParentID != tt.prnt) {
+				t.Errorf("trace %d parent %d, want the caller's trace %d and span %d",
+					server.SpanContext.TraceID, server.ParentID, tt.traceID, tt.prnt)
+			}
+			if tt.traceID == 0 && server.ParentID != 0 {
+				t.Errorf("parent %d, want a new trace", server.ParentID)
+			}
+			if tt.delaySpan {
+				d := spans[0]
+				if d.OperationName != "delay" || d.ParentID != server.SpanContext.SpanID || d.SpanContext.TraceID != server.SpanContext.TraceID {
+					t.Errorf("delay span %q parent %d trace %d, want a child of span %d", d.OperationName, d.ParentID, d.SpanContext.TraceID, server.SpanContext.SpanID)
+				}
+				if d.Tag("delay") != "1ms" || d.Tag("route") != "work" {
+					t.Errorf("delay span tags %v", d.Tags())
+				}
+				if d.StartTime.Before(server.StartTime) || d.FinishTime.After(server.FinishTime) || d.FinishTime.Sub(d.StartTime) < time.Millisecond {
+					t.Errorf("delay span %v..%v must lie within the server span %v..%v and last the delay", d.StartTime, d.FinishTime, server.StartTime, server.FinishTime)
+				}
+			}
+		})
+	}
+}
+
+// TestUnsampledSpansAreNotTagged: a span the backend does not record gets no tags and no delay
+// span, but the echo still names its trace.
+func TestUnsampledSpansAreNotTagged(t *testing.T) {
+	tracer := mocktracer.New()
+	h := tracingtest.Handler(t, tracing.New(mockBackend{tracer}), log.NewNopLogger())
+	req := httptest.NewRequest("GET", "/work/1", nil)
+	req.Header.Set("Mockpfx-Ids-Traceid", "99")
+	req.Header.Set("Mockpfx-Ids-Spanid", "7")
+	req.Header.Set("Mockpfx-Ids-Sampled", "false")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	spans := tracer.FinishedSpans()
+	if len(spans) != 1 || spans[0].Tag("http.url") != nil || spans[0].Tag("route") != nil {
+		t.Fatalf("spans %v: want the server span alone, untagged", spans)
+	}
+	if got := tracingtest.EchoTraceID(t, rec); got != "99" {
+		t.Fatalf("echo trace_id %q, want the caller's 99", got)
+	}
+}
+
+// TestTracingOffCostsNothing: without a backend every decorator is the identity.
+func TestTracingOffCostsNothing(t *testing.T) {
+	off := tracing.New(nil)
+	var called bool
+	ep := func(context.Context, any) (any, error) { called = true; return nil, nil }
+	wrapped := off.Server()(ep)
+	if reflect.ValueOf(wrapped).Pointer() != reflect.ValueOf(kitendpoint.Endpoint(ep)).Pointer() {
+		t.Error("Server without a backend must return the endpoint unwrapped")
+	}
+	_, _ = wrapped(context.Background(), nil)
+	if !called {
+		t.Error("endpoint not called")
+	}
+	svc, _ := service.New(nil)
+	if off.Delay()(svc) != svc {
+		t.Error("Delay without a backend must return the service unwrapped")
+	}
+	ctx := context.Background()
+	if off.HTTPToContext(nil)(ctx, httptest.NewRequest("GET", "/", nil)) != ctx {
+		t.Error("HTTPToContext without a backend must leave the context alone")
+	}
+	if id := off.TraceID(ctx); id != "" {
+		t.Errorf("TraceID without a backend: %q", id)
+	}
+	if err := off.Close(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestRequestsWithoutTraceHeadersSkipExtraction: extraction allocates, so a request with none of
+// the backend's headers never reaches the tracer's Extract.
+func TestRequestsWithoutTraceHeadersSkipExtraction(t *testing.T) {
+	b := &countingBackend{mockBackend: mockBackend{mocktracer.New()}}
+	before := tracing.New(b).HTTPToContext(nil)
+	for hdr, want := range map[string]int{"Accept": 0, "X-B3-Traceid": 0, "Mockpfx-Ids-Traceid": 1, "MOCKPFX-IDS-SPANID": 1} {
+		b.extracts = 0
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Header[hdr] = []string{"1"}
+		before(context.Background(), req)
+		if b.extracts != want {
+			t.Errorf("header %s: %d extractions, want %d", hdr, b.extracts, want)
+		}
+	}
+}
+
+type countingBackend struct {
+	mockBackend
+	extracts int
+}
+
+func (c *countingBackend) Tracer(ext.SpanKindEnum) opentracing.Tracer { return countingTracer{c} }
+
+type countingTracer struct{ c *countingBackend }
+
+func (t countingTracer) StartSpan(name string, opts ...opentracing.StartSpanOption) opentracing.Span {
+	return t.c.MockTracer.StartSpan(name, opts...)
+}
+
+func (t countingTracer) Inject(sc opentracing.SpanContext, format, carrier any) error {
+	return t.c.MockTracer.Inject(sc, format, carrier)
+}
+
+func (t countingTracer) Extract(format, carrier any) (opentracing.SpanContext, error) {
+	t.c.extracts++
+	return t.c.MockTracer.Extract(format, carrier)
+}
+
+func TestURLTagIsValidAndBounded(t *testing.T) {
+	tracer := mocktracer.New()
+	h := tracingtest.Handler(t, tracing.New(mockBackend{tracer}), log.NewNopLogger())
+	for _, path := range []string{"/ok/ünï", "/\xff\xfe", "/" + strings.Repeat("é", 2000), "/" + strings.Repeat("a", 5000)} {
+		tracer.Reset()
+		req := httptest.NewRequest("GET", "/", nil)
+		req.URL.Path = path
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		got, _ := tracer.FinishedSpans()[0].Tag("http.url").(string)
+		if !utf8.ValidString(got) || len(got) > 1024 || !strings.HasPrefix(got, "/") {
+			t.Errorf("http.url of %.20q...: %d bytes, valid UTF-8 %v", path, len(got), utf8.ValidString(got))
+		}
+		if len(path) <= 1024 && utf8.ValidString(path) && got != path {
+			t.Errorf("http.url changed a fine path: %q", got)
+		}
+	}
+}
+
+func TestNewReportingRegistersOnce(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := tracing.NewReporting(nil, reg, "app", "none"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tracing.NewReporting(nil, reg, "app", "none"); err == nil {
+		t.Error("registering the dropped-spans metric twice must fail")
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mfs) != 1 || mfs[0].GetName() != "app_tracing_spans_dropped_total" || len(mfs[0].GetMetric()) != 2 {
+		t.Fatalf("gathered %v, want app_tracing_spans_dropped_total with both reasons", mfs)
+	}
+}
+
+func TestThrottle(t *testing.T) {
+	var lines []string
+	logger := tracing.Throttle(log.LoggerFunc(func(kv ...any) error {
+		b, _ := json.Marshal(kv)
+		lines = append(lines, string(b))
+		return nil
+	}), 50*time.Millisecond)
+	for range 5 {
+		_ = logger.Log("msg", "down")
+	}
+	time.Sleep(60 * time.Millisecond)
+	_ = logger.Log("msg", "still down")
+	if len(lines) != 2 || !strings.Contains(lines[1], `"suppressed",4`) {
+		t.Errorf("lines %q", lines)
+	}
+}
+
+// TestKindAtStart: the wrapper hands span.kind to the tracer at start, and only for a kind.
+func TestKindAtStart(t *testing.T) {
+	tracer := mocktracer.New()
+	tracing.KindAtStart(tracer, ext.SpanKindRPCClientEnum).StartSpan("x").Finish()
+	if got := tracer.FinishedSpans()[0].Tag("span.kind"); got != ext.SpanKindRPCClientEnum {
+		t.Fatalf("span.kind %v at start, want client", got)
+	}
+	if tracing.KindAtStart(tracer, "") != opentracing.Tracer(tracer) {
+		t.Fatal("no kind: the tracer itself")
+	}
+}

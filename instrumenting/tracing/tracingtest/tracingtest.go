@@ -1,0 +1,412 @@
+// Package tracingtest holds what every tracing backend is tested against: the traced handler as
+// cmd/anyroute wires it, and a suite of behaviours each backend package runs on its own backend
+// (garbage headers, a caller's trace continued, lost spans counted, a stuck collector, samplers).
+// Keeping the suite here and its runs in the backends' packages lets a backend be deleted with its
+// tests and nothing else.
+package tracingtest
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	kitendpoint "github.com/go-kit/kit/endpoint"
+	kithttp "github.com/go-kit/kit/transport/http"
+	"github.com/go-kit/log"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/anyroute/anyroute/config"
+	"github.com/anyroute/anyroute/endpoint"
+	"github.com/anyroute/anyroute/instrumenting/tracing"
+	"github.com/anyroute/anyroute/service"
+	"github.com/anyroute/anyroute/transport"
+)
+
+// Rules are the route rules of Handler: a delayed route, a 503 and a 418.
+var Rules = []service.Rule{
+	{ID: 1, Name: "work", Match: "/work/*", Delay: time.Millisecond},
+	{ID: 2, Name: "boom", Match: "/boom", Status: 503},
+	{ID: 3, Name: "tea", Match: "/tea", Status: 418},
+}
+
+// Handler is the API handler as cmd/anyroute wires it, tracing only: the before-func, Server around
+// the endpoint with the access log inside it (every request logged to logger), Delay around the
+// service. Bodies past 16 bytes are refused.
+func Handler(t testing.TB, tr *tracing.Tracing, logger log.Logger) http.Handler {
+	t.Helper()
+	svc, err := service.New(Rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc = tr.Delay()(svc)
+	ep := kitendpoint.Chain(tr.Server(), endpoint.AccessLog(logger, 1, tr.TraceID))(endpoint.MakeHandleEndpoint(svc))
+	return transport.NewHTTPHandler(ep, transport.Options{
+		MaxBodyBytes: 16,
+		Instance:     "test",
+		Before:       []kithttp.RequestFunc{tr.HTTPToContext(logger)},
+	})
+}
+
+// EchoTraceID returns the trace id an answer echoed.
+func EchoTraceID(t testing.TB, rec *httptest.ResponseRecorder) string {
+	t.Helper()
+	var e transport.Echo
+	if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil {
+		t.Fatalf("echo %q: %v", rec.Body.String(), err)
+	}
+	return e.TraceID
+}
+
+// Suite is one backend under test.
+type Suite struct {
+	Backend string // the tracing.backend value: jaeger, zipkin, otlp
+	New     func(config.Tracing, tracing.Reporting) (tracing.Backend, error)
+	// At points cfg at a collector that takes spans over HTTP at addr (host:port).
+	At func(cfg config.Tracing, addr string) config.Tracing
+	// Callers build the headers by which a caller hands over its trace (32 hex digits) and span
+	// (16 hex digits), in each of the backend's formats.
+	Callers map[string]func(traceID, spanID string) map[string]string
+}
+
+// Config is a tracing config of the backend with every endpoint at a closed port.
+func (s Suite) Config(t testing.TB) config.Tracing {
+	cfg := config.Default().Tracing
+	cfg.Backend = s.Backend
+	cfg.ServiceName = "anyroute-test"
+	cfg.Jaeger.AgentAddr = ClosedAddr(t, "udp")
+	cfg.Zipkin.URL = "http://" + ClosedAddr(t, "tcp") + "/api/v2/spans"
+	cfg.OTLP.Endpoint = ClosedAddr(t, "tcp")
+	return cfg
+}
+
+// Start makes the backend of cfg, reporting to reg (nil: nowhere), and schedules its close.
+func (s Suite) Start(t testing.TB, cfg config.Tracing, reg prometheus.Registerer) (tracing.Backend, func() error) {
+	t.Helper()
+	r, err := tracing.NewReporting(log.NewNopLogger(), reg, "", s.Backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.New(cfg, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	var closeErr error
+	closeFn := func() error {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			closeErr = b.Close(ctx)
+		})
+		return closeErr
+	}
+	t.Cleanup(func() { _ = closeFn() })
+	return b, closeFn
+}
+
+// Run runs every test of the suite.
+func (s Suite) Run(t *testing.T) {
+	t.Run("BadHeaders", s.testBadHeaders)
+	t.Run("TraceIDFollowsTheCaller", s.testTraceIDFollowsTheCaller)
+	t.Run("DroppedSpansAreCounted", s.testDroppedSpansAreCounted)
+	t.Run("StuckBackendFillsTheQueue", s.testStuckBackendFillsTheQueue)
+	t.Run("Samplers", s.testSamplers)
+	t.Run("RefusesUnknownSampler", s.testRefusesUnknownSampler)
+}
+
+// testBadHeaders sends trace headers that are garbage or huge: each request is answered and starts
+// a trace of its own.
+func (s Suite) testBadHeaders(t *testing.T) {
+	huge := strings.Repeat("f", 60<<10)
+	headers := []map[string]string{
+		{"uber-trace-id": huge},
+		{"uber-trace-id": strings.Repeat(":", 60<<10)},
+		{"uber-trace-id": "zz:zz:zz:zz"},
+		{"uber-trace-id": "1:2:3:999999999999"},
+		{"uberctx-" + huge[:100]: huge[:1000], "jaeger-baggage": strings.Repeat("k=v,", 1000)},
+		{"X-B3-TraceId": huge, "X-B3-SpanId": "-1", "X-B3-Sampled": "maybe"},
+		{"X-B3-TraceId": "0000000000000000", "X-B3-SpanId": "0000000000000000"},
+		{"b3": "----"},
+		{"b3": huge},
+		{"traceparent": "00-" + huge},
+		{"traceparent": "ff-00000000000000000000000000000000-0000000000000000-01"},
+		{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": huge, "baggage": huge},
+		{"Mockpfx-Ids-Traceid": huge},
+		{"traceparent": "\x00\xff\xfe", "b3": "\xff", "uber-trace-id": "\xff:\xff:\xff:\xff"},
+	}
+	b, _ := s.Start(t, s.Config(t), nil)
+	h := Handler(t, tracing.New(b), log.NewNopLogger())
+	seen := map[string]bool{}
+	for i, hdr := range headers {
+		req := httptest.NewRequest("GET", "/tea", nil)
+		for k, v := range hdr {
+			req.Header[k] = []string{v}
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		id := EchoTraceID(t, rec)
+		if rec.Code != 418 || id == "" {
+			t.Errorf("headers %d: status %d trace_id %q", i, rec.Code, id)
+		}
+		if seen[id] {
+			t.Errorf("headers %d: trace_id %s reused", i, id)
+		}
+		seen[id] = true
+	}
+}
+
+// testTraceIDFollowsTheCaller checks that the echo's trace_id and the access log show the trace id
+// the caller sent in each of the backend's formats, and a fresh one otherwise.
+func (s Suite) testTraceIDFollowsTheCaller(t *testing.T) {
+	const traceID, spanID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	for name, header := range s.Callers {
+		t.Run(name, func(t *testing.T) {
+			b, _ := s.Start(t, s.Config(t), nil)
+			var logs strings.Builder
+			h := Handler(t, tracing.New(b), log.NewLogfmtLogger(&logs))
+
+			req := httptest.NewRequest("GET", "/work/1", nil)
+			for k, v := range header(traceID, spanID) {
+				req.Header.Set(k, v)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if got := EchoTraceID(t, rec); got != traceID {
+				t.Errorf("echo trace_id %q, want the caller's %s", got, traceID)
+			}
+			if !strings.Contains(logs.String(), "trace_id="+traceID) {
+				t.Errorf("access log lacks trace_id=%s:\n%s", traceID, logs.String())
+			}
+
+			rec = httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", "/work/2", nil))
+			if got := EchoTraceID(t, rec); len(got) != 32 || got == traceID {
+				t.Errorf("without a caller: trace_id %q, want a new 32-digit id", got)
+			}
+		})
+	}
+}
+
+// testDroppedSpansAreCounted: every span a collector refuses, or cannot be reached for, is counted
+// as send_failed once the backend has closed; a collector that takes them all counts none.
+func (s Suite) testDroppedSpansAreCounted(t *testing.T) {
+	const n = 25
+	for _, tc := range []struct {
+		name string
+		addr func(testing.TB) string
+		want float64
+	}{
+		{"refused", func(t testing.TB) string { return Collector(t, http.StatusServiceUnavailable) }, n},
+		{"down", func(t testing.TB) string { return ClosedAddr(t, "tcp") }, n},
+		{"accepted", func(t testing.TB) string { return Collector(t, http.StatusAccepted) }, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := prometheus.NewPedanticRegistry()
+			b, closeBackend := s.Start(t, s.At(s.Config(t), tc.addr(t)), reg)
+			tracer := b.Tracer("")
+			for range n {
+				tracer.StartSpan("work").Finish()
+			}
+			_ = closeBackend()
+			if got := Dropped(t, reg); got["send_failed"] != tc.want || got["queue_full"] != 0 {
+				t.Errorf("dropped %v, want send_failed %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// testStuckBackendFillsTheQueue: a collector that never answers makes the reporter hold its queue's
+// worth of spans and drop (and count) the rest, without slowing anyone finishing a span.
+func (s Suite) testStuckBackendFillsTheQueue(t *testing.T) {
+	const extra = 500
+	reg := prometheus.NewPedanticRegistry()
+	r, err := tracing.NewReporting(log.NewNopLogger(), reg, "", s.Backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.New(s.At(s.Config(t), HangingCollector(t)), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracer := b.Tracer("")
+	begin := time.Now()
+	for range tracing.MaxPendingSpans + extra {
+		tracer.StartSpan("work").Finish()
+	}
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Errorf("finishing %d spans took %v with the collector stuck", tracing.MaxPendingSpans+extra, took)
+	}
+	got := Dropped(t, reg)["queue_full"]
+	// A gate is exact; jaeger's own queue has taken a batch off before the send got stuck.
+	if got > extra || got < extra-200 || (s.Backend != "jaeger" && got != extra) {
+		t.Errorf("queue_full %v, want about %d", got, extra)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := b.Close(ctx); err == nil {
+		t.Error("closing with the collector stuck should report the flush as cut short")
+	}
+}
+
+func (s Suite) testSamplers(t *testing.T) {
+	const n = 2000
+	for _, tc := range []struct {
+		sampler  config.Sampler
+		min, max int
+	}{
+		{config.Sampler{Type: "const", Param: 1}, n, n},
+		{config.Sampler{Type: "const", Param: 0}, 0, 0},
+		{config.Sampler{Type: "probabilistic", Param: 0.1}, n / 20, n / 5},
+		{config.Sampler{Type: "ratelimiting", Param: 5}, 5, 6}, // a burst of 5, then 5/s
+	} {
+		cfg := s.Config(t)
+		cfg.Sampler = tc.sampler
+		b, closeBackend := s.Start(t, cfg, nil)
+		tracer := b.Tracer("")
+		sampled := 0
+		for range n {
+			span := tracer.StartSpan("x")
+			if _, ok := b.Span(span); ok {
+				sampled++
+			}
+			span.Finish()
+		}
+		_ = closeBackend()
+		if sampled < tc.min || sampled > tc.max {
+			t.Errorf("%s %g: %d of %d sampled, want %d..%d", tc.sampler.Type, tc.sampler.Param, sampled, n, tc.min, tc.max)
+		}
+	}
+}
+
+func (s Suite) testRefusesUnknownSampler(t *testing.T) {
+	cfg := s.Config(t)
+	cfg.Sampler.Type = "sometimes"
+	r, err := tracing.NewReporting(nil, nil, "", s.Backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.New(cfg, r); err == nil {
+		t.Error("unknown sampler accepted")
+	}
+}
+
+// Fuzz sends arbitrary trace headers (Jaeger's, B3 single and multi, W3C) through the traced
+// handler: it never panics, always answers, and always echoes a trace id of 16 or 32 hex digits,
+// the caller's when valid or a fresh one.
+func (s Suite) Fuzz(f *testing.F) {
+	f.Add("4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1", "", "", "")
+	f.Add("", "4bf92f3577b34da6-00f067aa0ba902b7-1", "", "")
+	f.Add("", "", "00f067aa0ba902b7", "")
+	f.Add("", "", "", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	f.Add("\xff:\xff:0:1", "-", "zz", "00--")
+	b, _ := s.Start(f, s.Config(f), nil)
+	h := Handler(f, tracing.New(b), log.NewNopLogger())
+	f.Fuzz(func(t *testing.T, uber, b3, xb3, traceparent string) {
+		req := httptest.NewRequest("GET", "/tea", nil)
+		for k, v := range map[string]string{"uber-trace-id": uber, "b3": b3, "X-B3-TraceId": xb3, "X-B3-SpanId": xb3, "traceparent": traceparent} {
+			if v != "" {
+				req.Header[k] = []string{v}
+			}
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if id := EchoTraceID(t, rec); rec.Code != 418 || !isHexID(id) {
+			t.Fatalf("status %d, trace_id %q", rec.Code, id)
+		}
+	})
+}
+
+func isHexID(s string) bool {
+	if len(s) != 16 && len(s) != 32 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// ClosedAddr returns a loopback address that nothing listens on (something did a moment ago).
+func ClosedAddr(t testing.TB, network string) string {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().String()
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Collector answers every span batch with status; it returns its host:port.
+func Collector(t testing.TB, status int) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
+// HangingCollector accepts connections and never answers; it returns its host:port.
+func HangingCollector(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// Dropped reads tracing_spans_dropped_total by reason.
+func Dropped(t testing.TB, g prometheus.Gatherer) map[string]float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "tracing_spans_dropped_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			out[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
