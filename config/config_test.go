@@ -161,3 +161,100 @@ func TestSchemaIsServed(t *testing.T) {
 		t.Fatalf("Schema() is not a JSON Schema document: %v", err)
 	}
 }
+
+// parseProblems parses a document and returns its problems as "POINTER: REASON" lines; nil when
+// it is valid.
+func parseProblems(t *testing.T, doc string) []string {
+	t.Helper()
+	_, err := Parse("doc", []byte(doc))
+	if err == nil {
+		return nil
+	}
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("Parse = %v, want *config.Error", err)
+	}
+	var out []string
+	for _, p := range ce.Problems {
+		out = append(out, p.String())
+	}
+	return out
+}
+
+// TestAcceptedMeansServable sweeps the values that once passed the check and then broke requests:
+// each is refused at its pointer, and the values just inside the limits are accepted.
+func TestAcceptedMeansServable(t *testing.T) {
+	route := func(extra string) string {
+		return `{"routes": [{"name": "a", "match": "/a"}, {"name": "b", "match": "/b"` + extra + `}]}`
+	}
+	for _, tt := range []struct {
+		name, doc string
+		pointers  []string // nil: valid
+	}{
+		{"every HTTP timeout 0", `{"http": {"read_header_timeout": "0s", "read_timeout": "0s", "write_timeout": "0s", "idle_timeout": "0s"}}`,
+			[]string{"/http/idle_timeout", "/http/read_header_timeout", "/http/read_timeout", "/http/write_timeout"}},
+		{"timeouts of 1ns", `{"http": {"read_header_timeout": "1ns", "read_timeout": "1ns", "write_timeout": "1ns", "idle_timeout": "1ns"}}`, nil},
+		{"status 100", route(`, "status": 100`), []string{"/routes/1/status"}},
+		{"status 101", route(`, "status": 101`), []string{"/routes/1/status"}},
+		{"status 103", route(`, "status": 103`), []string{"/routes/1/status"}},
+		{"status 199", route(`, "status": 199`), []string{"/routes/1/status"}},
+		{"status 200", route(`, "status": 200`), nil},
+		{"status 204", route(`, "status": 204`), nil},
+		{"status 304", route(`, "status": 304`), nil},
+		{"status 599", route(`, "status": 599`), nil},
+		{"status 600", route(`, "status": 600`), []string{"/routes/1/status"}},
+		{"status 200.0 is an integer", route(`, "status": 200.0`), nil},
+		{"status 200.5", route(`, "status": 200.5`), []string{"/routes/1/status"}},
+		{"body_bytes 1e3 is an integer", route(`, "body_bytes": 1e3`), nil},
+		{"max_body_bytes 1e3 is an integer", `{"http": {"max_body_bytes": 1e3}}`, nil},
+		{"delay at write_timeout", `{"http": {"write_timeout": "10s"}, "routes": [{"name": "a", "match": "/a", "delay": "10s"}]}`, []string{"/routes/0/delay"}},
+		{"delay and jitter past write_timeout", `{"http": {"write_timeout": "10s"}, "routes": [{"name": "a", "match": "/a", "delay": "6s", "jitter": "4s"}]}`, []string{"/routes/0/delay"}},
+		{"delay under write_timeout", `{"http": {"write_timeout": "10s"}, "routes": [{"name": "a", "match": "/a", "delay": "6s", "jitter": "3999ms"}]}`, nil},
+		{"jitter at the largest duration", route(`, "jitter": "2562047h"`), []string{"/routes/1/delay"}},
+		{"delay and jitter that overflow together", route(`, "delay": "2562047h", "jitter": "2562047h"`), []string{"/routes/1/delay"}},
+		{"bucket of 1e10 s", `{"metrics": {"buckets": [1, 1e10]}}`, []string{"/metrics/buckets/1"}},
+		{"bucket of a year", `{"metrics": {"buckets": [1, 31536000]}}`, nil},
+		{"max_header_bytes 4096", `{"http": {"max_header_bytes": 4096}}`, []string{"/http/max_header_bytes"}},
+		{"max_header_bytes 8192", `{"http": {"max_header_bytes": 8192}}`, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := parseProblems(t, tt.doc)
+			if tt.pointers == nil {
+				if got != nil {
+					t.Fatalf("refused: %v", got)
+				}
+				return
+			}
+			assertNamed(t, got, tt.pointers...)
+			if len(got) != len(tt.pointers) {
+				t.Errorf("%d problems, want %d: %v", len(got), len(tt.pointers), got)
+			}
+		})
+	}
+	cfg, err := Parse("doc", []byte(route(`, "status": 204.0, "body_bytes": 1e3`)))
+	if err != nil || cfg.Routes[1].Status != 204 || cfg.Routes[1].BodyBytes != 1000 {
+		t.Fatalf("integral numbers decoded as %+v, %v", cfg.Routes[1], err)
+	}
+}
+
+// TestEveryDurationKeyAtItsExtremes: each duration key of the config takes a value of the largest
+// duration and one past it; the one past is refused at that key, alone.
+func TestEveryDurationKeyAtItsExtremes(t *testing.T) {
+	keys := []string{"http/read_header_timeout", "http/read_timeout", "http/write_timeout", "http/idle_timeout",
+		"metrics/flush_interval", "shutdown/grace", "shutdown/drain_delay", "shutdown/metrics_linger"}
+	for _, key := range keys {
+		section, name, _ := strings.Cut(key, "/")
+		doc := `{"` + section + `": {"` + name + `": "2562048h"}}`
+		got := parseProblems(t, doc)
+		if len(got) != 1 || !strings.HasPrefix(got[0], "/"+key+": ") || !strings.Contains(got[0], "too long a duration") {
+			t.Errorf("%s past the largest duration: %v", key, got)
+		}
+	}
+}
+
+func TestOversizedFileIsRefusedWithoutReadingIt(t *testing.T) {
+	got := problems(t, "/dev/zero")
+	if len(got) != 1 || !strings.Contains(got[0], "larger than 4 MiB") {
+		t.Fatalf("/dev/zero: %v", got)
+	}
+}

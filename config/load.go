@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"sort"
@@ -33,12 +34,27 @@ var schema = func() *gojsonschema.Schema {
 // Schema returns the JSON Schema every configuration file must satisfy.
 func Schema() []byte { return bytes.Clone(schemaJSON) }
 
+// MaxFileBytes bounds a configuration file: more is surely not a config (check-config /dev/zero
+// must not eat the machine's memory).
+const MaxFileBytes = 4 << 20
+
 // Load reads, checks and decodes the configuration file at path. Every problem found is returned
 // at once in an *Error, so a user fixes a file in one round.
 func Load(path string) (Config, error) {
-	data, err := os.ReadFile(path)
+	fail := func(reason string) (Config, error) {
+		return Config{}, &Error{File: path, Problems: []Problem{{Reason: reason}}}
+	}
+	f, err := os.Open(path)
 	if err != nil {
-		return Config{}, &Error{File: path, Problems: []Problem{{Reason: "cannot read file: " + unwrapPathError(err)}}}
+		return fail("cannot read file: " + unwrapPathError(err))
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return fail("cannot read file: " + unwrapPathError(err))
+	}
+	if len(data) > MaxFileBytes {
+		return fail(fmt.Sprintf("file is larger than %d MiB; a configuration is a few KiB", MaxFileBytes>>20))
 	}
 	return Parse(path, data)
 }
@@ -65,8 +81,14 @@ func Parse(name string, data []byte) (Config, error) {
 		sort.SliceStable(ps, func(i, j int) bool { return ps[i].Pointer < ps[j].Pointer })
 		return fail(dedupe(ps)...)
 	}
+	// Decoded from the document as read: the schema counts 200.0 and 1e3 as integers, and so does
+	// this, where decoding the original text into an int would refuse them (naming no index).
+	normalized, err := json.Marshal(doc)
+	if err != nil {
+		return fail(Problem{Reason: "cannot re-encode: " + err.Error()})
+	}
 	cfg := Default()
-	dec := json.NewDecoder(bytes.NewReader(data))
+	dec := json.NewDecoder(bytes.NewReader(normalized))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
 		return fail(decodeProblem(err))
@@ -98,8 +120,12 @@ func (c Config) Check() []Problem {
 		if _, err := service.ParseMatch(r.Match); err != nil {
 			add(ptr+"/match", "%v", err)
 		}
-		if r.Status != 0 && (r.Status < 100 || r.Status > 599) {
-			add(ptr+"/status", "must be between 100 and 599")
+		if r.Status != 0 && (r.Status < 200 || r.Status > 599) {
+			add(ptr+"/status", "must be between 200 and 599: a 1xx status is not a final answer")
+		}
+		if most := r.Delay.D() + r.Jitter.D(); most < r.Delay.D() || (c.HTTP.WriteTimeout > 0 && most >= c.HTTP.WriteTimeout.D()) {
+			add(ptr+"/delay", "delay %s plus jitter %s reaches /http/write_timeout (%s): the answer would be cut off; lower the delay or raise the timeout",
+				r.Delay.D(), r.Jitter.D(), c.HTTP.WriteTimeout.D())
 		}
 	}
 	for i := 1; i < len(c.Metrics.Buckets); i++ {
@@ -110,8 +136,16 @@ func (c Config) Check() []Problem {
 	if c.Metrics.FlushInterval.D() < 10*time.Millisecond || c.Metrics.FlushInterval.D() > time.Minute {
 		add("/metrics/flush_interval", "must be between 10ms and 1m, got %s", c.Metrics.FlushInterval.D())
 	}
-	if c.HTTP.ReadHeaderTimeout.D() <= 0 {
-		add("/http/read_header_timeout", "must be positive: without it a slow client holds a connection forever")
+	for _, t := range []struct {
+		ptr string
+		d   Duration
+	}{
+		{"/http/read_header_timeout", c.HTTP.ReadHeaderTimeout}, {"/http/read_timeout", c.HTTP.ReadTimeout},
+		{"/http/write_timeout", c.HTTP.WriteTimeout}, {"/http/idle_timeout", c.HTTP.IdleTimeout},
+	} {
+		if t.d <= 0 {
+			add(t.ptr, "must be positive: 0 would mean no limit, and a slow or idle client would hold a connection forever")
+		}
 	}
 	if c.Shutdown.Grace.D() <= 0 {
 		add("/shutdown/grace", "must be positive")
