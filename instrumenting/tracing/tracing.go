@@ -8,6 +8,7 @@ package tracing
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -46,6 +47,12 @@ type Backend interface {
 
 // maxURLTag bounds the http.url tag: a path may be as long as the header limit allows.
 const maxURLTag = 1024
+
+// MaxTraceHeaderBytes bounds the trace context a request may carry, baggage included (W3C's limit
+// for baggage): past it the request's trace headers are ignored and it starts a trace of its own,
+// since a library copies baggage into every span (jaeger-client-go's allocations came to 24
+// times the baggage's size).
+const MaxTraceHeaderBytes = 8192
 
 // Tracing holds the decorators of one backend. Made with a nil Backend (tracing off), every
 // decorator it returns is the identity and TraceID always "".
@@ -161,8 +168,9 @@ func urlTag(path string) string {
 // HTTPToContext returns the transport before-func that continues a caller's trace: go-kit's
 // HTTPToContext extracts the trace context from the request's headers with the server tracer, for
 // Server to start its span under. Headers that do not parse are ignored (logged at level debug);
-// the request then starts a new trace. A request without any header the backend reads is left
-// alone, since extraction allocates.
+// the request then starts a new trace, as it does when its trace headers exceed
+// MaxTraceHeaderBytes. A request without any header the backend reads is left alone, since
+// extraction allocates.
 func (t *Tracing) HTTPToContext(logger log.Logger) kithttp.RequestFunc {
 	if t.b == nil {
 		return func(ctx context.Context, _ *http.Request) context.Context { return ctx }
@@ -170,10 +178,15 @@ func (t *Tracing) HTTPToContext(logger log.Logger) kithttp.RequestFunc {
 	if logger == nil {
 		logger = log.NewNopLogger()
 	}
-	extract := kitot.HTTPToContext(remoteParent{t.b.Tracer(ext.SpanKindRPCServerEnum)}, "HTTP",
-		level.Debug(log.With(logger, "component", "tracing", "msg", "ignoring unusable trace headers")))
+	logger = level.Debug(log.With(logger, "component", "tracing", "msg", "ignoring unusable trace headers"))
+	extract := kitot.HTTPToContext(remoteParent{t.b.Tracer(ext.SpanKindRPCServerEnum)}, "HTTP", logger)
 	return func(ctx context.Context, r *http.Request) context.Context {
-		if !t.headers.any(r.Header) {
+		size := t.headers.size(r.Header)
+		if size < 0 {
+			return ctx
+		}
+		if size > MaxTraceHeaderBytes {
+			_ = logger.Log("err", fmt.Sprintf("%d bytes of trace headers, more than %d", size, MaxTraceHeaderBytes))
 			return ctx
 		}
 		withRemote := extract(ctx, r)
@@ -201,18 +214,31 @@ func newHeaderSet(names []string) headerSet {
 	return h
 }
 
-// any reports whether hdr holds a header of the set; it compares without allocating.
-func (h headerSet) any(hdr http.Header) bool {
-	for k := range hdr {
-		for _, n := range h.names {
-			if strings.EqualFold(k, n) {
-				return true
-			}
+// size returns the bytes (names and values) of hdr's headers of the set, -1 when it has none. It
+// compares without allocating.
+func (h headerSet) size(hdr http.Header) int {
+	n := -1
+	for k, vs := range hdr {
+		if !h.has(k) {
+			continue
 		}
-		for _, p := range h.prefixes {
-			if len(k) >= len(p) && strings.EqualFold(k[:len(p)], p) {
-				return true
-			}
+		n = max(n, 0) + len(k)
+		for _, v := range vs {
+			n += len(v)
+		}
+	}
+	return n
+}
+
+func (h headerSet) has(k string) bool {
+	for _, n := range h.names {
+		if strings.EqualFold(k, n) {
+			return true
+		}
+	}
+	for _, p := range h.prefixes {
+		if len(k) >= len(p) && strings.EqualFold(k[:len(p)], p) {
+			return true
 		}
 	}
 	return false

@@ -27,7 +27,7 @@ import (
 type mockBackend struct{ *mocktracer.MockTracer }
 
 func (m mockBackend) Tracer(ext.SpanKindEnum) opentracing.Tracer { return m.MockTracer }
-func (m mockBackend) Headers() []string                          { return []string{"mockpfx-ids-*"} }
+func (m mockBackend) Headers() []string                          { return []string{"mockpfx-ids-*", "mockpfx-baggage-*"} }
 func (m mockBackend) Close(context.Context) error                { return nil }
 
 func (m mockBackend) Span(span opentracing.Span) (string, bool) {
@@ -211,6 +211,27 @@ func (t countingTracer) Inject(sc opentracing.SpanContext, format, carrier any) 
 func (t countingTracer) Extract(format, carrier any) (opentracing.SpanContext, error) {
 	t.c.extracts++
 	return t.c.MockTracer.Extract(format, carrier)
+}
+
+// TestOversizedTraceContextIsIgnored: trace headers past MaxTraceHeaderBytes in all (baggage
+// included) start a trace of their own, without reaching the tracer's Extract.
+func TestOversizedTraceContextIsIgnored(t *testing.T) {
+	b := &countingBackend{mockBackend: mockBackend{mocktracer.New()}}
+	before := tracing.New(b).HTTPToContext(nil)
+	for _, tt := range []struct {
+		baggage  int
+		extracts int
+	}{{100, 1}, {tracing.MaxTraceHeaderBytes - 100, 1}, {tracing.MaxTraceHeaderBytes + 1, 0}, {200 << 10, 0}} {
+		b.extracts = 0
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Header.Set("Mockpfx-Ids-Traceid", "1")
+		req.Header.Set("Mockpfx-Ids-Spanid", "2")
+		req.Header.Set("Mockpfx-Baggage-Big", strings.Repeat("v", tt.baggage))
+		ctx := before(context.Background(), req)
+		if b.extracts != tt.extracts || (tt.extracts == 0) != (opentracing.SpanFromContext(ctx) == nil) {
+			t.Errorf("%d bytes of baggage: %d extractions, parent %t; want %d", tt.baggage, b.extracts, opentracing.SpanFromContext(ctx) != nil, tt.extracts)
+		}
+	}
 }
 
 func TestURLTagIsValidAndBounded(t *testing.T) {

@@ -8,9 +8,11 @@ package tracingtest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -118,6 +120,49 @@ func (s Suite) Run(t *testing.T) {
 	t.Run("StuckBackendFillsTheQueue", s.testStuckBackendFillsTheQueue)
 	t.Run("Samplers", s.testSamplers)
 	t.Run("RefusesUnknownSampler", s.testRefusesUnknownSampler)
+	t.Run("BigBaggageIsBounded", s.testBigBaggageIsBounded)
+}
+
+// testBigBaggageIsBounded: 190 KiB of baggage, and thousands of small items, in every format the
+// libraries read cost a request no more than a small allocation budget, since trace headers past
+// tracing.MaxTraceHeaderBytes are not extracted at all (unbounded, jaeger-client-go allocated
+// 950 KB per request for this, a map entry per item).
+func (s Suite) testBigBaggageIsBounded(t *testing.T) {
+	b, _ := s.Start(t, s.Config(t), nil)
+	h := Handler(t, tracing.New(b), log.NewNopLogger())
+	big := strings.Repeat("v", 190<<10)
+	req := httptest.NewRequest("GET", "/tea", nil)
+	for _, header := range s.Callers {
+		for k, v := range header("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7") {
+			req.Header.Set(k, v)
+		}
+	}
+	req.Header.Set("uberctx-k", big)
+	req.Header.Set("jaeger-baggage", "k="+big)
+	req.Header.Set("baggage", "k="+big)
+	// And as many small items, each a map entry in the span context.
+	var pairs []string
+	for i := range 2000 {
+		req.Header.Set(fmt.Sprintf("uberctx-k%d", i), "v")
+		pairs = append(pairs, fmt.Sprintf("k%d=v", i))
+	}
+	req.Header.Set("jaeger-baggage", strings.Join(pairs, ","))
+	req.Header.Set("ot-baggage-k", big)
+	const n = 50
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range n {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 418 {
+			t.Fatalf("status %d", rec.Code)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 64<<10 {
+		t.Fatalf("%d bytes allocated per request with 190 KiB and 4,000 items of baggage, want at most 64 KiB", per)
+	}
 }
 
 // testBadHeaders sends trace headers that are garbage or huge: each request is answered and starts
