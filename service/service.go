@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -25,6 +26,12 @@ var (
 	ErrInjected = errors.New("injected failure")
 	// ErrBodyTooLarge means the request body went past the configured limit.
 	ErrBodyTooLarge = errors.New("request body too large")
+	// ErrBadBody means the request body could not be read: the client broke off or sent bad
+	// chunking.
+	ErrBadBody = errors.New("request body could not be read")
+	// ErrStopping means the service stopped waiting because the server is shutting down and its
+	// grace period ran out; the request's context carries it as its cause (context.Cause).
+	ErrStopping = errors.New("server shutting down")
 )
 
 // Request is what the service needs to know of an incoming request.
@@ -34,6 +41,7 @@ type Request struct {
 	Query        string // raw query string
 	BodyBytes    int64  // bytes read from the body, up to the limit
 	BodyTooLarge bool   // the body went past the limit and was not read further
+	BodyBroken   bool   // the body could not be read to its end
 }
 
 // Response says how to answer a request, and what the service did to decide it, for the
@@ -94,18 +102,25 @@ func New(rules []Rule) (Service, error) {
 		if r.ErrorStatus == 0 {
 			r.ErrorStatus = 500
 		}
+		// Past these the jitter's draw would overflow; the config check keeps far below them.
+		r.Delay, r.Jitter = min(r.Delay, math.MaxInt64/2), min(r.Jitter, math.MaxInt64/4)
 		s.rules = append(s.rules, rule{Rule: r, match: m})
 	}
 	return s, nil
 }
 
 // Handle decides the answer: the matched rule's status, after its delay, unless an injected error
-// or an oversized body overrides it.
+// or an oversized or broken body overrides it. A request whose context ends during the delay is
+// answered 499 (the client left), or 503 when the cause is ErrStopping (the server cut it).
 func (s *service) Handle(ctx context.Context, req Request) (Response, error) {
 	r := s.find(req.Method, req.Path)
 	resp := Response{Status: r.Status, Route: r.Name, RouteID: r.ID, Padding: r.BodyBytes}
-	if req.BodyTooLarge {
+	switch {
+	case req.BodyTooLarge:
 		resp.Status, resp.Err, resp.Padding = 413, ErrBodyTooLarge, 0
+		return resp, nil
+	case req.BodyBroken:
+		resp.Status, resp.Err, resp.Padding = 400, ErrBadBody, 0
 		return resp, nil
 	}
 	if d := r.delay(); d > 0 {
@@ -118,6 +133,10 @@ func (s *service) Handle(ctx context.Context, req Request) (Response, error) {
 			t.Stop()
 			resp.Delay = time.Since(begin)
 			resp.Status, resp.Padding = StatusClientClosed, 0
+			if cause := context.Cause(ctx); errors.Is(cause, ErrStopping) {
+				resp.Status, resp.Err = 503, ErrStopping
+				return resp, cause
+			}
 			return resp, ctx.Err()
 		}
 	}

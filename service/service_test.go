@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +97,35 @@ func TestHandleBodyTooLarge(t *testing.T) {
 	}
 	if resp.Route != "slow" {
 		t.Fatalf("route %q: a rejected body still counts under its route", resp.Route)
+	}
+}
+
+func TestHandleBrokenBody(t *testing.T) {
+	s := newTestService(t, Rule{ID: 1, Name: "up", Match: "/up", Delay: time.Hour, BodyBytes: 5})
+	resp, err := s.Handle(context.Background(), Request{Method: "POST", Path: "/up", BodyBroken: true})
+	if err != nil || resp.Status != 400 || !errors.Is(resp.Err, ErrBadBody) || resp.Route != "up" || resp.RouteID != 1 || resp.Padding != 0 {
+		t.Fatalf("got %+v, %v; want 400 under its route without waiting for the delay", resp, err)
+	}
+}
+
+// TestHandleCutByShutdown: a delay cut short because the server stops is answered 503, not 499.
+func TestHandleCutByShutdown(t *testing.T) {
+	s := newTestService(t, Rule{ID: 1, Name: "slow", Match: "/slow", Delay: time.Hour})
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(ErrStopping)
+	resp, err := s.Handle(ctx, Request{Method: "GET", Path: "/slow"})
+	if !errors.Is(err, ErrStopping) || resp.Status != 503 || !errors.Is(resp.Err, ErrStopping) {
+		t.Fatalf("got %+v, %v; want 503 ErrStopping", resp, err)
+	}
+}
+
+// TestHandleExtremeJitter: delays and jitters at the largest durations do not overflow the draw.
+func TestHandleExtremeJitter(t *testing.T) {
+	s := newTestService(t, Rule{ID: 1, Name: "huge", Match: "/*", Delay: math.MaxInt64, Jitter: math.MaxInt64})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if resp, _ := s.Handle(ctx, Request{Method: "GET", Path: "/x"}); resp.Status != StatusClientClosed {
+		t.Fatalf("got %+v", resp)
 	}
 }
 

@@ -132,18 +132,25 @@ func sumMetric(body, series string) float64 {
 	return 0
 }
 
+// TestSecondSignalAndGraceDeadlineEndPromptly: a drain that a second signal or the grace period
+// cuts short ends at once, answers the request it cut 503 (the server's doing, not 499, the
+// client's), and exits 3, not 0, so that a supervisor can tell it from a clean stop.
 func TestSecondSignalAndGraceDeadlineEndPromptly(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		config string
 		second bool
 	}{
-		{"second SIGTERM", `{"routes": [{"name": "stuck", "match": "/*", "delay": "1m"}], "shutdown": {"grace": "1m"}}`, true},
-		{"grace deadline", `{"routes": [{"name": "stuck", "match": "/*", "delay": "1m"}], "shutdown": {"grace": "1s"}}`, false},
+		{"second SIGTERM", `{"http": {"write_timeout": "2m"}, "routes": [{"name": "stuck", "match": "/*", "delay": "1m"}], "shutdown": {"grace": "1m"}}`, true},
+		{"grace deadline", `{"http": {"write_timeout": "2m"}, "routes": [{"name": "stuck", "match": "/*", "delay": "1m"}], "shutdown": {"grace": "1s"}}`, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			p := start(t, tt.config)
-			go func() { _, _ = get(p.api + "/stuck") }()
+			answer := make(chan string, 1)
+			go func() {
+				code, body := get(p.api + "/stuck")
+				answer <- fmt.Sprint(code, " ", body)
+			}()
 			waitFor(t, 5*time.Second, "the request in flight", func() bool {
 				_, body := get(p.admin + "/metrics")
 				return strings.Contains(body, "app_requests_in_flight 1")
@@ -154,7 +161,12 @@ func TestSecondSignalAndGraceDeadlineEndPromptly(t *testing.T) {
 				time.Sleep(300 * time.Millisecond)
 				p.signal(t, syscall.SIGTERM)
 			}
-			p.wait(t, 5*time.Second)
+			if code := p.wait(t, 5*time.Second); code != 3 {
+				t.Errorf("exit code %d after a cut drain, want 3", code)
+			}
+			if got := <-answer; !strings.HasPrefix(got, "503 ") || !strings.Contains(got, `"error":"server shutting down"`) {
+				t.Errorf("the cut request got %q, want 503 server shutting down", got)
+			}
 			t.Logf("exited %v after the first signal", time.Since(begin).Round(time.Millisecond))
 		})
 	}

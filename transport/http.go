@@ -21,9 +21,6 @@ import (
 	"github.com/anyroute/anyroute/service"
 )
 
-// ErrBadBody means the request body could not be read (the client broke off or sent bad chunking).
-var ErrBadBody = errors.New("request body could not be read")
-
 // Options configure the API handler.
 type Options struct {
 	MaxBodyBytes int64
@@ -43,11 +40,27 @@ func NewHTTPHandler(ep kitendpoint.Endpoint, o Options) http.Handler {
 			log.With(level.Warn(o.Logger), "msg", "request failed in transport"))),
 		kithttp.ServerBefore(o.Before...),
 	}
-	return kithttp.NewServer(ep, decodeRequest(o.MaxBodyBytes), encodeResponse(o.Instance), opts...)
+	return closeRiskyFraming(kithttp.NewServer(ep, decodeRequest(o.MaxBodyBytes), encodeResponse(o.Instance), opts...))
+}
+
+// closeRiskyFraming closes the connection after answering a request whose body framing a proxy in
+// front might have read differently: a chunked body, which net/http accepts even beside a
+// Content-Length (and then drops that header, so the handler cannot see the classic smuggling
+// shape itself), and any body on HTTP/1.0, where net/http ignores Transfer-Encoding. RFC 9112
+// 6.1 asks exactly this of a server that processes such a message; the cost is that chunked
+// uploads, rare in load tests, get no keep-alive.
+func closeRiskyFraming(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(r.TransferEncoding) > 0 || (r.ProtoAtLeast(1, 0) && !r.ProtoAtLeast(1, 1) && r.ContentLength != 0) {
+			w.Header()["Connection"] = closeConnection
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // decodeRequest reads the body only to count it and to enforce the limit: a body past the limit is
-// never buffered, the service answers 413 for it.
+// never buffered, the service answers 413 for it, and 400 for one that cannot be read. Every answer
+// thus comes from the service, and is counted there.
 func decodeRequest(maxBody int64) kithttp.DecodeRequestFunc {
 	return func(_ context.Context, r *http.Request) (any, error) {
 		req := &endpoint.HandleRequest{Request: service.Request{
@@ -67,7 +80,7 @@ func decodeRequest(maxBody int64) kithttp.DecodeRequestFunc {
 			req.BodyTooLarge = true
 			n = maxBody
 		} else if err != nil {
-			return nil, errors.Join(ErrBadBody, err)
+			req.BodyBroken = true
 		}
 		req.BodyBytes = n
 		return req, nil
@@ -86,6 +99,14 @@ var (
 func encodeResponse(instance string) kithttp.EncodeResponseFunc {
 	return func(_ context.Context, w http.ResponseWriter, response any) error {
 		resp := response.(*endpoint.HandleResponse)
+		h := w.Header()
+		if errors.Is(resp.Err, service.ErrBodyTooLarge) || errors.Is(resp.Err, service.ErrBadBody) {
+			h["Connection"] = closeConnection // the unread rest of the body is not worth draining
+		}
+		if bodiless(resp.Status) {
+			w.WriteHeader(resp.Status)
+			return nil
+		}
 		bp := bufPool.Get().(*[]byte)
 		defer putBuf(bp)
 		b := (*bp)[:0]
@@ -114,11 +135,7 @@ func encodeResponse(instance string) kithttp.EncodeResponseFunc {
 		}
 		b = append(b, "}\n"...)
 		*bp = b
-		h := w.Header()
 		h["Content-Type"] = jsonContentType
-		if errors.Is(resp.Err, service.ErrBodyTooLarge) {
-			h["Connection"] = closeConnection // the unread rest of the body is not worth draining
-		}
 		w.WriteHeader(resp.Status)
 		_, err := w.Write(b)
 		return err
@@ -133,29 +150,31 @@ func putBuf(bp *[]byte) {
 	}
 }
 
-// publicMessage is what a client may learn of an error: business errors by name, anything else only
-// by its status text, so internal details never leak.
-func publicMessage(err error, status int) string {
-	switch {
-	case errors.Is(err, service.ErrInjected), errors.Is(err, service.ErrBodyTooLarge):
-		return err.Error()
-	default:
-		return http.StatusText(status)
-	}
+// bodiless reports whether an answer of this status carries no content: net/http refuses a body
+// for 204 and 304, and RFC 9110 forbids one for 205.
+func bodiless(status int) bool {
+	return status == http.StatusNoContent || status == http.StatusResetContent || status == http.StatusNotModified
 }
 
-// encodeError answers errors raised before the service ran (decoding). It is the one place that
-// maps such errors to statuses.
-func encodeError(_ context.Context, err error, w http.ResponseWriter) {
+// namedErrors are the business errors a client learns by name.
+var namedErrors = []error{service.ErrInjected, service.ErrBodyTooLarge, service.ErrBadBody, service.ErrStopping}
+
+// publicMessage is what a client may learn of an error: a business error by its name (never what
+// wraps it), anything else only by its status text, so internal details never leak.
+func publicMessage(err error, status int) string {
+	for _, named := range namedErrors {
+		if errors.Is(err, named) {
+			return named.Error()
+		}
+	}
+	return http.StatusText(status)
+}
+
+// encodeError answers the errors go-kit's server raises outside the service, which nothing in
+// the decoder or the endpoint returns today: 500 and the status text, never the error itself.
+func encodeError(_ context.Context, _ error, w http.ResponseWriter) {
 	status := http.StatusInternalServerError
-	if errors.Is(err, ErrBadBody) {
-		status = http.StatusBadRequest
-	}
-	msg := http.StatusText(status)
-	if status < 500 {
-		msg = ErrBadBody.Error()
-	}
-	b := append([]byte(`{"error":`), appendString(nil, msg)...)
+	b := append([]byte(`{"error":`), appendString(nil, http.StatusText(status))...)
 	b = append(b, "}\n"...)
 	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)

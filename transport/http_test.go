@@ -28,8 +28,11 @@ func echoEndpoint(got *service.Request) func(context.Context, any) (any, error) 
 		req := request.(*endpoint.HandleRequest)
 		*got = req.Request
 		resp := service.Response{Status: 200, Route: "r"}
-		if req.BodyTooLarge {
+		switch {
+		case req.BodyTooLarge:
 			resp.Status, resp.Err = 413, service.ErrBodyTooLarge
+		case req.BodyBroken:
+			resp.Status, resp.Err = 400, service.ErrBadBody
 		}
 		return &endpoint.HandleResponse{Response: resp, Request: req.Request, TraceID: "abc"}, nil
 	}
@@ -70,12 +73,72 @@ func TestBrokenBodyIs400WithoutDetails(t *testing.T) {
 	req.ContentLength = -1
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	if rec.Code != 400 || strings.Contains(rec.Body.String(), "secret") {
-		t.Fatalf("got %d %q", rec.Code, rec.Body.String())
+	if !got.BodyBroken {
+		t.Fatal("the decoder did not mark the body broken")
 	}
-	var body map[string]string
-	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body["error"] == "" {
-		t.Fatalf("error body %q is not JSON with an error: %v", rec.Body.String(), err)
+	if rec.Code != 400 || strings.Contains(rec.Body.String(), "secret") || rec.Header().Get("Connection") != "close" {
+		t.Fatalf("got %d %q %v", rec.Code, rec.Body.String(), rec.Header())
+	}
+	var e Echo
+	if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error != service.ErrBadBody.Error() {
+		t.Fatalf("echo %q does not name the broken body: %v", rec.Body.String(), err)
+	}
+}
+
+// TestBodilessStatuses: 204, 205 and 304 are answered with no body (net/http would refuse one and
+// log each refusal); other statuses carry the echo.
+func TestBodilessStatuses(t *testing.T) {
+	for status, bodiless := range map[int]bool{200: false, 201: false, 204: true, 205: true, 304: true, 404: false} {
+		ep := func(context.Context, any) (any, error) {
+			return &endpoint.HandleResponse{Response: service.Response{Status: status, Route: "r", Padding: 10}}, nil
+		}
+		srv := httptest.NewServer(NewHTTPHandler(ep, Options{}))
+		resp, err := http.Get(srv.URL + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		srv.Close()
+		if resp.StatusCode != status || (len(body) == 0) != bodiless {
+			t.Errorf("status %d: got %d with %d body bytes", status, resp.StatusCode, len(body))
+		}
+	}
+}
+
+// TestRiskyFramingClosesTheConnection: a chunked body, or any body on HTTP/1.0, is answered with
+// Connection: close; a plain request keeps its connection.
+func TestRiskyFramingClosesTheConnection(t *testing.T) {
+	var got service.Request
+	h := NewHTTPHandler(echoEndpoint(&got), Options{MaxBodyBytes: 100})
+	for _, tt := range []struct {
+		name      string
+		req       func() *http.Request
+		wantClose bool
+	}{
+		{"plain GET", func() *http.Request { return httptest.NewRequest("GET", "/x", nil) }, false},
+		{"Content-Length body", func() *http.Request { return httptest.NewRequest("POST", "/x", strings.NewReader("abc")) }, false},
+		{"chunked body", func() *http.Request {
+			r := httptest.NewRequest("POST", "/x", strings.NewReader("abc"))
+			r.ContentLength, r.TransferEncoding = -1, []string{"chunked"}
+			return r
+		}, true},
+		{"HTTP/1.0 with a body", func() *http.Request {
+			r := httptest.NewRequest("POST", "/x", strings.NewReader("abc"))
+			r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.0", 1, 0
+			return r
+		}, true},
+		{"HTTP/1.0 without a body", func() *http.Request {
+			r := httptest.NewRequest("GET", "/x", nil)
+			r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.0", 1, 0
+			return r
+		}, false},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, tt.req())
+		if closed := rec.Header().Get("Connection") == "close"; closed != tt.wantClose || rec.Code != 200 {
+			t.Errorf("%s: status %d, Connection: close %v, want %v", tt.name, rec.Code, closed, tt.wantClose)
+		}
 	}
 }
 

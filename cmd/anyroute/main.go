@@ -23,11 +23,13 @@ var (
 	revision = ""
 )
 
-// Exit codes: 2 is the usual code for bad usage, and a bad config is that.
+// Exit codes: 2 is the usual code for bad usage, and a bad config is that; 3 tells a shutdown
+// whose drain was cut short, with requests still running, from a clean one.
 const (
 	exitOK       = 0
 	exitFailure  = 1
 	exitBadUsage = 2
+	exitDrainCut = 3
 )
 
 func main() {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	stdlog "log"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/net/netutil"
 
 	"github.com/anyroute/anyroute/config"
 	"github.com/anyroute/anyroute/endpoint"
@@ -55,7 +57,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	logger := newLogger(stderr, cfg.Log)
 	_ = level.Info(logger).Log("msg", "starting", "version", ver, "revision", rev, "config", configSource(o.configFile))
-	if err := serveConfig(cfg, logger); err != nil {
+	if err := serveConfig(cfg, logger); errors.Is(err, errDrainCut) {
+		_ = level.Warn(logger).Log("msg", "stopped", "err", err)
+		return exitDrainCut
+	} else if err != nil {
 		_ = level.Error(logger).Log("msg", "exiting", "err", err)
 		return exitFailure
 	}
@@ -92,6 +97,9 @@ type app struct {
 	// tracing's Close flushes the spans still buffered: the last actor of the run group calls it,
 	// once the API has drained.
 	tracing *tracing.Tracing
+	// rejected counts an answer net/http wrote by itself; inFlight is the requests being answered.
+	rejected func(status int)
+	inFlight func() int64
 }
 
 // tracingBackends are the tracing libraries by their tracing.backend name; "none" has none.
@@ -118,6 +126,8 @@ func newAppWith(cfg config.Config, logger log.Logger, newService func([]service.
 	// collector serves what was published.
 	agg := metrics.NewAggregator(service.OtherRoute, routeNames(cfg.Routes), cfg.Metrics.Buckets)
 	a.flusher = metrics.NewFlusher(agg, cfg.Metrics.FlushInterval.D())
+	a.rejected = func(status int) { agg.End(agg.Begin(), 0, "", status, 0) } // no route, no method, no duration
+	a.inFlight = agg.InFlight
 	ver, rev := buildVersion()
 	a.registry.MustRegister(
 		metrics.NewCollector(ns, a.flusher, metrics.BuildInfo{Version: ver, Revision: rev}),
@@ -180,6 +190,18 @@ func newAppWith(cfg config.Config, logger log.Logger, newService func([]service.
 	return a, nil
 }
 
+// errDrainCut is serveConfig's error when requests were still running as the drain ended (the
+// grace period ran out, or a second signal came): serve exits with exitDrainCut for it.
+var errDrainCut = errors.New("drain cut short")
+
+// Listener limits: the admin listener takes a few connections, and the API all the process's file
+// descriptors but a reserve, so that neither listener, nor a flood of idle connections, can starve
+// the other of descriptors (nor outbound calls and log files of theirs).
+const (
+	adminMaxConns = 16
+	fdReserve     = 64 + adminMaxConns
+)
+
 // serveConfig runs the app on its listeners until a signal or a failure. The run group's
 // interrupts run in the order the actors are added, which is the shutdown order: stop accepting
 // and drain the API, then close the admin listener, so that the last scrape sees every answer.
@@ -190,48 +212,65 @@ func serveConfig(cfg config.Config, logger log.Logger) error {
 	}
 	ready := a.ready
 
-	apiLn, err := net.Listen("tcp", cfg.HTTP.Addr)
+	rawAPI, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
 		return fmt.Errorf("API listener: %w", err)
 	}
-	adminLn, err := net.Listen("tcp", cfg.Admin.Addr)
+	rawAdmin, err := net.Listen("tcp", cfg.Admin.Addr)
 	if err != nil {
-		_ = apiLn.Close()
+		_ = rawAPI.Close()
 		return fmt.Errorf("admin listener: %w", err)
 	}
+	apiMaxConns := maxAPIConns()
+	apiLn := transport.NewListener(netutil.LimitListener(rawAPI, apiMaxConns), a.rejected)
+	adminLn := netutil.LimitListener(rawAdmin, adminMaxConns)
 
 	// force is cancelled by a second signal: the drain stops waiting and everything closes at once.
 	force, forceNow := context.WithCancel(context.Background())
 	defer forceNow()
+	var drainCut atomic.Bool
 
 	var g run.Group
-	{ // Signals: the first drops readiness, waits drain_delay, then ends the group.
+	{ // Signals: the first drops readiness, waits drain_delay, then ends the group. SIGHUP, which
+		// would end the process by default, is logged and ignored: there is nothing to reload yet.
 		sigs := make(chan os.Signal, 2)
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+		hups := make(chan os.Signal, 1)
+		signal.Notify(hups, syscall.SIGHUP)
 		stop := make(chan struct{})
 		g.Add(func() error {
-			select {
-			case s := <-sigs:
-				ready.Store(false)
-				_ = level.Info(logger).Log("msg", "shutting down", "signal", s, "grace", cfg.Shutdown.Grace.D())
-				go func() {
-					s := <-sigs
-					_ = level.Warn(logger).Log("msg", "second signal, closing at once", "signal", s)
-					forceNow()
-				}()
-				sleepCtx(force, cfg.Shutdown.DrainDelay.D())
-				return nil
-			case <-stop:
-				return nil
+			for {
+				select {
+				case <-hups:
+					_ = level.Warn(logger).Log("msg", "SIGHUP ignored: the config is read at start only; restart to apply a new one")
+				case s := <-sigs:
+					ready.Store(false)
+					_ = level.Info(logger).Log("msg", "shutting down", "signal", s, "grace", cfg.Shutdown.Grace.D())
+					go func() {
+						s := <-sigs
+						_ = level.Warn(logger).Log("msg", "second signal, closing at once", "signal", s)
+						forceNow()
+					}()
+					sleepCtx(force, cfg.Shutdown.DrainDelay.D())
+					return nil
+				case <-stop:
+					return nil
+				}
 			}
 		}, func(error) {
 			close(stop)
 		})
 	}
 	{ // API listener: on interrupt, stop accepting and let in-flight requests finish within grace.
+		// Requests still running then are cut: their context is cancelled with the cause
+		// service.ErrStopping, so they are answered and counted 503, and given a moment to write
+		// that before the connections close.
+		base, cut := context.WithCancelCause(context.Background())
+		defer cut(nil)
 		srv := newAPIServer(cfg.HTTP, a.api, logger)
+		srv.BaseContext = func(net.Listener) context.Context { return base }
 		g.Add(func() error {
-			_ = level.Info(logger).Log("msg", "API listening", "addr", apiLn.Addr())
+			_ = level.Info(logger).Log("msg", "API listening", "addr", rawAPI.Addr(), "max_connections", apiMaxConns)
 			ready.Store(true)
 			return serveUntilClosed(srv, apiLn)
 		}, func(error) {
@@ -239,9 +278,14 @@ func serveConfig(cfg config.Config, logger log.Logger) error {
 			ctx, cancel := context.WithTimeout(force, cfg.Shutdown.Grace.D())
 			defer cancel()
 			if err := srv.Shutdown(ctx); err != nil {
-				_ = level.Warn(logger).Log("msg", "API drain cut short", "err", err)
+				inFlight := a.inFlight()
+				_ = level.Warn(logger).Log("msg", "API drain cut short", "err", err, "in_flight", inFlight)
+				drainCut.Store(inFlight > 0)
+				cut(service.ErrStopping)
+				waitCtx(context.Background(), cutAnswerTime, func() bool { return a.inFlight() == 0 })
 				_ = srv.Close()
 			}
+			_ = level.Info(logger).Log("msg", "API stopped", "connections_accepted", apiLn.Accepted())
 		})
 	}
 	{ // Flusher: its interrupt runs after the API drained and flushes once more, so the last
@@ -250,9 +294,9 @@ func serveConfig(cfg config.Config, logger log.Logger) error {
 	}
 	{ // Admin listener: closed after the API has drained and the final flush, and after
 		// metrics_linger, so that a last scrape can collect the final counts.
-		srv := &http.Server{Handler: a.admin, ReadHeaderTimeout: 5 * time.Second, ErrorLog: stdLogger(logger)}
+		srv := newAdminServer(a.admin, logger)
 		g.Add(func() error {
-			_ = level.Info(logger).Log("msg", "admin listening", "addr", adminLn.Addr(), "pprof", cfg.Admin.PProf)
+			_ = level.Info(logger).Log("msg", "admin listening", "addr", rawAdmin.Addr(), "pprof", cfg.Admin.PProf)
 			return serveUntilClosed(srv, adminLn)
 		}, func(error) {
 			sleepCtx(force, cfg.Shutdown.MetricsLinger.D())
@@ -276,18 +320,59 @@ func serveConfig(cfg config.Config, logger log.Logger) error {
 			}
 		})
 	}
-	return g.Run()
+	if err := g.Run(); err != nil {
+		return err
+	}
+	if drainCut.Load() {
+		return errDrainCut
+	}
+	return nil
 }
 
+// cutAnswerTime is how long requests cut at the end of the grace period get to write their 503.
+const cutAnswerTime = 500 * time.Millisecond
+
+// maxAPIConns is how many connections the API listener holds at once: the file descriptor limit
+// (which Go raises to its hard maximum at start) less the reserve, and at least half the limit.
+func maxAPIConns() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	n := int(lim.Cur)
+	return max(n-fdReserve, n/2)
+}
+
+// netHTTPHeaderSlop is what net/http adds to Server.MaxHeaderBytes before it refuses a request
+// head (its bufio slop); subtracting it makes http.max_header_bytes the limit actually applied.
+const netHTTPHeaderSlop = 4096
+
 // newAPIServer applies every timeout and size limit: a catch-all service faces arbitrary clients.
+// OPTIONS * reaches the service like any request, instead of net/http answering it uncounted.
 func newAPIServer(c config.HTTP, h http.Handler, logger log.Logger) *http.Server {
 	return &http.Server{
+		Handler:                      h,
+		ReadHeaderTimeout:            c.ReadHeaderTimeout.D(),
+		ReadTimeout:                  c.ReadTimeout.D(),
+		WriteTimeout:                 c.WriteTimeout.D(),
+		IdleTimeout:                  c.IdleTimeout.D(),
+		MaxHeaderBytes:               c.MaxHeaderBytes - netHTTPHeaderSlop,
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     stdLogger(logger),
+	}
+}
+
+// newAdminServer hardens the admin listener as the API is: a client that never reads, or idles, is
+// cut off. Scrapes and probes are small and quick; pprof's long profiles lift the write deadline
+// for themselves (transport.NewAdminHandler).
+func newAdminServer(h http.Handler, logger log.Logger) *http.Server {
+	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: c.ReadHeaderTimeout.D(),
-		ReadTimeout:       c.ReadTimeout.D(),
-		WriteTimeout:      c.WriteTimeout.D(),
-		IdleTimeout:       c.IdleTimeout.D(),
-		MaxHeaderBytes:    c.MaxHeaderBytes,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          stdLogger(logger),
 	}
 }
@@ -303,6 +388,14 @@ func serveUntilClosed(srv *http.Server, ln net.Listener) error {
 		return err
 	}
 	return nil
+}
+
+// waitCtx polls done until it holds, d passes or ctx ends.
+func waitCtx(ctx context.Context, d time.Duration, done func() bool) {
+	deadline := time.Now().Add(d)
+	for !done() && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

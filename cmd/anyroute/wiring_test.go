@@ -19,6 +19,7 @@ import (
 
 	"github.com/anyroute/anyroute/config"
 	"github.com/anyroute/anyroute/service"
+	"github.com/anyroute/anyroute/transport"
 )
 
 // TestWiring drives the assembled API handler, every layer real, through httptest.
@@ -34,25 +35,23 @@ func TestWiring(t *testing.T) {
 	}
 	tests := []struct {
 		method, target string
-		body           string
+		body           io.Reader
 		status         int
 		route          string
 	}{
-		{"GET", "/healthz", "", 200, "health"},
-		{"POST", "/healthz", "", 200, "other"},
-		{"POST", "/orders", `{"qty":1}`, 201, "create_order"},
-		{"GET", "/orders/42?expand=1", "", 200, "order"},
-		{"PURGE", "/tea", "", 418, "teapot"},
-		{"DELETE", "/metrics", "", 200, "other"},
-		{"PUT", "/orders/7", strings.Repeat("x", 65), 413, "order"},
+		{"GET", "/healthz", nil, 200, "health"},
+		{"POST", "/healthz", nil, 200, "other"},
+		{"POST", "/orders", strings.NewReader(`{"qty":1}`), 201, "create_order"},
+		{"GET", "/orders/42?expand=1", nil, 200, "order"},
+		{"PURGE", "/tea", nil, 418, "teapot"},
+		{"DELETE", "/metrics", nil, 200, "other"},
+		{"PUT", "/orders/7", strings.NewReader(strings.Repeat("x", 65)), 413, "order"},
+		{"PUT", "/orders/8", iotest.ErrReader(errors.New("reset")), 400, "order"},
 	}
 	for _, tt := range tests {
 		rec := httptest.NewRecorder()
-		a.api.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.target, strings.NewReader(tt.body)))
-		var echo struct {
-			Method, Path, Query, Route, Instance, Padding string
-			Status                                        int
-		}
+		a.api.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.target, tt.body))
+		var echo transport.Echo
 		if err := json.Unmarshal(rec.Body.Bytes(), &echo); err != nil {
 			t.Fatalf("%s %s: %q: %v", tt.method, tt.target, rec.Body.String(), err)
 		}
@@ -64,10 +63,21 @@ func TestWiring(t *testing.T) {
 		}
 	}
 
+	// Every answer, refusals of the body included, is counted under its route.
+	a.flusher.Flush()
 	rec := httptest.NewRecorder()
 	a.admin.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "process_resident_memory_bytes") {
 		t.Fatalf("admin /metrics: %d", rec.Code)
+	}
+	for _, want := range []string{
+		`app_requests_total{code="413",method="PUT",route="order"} 1`,
+		`app_requests_total{code="400",method="PUT",route="order"} 1`,
+		`app_requests_total{code="418",method="OTHER",route="teapot"} 1`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
 
@@ -148,9 +158,9 @@ func TestPanicAnswers500AndServingGoesOn(t *testing.T) {
 	}
 }
 
-// TestLogLevelFiltersEveryComponent: with log.level error, the access log (info), the transport's
-// error logger (warn) and the tracing backend's complaints (warn) are silent, and a panic (error)
-// is still logged; with log.level info, the access log's lines carry level=info.
+// TestLogLevelFiltersEveryComponent: with log.level error, the access log (info) and the tracing
+// backend's complaints (warn) are silent, and a panic (error) is still logged; with log.level
+// info, the access log's lines carry level=info.
 func TestLogLevelFiltersEveryComponent(t *testing.T) {
 	for _, tt := range []struct {
 		level string
@@ -203,8 +213,8 @@ func TestLogLevelFiltersEveryComponent(t *testing.T) {
 					t.Errorf("a line without a level: %s", l)
 				}
 			}
-			if len(access) != 2 { // the broken body never reached the endpoint
-				t.Fatalf("%d access lines for the 2 requests that reached the endpoint:\n%s", len(access), logs.String())
+			if len(access) != 3 {
+				t.Fatalf("%d access lines for 3 requests:\n%s", len(access), logs.String())
 			}
 			for _, l := range access {
 				if !strings.Contains(l, tt.want[0]) {

@@ -1,0 +1,84 @@
+package transport
+
+import (
+	"bytes"
+	"net"
+	"sync/atomic"
+)
+
+// Listener is the API's listener: it counts the connections it accepted and the answers net/http
+// writes by itself, to requests that never reach a handler (a request line it cannot parse: 400;
+// a head past the limit: 431; an unknown transfer coding: 501; an HTTP version it does not speak:
+// 505). net/http offers no hook for those; it writes each in one Write straight to the connection,
+// with headers no handler of ours writes, which is how the connection recognises them.
+type Listener struct {
+	net.Listener
+	rejected func(status int)
+	accepted atomic.Uint64
+}
+
+// NewListener wraps ln; rejected is called with the status of every answer net/http writes by
+// itself.
+func NewListener(ln net.Listener, rejected func(status int)) *Listener {
+	return &Listener{Listener: ln, rejected: rejected}
+}
+
+// Accept implements net.Listener.
+func (l *Listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.accepted.Add(1)
+	return &conn{Conn: c, rejected: l.rejected}, nil
+}
+
+// Accepted returns the number of connections accepted so far.
+func (l *Listener) Accepted() uint64 { return l.accepted.Load() }
+
+// netHTTPErrorHeaders follow the status line of every answer net/http writes itself
+// (net/http's errorHeaders); the API's answers are JSON and never carry them.
+var netHTTPErrorHeaders = []byte("\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n")
+
+// maxRejectionHead bounds how much of a write is searched: net/http's own answers are short.
+const maxRejectionHead = 256
+
+type conn struct {
+	net.Conn
+	rejected func(status int)
+}
+
+func (c *conn) Write(p []byte) (int, error) {
+	if status, ok := rejectionStatus(p); ok {
+		c.rejected(status)
+	}
+	return c.Conn.Write(p)
+}
+
+// CloseWrite keeps net/http's half-close before it closes a connection it refused a request on,
+// so that the client reads the answer instead of a reset.
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// rejectionStatus returns the status of p when p is one of net/http's own answers.
+func rejectionStatus(p []byte) (int, bool) {
+	// "HTTP/1.1 NNN ": only 4xx and 5xx are worth the search.
+	if len(p) < 13 || !bytes.HasPrefix(p, []byte("HTTP/1.1 ")) || (p[9] != '4' && p[9] != '5') || p[12] != ' ' {
+		return 0, false
+	}
+	if !bytes.Contains(p[:min(len(p), maxRejectionHead)], netHTTPErrorHeaders) {
+		return 0, false
+	}
+	status := 0
+	for _, d := range p[9:12] {
+		if d < '0' || d > '9' {
+			return 0, false
+		}
+		status = status*10 + int(d-'0')
+	}
+	return status, true
+}
