@@ -23,6 +23,12 @@ type Config struct {
 	Log      Log      `json:"log"`
 	Routes   []Route  `json:"routes"`
 	Shutdown Shutdown `json:"shutdown"`
+	// Seed, when set, makes every random draw (latencies, status mixes) follow from it, so a run
+	// can be repeated.
+	Seed *uint64 `json:"seed,omitempty"`
+	// MaxHops cuts loops in a call graph: a request that has come through more anyroute services
+	// is answered 508.
+	MaxHops int `json:"max_hops"`
 }
 
 // HTTP configures the API listener, which answers every method and path.
@@ -93,15 +99,53 @@ type Log struct {
 
 // Route is one rule of the catch-all: which requests it matches and how it answers them.
 type Route struct {
-	Name        string   `json:"name"`
-	Match       string   `json:"match"`
-	Methods     []string `json:"methods,omitempty"`
-	Status      int      `json:"status,omitempty"`
-	Delay       Duration `json:"delay,omitempty"`
-	Jitter      Duration `json:"jitter,omitempty"`
-	ErrorRate   float64  `json:"error_rate,omitempty"`
-	ErrorStatus int      `json:"error_status,omitempty"`
-	BodyBytes   int      `json:"body_bytes,omitempty"`
+	Name    string   `json:"name"`
+	Match   string   `json:"match"`
+	Methods []string `json:"methods,omitempty"`
+	Status  int      `json:"status,omitempty"`
+	// Delay and Jitter are the shorthand of a uniform Latency (fixed without a jitter).
+	Delay   Duration `json:"delay,omitempty"`
+	Jitter  Duration `json:"jitter,omitempty"`
+	Latency *Latency `json:"latency,omitempty"`
+	// ErrorRate and ErrorStatus are the shorthand of a one-status Errors mix.
+	ErrorRate      float64      `json:"error_rate,omitempty"`
+	ErrorStatus    int          `json:"error_status,omitempty"`
+	Errors         []ErrorShare `json:"errors,omitempty"`
+	BodyBytes      int          `json:"body_bytes,omitempty"`
+	Calls          []Call       `json:"calls,omitempty"`
+	CallMode       string       `json:"call_mode,omitempty"`     // sequential (default) or parallel
+	OnCallError    string       `json:"on_call_error,omitempty"` // fail (default) or ignore
+	AllowOverrides bool         `json:"allow_overrides,omitempty"`
+	MaxDelay       Duration     `json:"max_delay,omitempty"`
+}
+
+// Latency is a route's latency distribution; which keys apply depends on Distribution (see
+// service.Latency).
+type Latency struct {
+	Distribution string   `json:"distribution"`
+	Delay        Duration `json:"delay,omitempty"`
+	Jitter       Duration `json:"jitter,omitempty"`
+	Mean         Duration `json:"mean,omitempty"`
+	StdDev       Duration `json:"stddev,omitempty"`
+	Median       Duration `json:"median,omitempty"`
+	P50          Duration `json:"p50,omitempty"`
+	P90          Duration `json:"p90,omitempty"`
+	P99          Duration `json:"p99,omitempty"`
+	Max          Duration `json:"max,omitempty"`
+}
+
+// ErrorShare is one status of a route's error mix.
+type ErrorShare struct {
+	Status int     `json:"status"`
+	Rate   float64 `json:"rate"`
+}
+
+// Call is one upstream call of a route.
+type Call struct {
+	Name    string   `json:"name"`
+	URL     string   `json:"url"`
+	Method  string   `json:"method,omitempty"`
+	Timeout Duration `json:"timeout,omitempty"`
 }
 
 // Shutdown configures the graceful stop on SIGTERM.
@@ -141,6 +185,7 @@ func Default() Config {
 		Log:      Log{Level: "info", Format: "logfmt"},
 		Routes:   []Route{},
 		Shutdown: Shutdown{Grace: Duration(10 * time.Second)},
+		MaxHops:  10,
 	}
 }
 

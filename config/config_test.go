@@ -30,7 +30,7 @@ func TestLoadExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Routes) != 6 || cfg.Routes[1].Delay.D() != 20*time.Millisecond || cfg.Tracing.Sampler.Param != 0.01 {
+	if len(cfg.Routes) != 8 || cfg.Routes[1].Delay.D() != 20*time.Millisecond || cfg.Tracing.Sampler.Param != 0.01 {
 		t.Fatalf("example decoded wrongly: %+v", cfg)
 	}
 }
@@ -256,5 +256,79 @@ func TestOversizedFileIsRefusedWithoutReadingIt(t *testing.T) {
 	got := problems(t, "/dev/zero")
 	if len(got) != 1 || !strings.Contains(got[0], "larger than 4 MiB") {
 		t.Fatalf("/dev/zero: %v", got)
+	}
+}
+
+// TestUpstreamAndLatencyChecks: the keys of issue 13 are checked beyond the schema, each problem at
+// its pointer, and the valid forms decode to the service's rule as they should.
+func TestUpstreamAndLatencyChecks(t *testing.T) {
+	route := func(extra string) string {
+		return `{"http": {"write_timeout": "10s"}, "routes": [{"name": "a", "match": "/a"` + extra + `}]}`
+	}
+	for _, tt := range []struct {
+		name, doc string
+		pointers  []string
+	}{
+		{"lognormal", route(`, "latency": {"distribution": "lognormal", "median": "20ms", "p99": "200ms"}`), nil},
+		{"lognormal without p99", route(`, "latency": {"distribution": "lognormal", "median": "20ms"}`), []string{"/routes/0/latency/p99"}},
+		{"key of another distribution", route(`, "latency": {"distribution": "normal", "mean": "20ms", "p99": "1s"}`), []string{"/routes/0/latency/p99"}},
+		{"latency beside the shorthand", route(`, "delay": "1s", "latency": {"distribution": "fixed", "delay": "2s"}`), []string{"/routes/0/latency"}},
+		{"p99 below the median", route(`, "latency": {"distribution": "lognormal", "median": "2s", "p99": "1s"}`), []string{"/routes/0/latency"}},
+		{"percentiles out of order", route(`, "latency": {"distribution": "percentiles", "p50": "2s", "p90": "1s", "p99": "3s"}`), []string{"/routes/0/latency"}},
+		{"percentiles past write_timeout", route(`, "latency": {"distribution": "percentiles", "p50": "1s", "p90": "5s", "p99": "9s"}`), []string{"/routes/0/latency"}},
+		{"max past write_timeout", route(`, "latency": {"distribution": "normal", "mean": "1s", "max": "10s"}`), []string{"/routes/0/latency"}},
+		{"error mix over 1", route(`, "error_rate": 0.5, "errors": [{"status": 503, "rate": 0.4}, {"status": 429, "rate": 0.2}]`), []string{"/routes/0/errors"}},
+		{"error mix of exactly 1", route(`, "errors": [{"status": 503, "rate": 0.75}, {"status": 429, "rate": 0.25}]`), nil},
+		{"error mix of a 2xx", route(`, "errors": [{"status": 204, "rate": 0.5}]`), []string{"/routes/0/errors/0/status"}},
+		{"calls", route(`, "calls": [{"name": "inv", "url": "http://inv:8080/items/{path}", "timeout": "500ms"}, {"name": "pay", "url": "https://pay/"}], "call_mode": "parallel", "on_call_error": "ignore"`), nil},
+		{"duplicate call names", route(`, "calls": [{"name": "inv", "url": "http://a/"}, {"name": "inv", "url": "http://b/"}]`), []string{"/routes/0/calls/1/name"}},
+		{"call without a url", route(`, "calls": [{"name": "inv"}]`), []string{"/routes/0/calls/0/url"}},
+		{"call url of another scheme", route(`, "calls": [{"name": "inv", "url": "ftp://inv/"}]`), []string{"/routes/0/calls/0/url"}},
+		{"sequential calls past write_timeout", route(`, "calls": [{"name": "a", "url": "http://a/", "timeout": "6s"}, {"name": "b", "url": "http://b/", "timeout": "5s"}]`), []string{"/routes/0/calls"}},
+		{"parallel calls within it", route(`, "call_mode": "parallel", "calls": [{"name": "a", "url": "http://a/", "timeout": "6s"}, {"name": "b", "url": "http://b/", "timeout": "5s"}]`), nil},
+		{"calls and delay past write_timeout", route(`, "delay": "5s", "calls": [{"name": "a", "url": "http://a/", "timeout": "5s"}]`), []string{"/routes/0/delay"}},
+		{"unknown call_mode", route(`, "call_mode": "whenever"`), []string{"/routes/0/call_mode"}},
+		{"max_delay without overrides", route(`, "max_delay": "1s"`), []string{"/routes/0/max_delay"}},
+		{"max_delay past write_timeout", route(`, "allow_overrides": true, "max_delay": "10s"`), []string{"/routes/0/max_delay"}},
+		{"max_hops 0", `{"max_hops": 0}`, []string{"/max_hops"}},
+		{"a seed", `{"seed": 42}`, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := parseProblems(t, tt.doc)
+			if tt.pointers == nil {
+				if got != nil {
+					t.Fatalf("refused: %v", got)
+				}
+				return
+			}
+			assertNamed(t, got, tt.pointers...)
+			if len(got) != len(tt.pointers) {
+				t.Errorf("%d problems, want %d: %v", len(got), len(tt.pointers), got)
+			}
+		})
+	}
+}
+
+func TestRouteRule(t *testing.T) {
+	cfg, err := Parse("doc", []byte(`{"http": {"write_timeout": "10s"}, "routes": [
+  {"name": "a", "match": "/a", "delay": "20ms", "jitter": "5ms", "error_rate": 0.1},
+  {"name": "b", "match": "/b", "latency": {"distribution": "lognormal", "median": "20ms", "p99": "200ms"},
+   "errors": [{"status": 503, "rate": 0.02}], "error_rate": 0.01, "error_status": 429,
+   "calls": [{"name": "inv", "url": "http://inv/", "timeout": "2s"}], "allow_overrides": true}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := cfg.Routes[0].Rule(cfg.HTTP), cfg.Routes[1].Rule(cfg.HTTP)
+	if a.Latency.Distribution != "uniform" || a.Latency.Delay != 20*time.Millisecond || a.Latency.Jitter != 5*time.Millisecond ||
+		len(a.Errors) != 1 || a.Errors[0].Status != 500 || a.Errors[0].Rate != 0.1 || !a.FailOnCallError || a.Parallel {
+		t.Errorf("shorthands: %+v", a)
+	}
+	if len(b.Errors) != 2 || b.Errors[1].Status != 429 || b.Calls[0].Method != "GET" || b.Calls[0].Timeout != 2*time.Second {
+		t.Errorf("mix and call defaults: %+v", b)
+	}
+	// The lognormal has no bound of its own: capped at 90% of what the calls leave of the write
+	// timeout, which is also the default max_delay of the overrides.
+	if want := (10*time.Second - 2*time.Second) * 9 / 10; b.Latency.Max != want || b.MaxDelay != want {
+		t.Errorf("implicit cap %v, max_delay %v; want %v", b.Latency.Max, b.MaxDelay, want)
 	}
 }

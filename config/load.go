@@ -123,10 +123,7 @@ func (c Config) Check() []Problem {
 		if r.Status != 0 && (r.Status < 200 || r.Status > 599) {
 			add(ptr+"/status", "must be between 200 and 599: a 1xx status is not a final answer")
 		}
-		if most := r.Delay.D() + r.Jitter.D(); most < r.Delay.D() || (c.HTTP.WriteTimeout > 0 && most >= c.HTTP.WriteTimeout.D()) {
-			add(ptr+"/delay", "delay %s plus jitter %s reaches /http/write_timeout (%s): the answer would be cut off; lower the delay or raise the timeout",
-				r.Delay.D(), r.Jitter.D(), c.HTTP.WriteTimeout.D())
-		}
+		c.checkRoute(r, ptr, add)
 	}
 	for i := 1; i < len(c.Metrics.Buckets); i++ {
 		if c.Metrics.Buckets[i] <= c.Metrics.Buckets[i-1] {

@@ -19,7 +19,9 @@ type fixed struct {
 	err  error
 }
 
-func (f fixed) Handle(context.Context, service.Request) (service.Response, error) { return f.resp, f.err }
+func (f fixed) Handle(context.Context, service.Request) (service.Response, error) {
+	return f.resp, f.err
+}
 
 func TestHandleEndpointCarriesErrorsInTheResponse(t *testing.T) {
 	ep := MakeHandleEndpoint(fixed{resp: service.Response{Status: 499, Route: "r"}, err: context.Canceled})

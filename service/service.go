@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -22,7 +21,7 @@ const StatusClientClosed = 499
 
 // Business errors ride inside Response.Err; the transport maps them to statuses with errors.Is.
 var (
-	// ErrInjected is the failure a rule's error_rate injects.
+	// ErrInjected is the failure a rule's error mix injects.
 	ErrInjected = errors.New("injected failure")
 	// ErrBodyTooLarge means the request body went past the configured limit.
 	ErrBodyTooLarge = errors.New("request body too large")
@@ -32,7 +31,12 @@ var (
 	// ErrStopping means the service stopped waiting because the server is shutting down and its
 	// grace period ran out; the request's context carries it as its cause (context.Cause).
 	ErrStopping = errors.New("server shutting down")
+	// ErrLoop means the request came through more hops than max_hops: a call graph with a cycle.
+	ErrLoop = errors.New("loop detected: too many hops")
 )
+
+// StatusLoopDetected is answered when a request has made more hops than the service allows.
+const StatusLoopDetected = 508
 
 // Request is what the service needs to know of an incoming request.
 type Request struct {
@@ -42,17 +46,24 @@ type Request struct {
 	BodyBytes    int64  // bytes read from the body, up to the limit
 	BodyTooLarge bool   // the body went past the limit and was not read further
 	BodyBroken   bool   // the body could not be read to its end
+	RequestID    string // the caller's x-request-id; "" makes the service give one
+	Hops         int    // how many anyroute services the request has come through
+	// OverrideStatus and OverrideDelay are the x-anyroute-status and x-anyroute-delay headers;
+	// with the status and delay query parameters they override a rule that allows it.
+	OverrideStatus, OverrideDelay string
 }
 
 // Response says how to answer a request, and what the service did to decide it, for the
 // decorators outside: the counting decorator records RouteID, the tracing one draws Delay.
 type Response struct {
-	Status  int
-	Route   string        // name of the matched rule, or OtherRoute
-	RouteID int           // ID of the matched rule; 0 for OtherRoute
-	Delay   time.Duration // the simulated work the service waited for (cut short if the client left)
-	Padding int           // bytes of padding to add to the body
-	Err     error         // business error, if any; Status already reflects it
+	Status    int
+	Route     string        // name of the matched rule, or OtherRoute
+	RouteID   int           // ID of the matched rule; 0 for OtherRoute
+	RequestID string        // the caller's, or one the service made
+	Delay     time.Duration // the simulated work the service waited for (cut short if the client left)
+	Calls     []CallResult  // the upstream calls made, in the rule's order
+	Padding   int           // bytes of padding to add to the body
+	Err       error         // business error, if any; Status already reflects it
 }
 
 // Service answers requests.
@@ -65,65 +76,117 @@ type Rule struct {
 	// ID is passed through to Response.RouteID for the decorators, which resolve their per-route
 	// state once instead of looking a name up per request (the counting decorator's metric slot);
 	// the service gives it no meaning. 0 is the catch-all's, so give rules other values.
-	ID          int
-	Name        string
-	Match       string
-	Methods     []string // empty: every method
-	Status      int      // 0: 200
-	Delay       time.Duration
-	Jitter      time.Duration // the delay varies uniformly within ±Jitter
-	ErrorRate   float64       // share of requests answered with ErrorStatus
-	ErrorStatus int           // 0: 500
-	BodyBytes   int
+	ID      int
+	Name    string
+	Match   string
+	Methods []string // empty: every method
+	Status  int      // 0: 200
+	Latency Latency
+	// Errors is the status mix: each status answers its share of requests, instead of Status.
+	Errors    []ErrorShare
+	BodyBytes int
+	Calls     []Call
+	Parallel  bool // make the calls all at once, not one after the other
+	// FailOnCallError answers a failed call's 5xx, or 502, instead of the rule's status.
+	FailOnCallError bool
+	// AllowOverrides lets a request choose its status and delay (up to MaxDelay).
+	AllowOverrides bool
+	MaxDelay       time.Duration
+}
+
+// ErrorShare is one status of a rule's mix, answered to Rate of its requests.
+type ErrorShare struct {
+	Status int
+	Rate   float64
+}
+
+// Options are what every rule shares.
+type Options struct {
+	Caller  Caller  // makes the rules' upstream calls; nil: no rule may have any
+	MaxHops int     // requests past this many hops are answered 508; 0: 10
+	Random  *Random // source of every draw; nil: unseeded
 }
 
 type rule struct {
 	Rule
-	match Match
+	match   Match
+	latency sampler
 }
 
 type service struct {
-	rules []rule
-	other rule
+	rules   []rule
+	other   rule
+	caller  Caller
+	maxHops int
+	random  *Random
 }
 
 // New compiles the rules into a Service. Rules are tried in order; the first whose pattern and
 // methods match answers.
-func New(rules []Rule) (Service, error) {
-	s := &service{other: rule{Rule: Rule{Name: OtherRoute, Status: 200}}}
+func New(rules []Rule, o Options) (Service, error) {
+	if o.MaxHops == 0 {
+		o.MaxHops = 10
+	}
+	if o.Random == nil {
+		o.Random = NewRandom(nil)
+	}
+	s := &service{other: rule{Rule: Rule{Name: OtherRoute, Status: 200}}, caller: o.Caller, maxHops: o.MaxHops, random: o.Random}
 	for i, r := range rules {
 		m, err := ParseMatch(r.Match)
 		if err != nil {
 			return nil, fmt.Errorf("route %d (%s): %w", i, r.Name, err)
 		}
+		latency, err := r.Latency.compile()
+		if err != nil {
+			return nil, fmt.Errorf("route %d (%s): %w", i, r.Name, err)
+		}
+		if len(r.Calls) > 0 && o.Caller == nil {
+			return nil, fmt.Errorf("route %d (%s) makes calls, and the service has no caller", i, r.Name)
+		}
 		if r.Status == 0 {
 			r.Status = 200
 		}
-		if r.ErrorStatus == 0 {
-			r.ErrorStatus = 500
-		}
-		// Past these the jitter's draw would overflow; the config check keeps far below them.
-		r.Delay, r.Jitter = min(r.Delay, math.MaxInt64/2), min(r.Jitter, math.MaxInt64/4)
-		s.rules = append(s.rules, rule{Rule: r, match: m})
+		s.rules = append(s.rules, rule{Rule: r, match: m, latency: latency})
 	}
 	return s, nil
 }
 
-// Handle decides the answer: the matched rule's status, after its delay, unless an injected error
-// or an oversized or broken body overrides it. A request whose context ends during the delay is
+// Handle decides the answer. In order: a body too large (413) or unreadable (400) is refused at
+// once, and so is a request past max_hops (508) or with overrides the rule refuses (400); the
+// rule's calls are made, then its latency waited for; the status is the override's, else a failed
+// call's, else the error mix's, else the rule's. A request whose context ends during the wait is
 // answered 499 (the client left), or 503 when the cause is ErrStopping (the server cut it).
 func (s *service) Handle(ctx context.Context, req Request) (Response, error) {
 	r := s.find(req.Method, req.Path)
-	resp := Response{Status: r.Status, Route: r.Name, RouteID: r.ID, Padding: r.BodyBytes}
-	switch {
-	case req.BodyTooLarge:
-		resp.Status, resp.Err, resp.Padding = 413, ErrBodyTooLarge, 0
-		return resp, nil
-	case req.BodyBroken:
-		resp.Status, resp.Err, resp.Padding = 400, ErrBadBody, 0
+	resp := Response{Status: r.Status, Route: r.Name, RouteID: r.ID, Padding: r.BodyBytes, RequestID: req.RequestID}
+	if resp.RequestID == "" {
+		resp.RequestID = newRequestID()
+	}
+	refuse := func(status int, err error) (Response, error) {
+		resp.Status, resp.Err, resp.Padding = status, err, 0
 		return resp, nil
 	}
-	if d := r.delay(); d > 0 {
+	switch {
+	case req.BodyTooLarge:
+		return refuse(413, ErrBodyTooLarge)
+	case req.BodyBroken:
+		return refuse(400, ErrBadBody)
+	case req.Hops >= s.maxHops:
+		return refuse(StatusLoopDetected, ErrLoop)
+	}
+	var o override
+	if r.AllowOverrides {
+		var err error
+		if o, err = parseOverride(req, r.MaxDelay); err != nil {
+			return refuse(400, err)
+		}
+	}
+
+	var callErr *CallError
+	if len(r.Calls) > 0 {
+		resp.Calls, callErr = s.makeCalls(ctx, r, req, resp.RequestID)
+	}
+	if d := s.delay(r, o); d > 0 {
 		t := time.NewTimer(d)
 		begin := time.Now()
 		select {
@@ -140,8 +203,15 @@ func (s *service) Handle(ctx context.Context, req Request) (Response, error) {
 			return resp, ctx.Err()
 		}
 	}
-	if r.ErrorRate > 0 && rand.Float64() < r.ErrorRate {
-		resp.Status, resp.Err, resp.Padding = r.ErrorStatus, ErrInjected, 0
+	switch {
+	case o.status != 0:
+		resp.Status = o.status
+	case callErr != nil:
+		resp.Status, resp.Err, resp.Padding = callErr.status(), callErr, 0
+	default:
+		if status := s.injected(r); status != 0 {
+			resp.Status, resp.Err, resp.Padding = status, ErrInjected, 0
+		}
 	}
 	return resp, nil
 }
@@ -156,10 +226,39 @@ func (s *service) find(method, path string) *rule {
 	return &s.other
 }
 
-func (r *rule) delay() time.Duration {
-	d := r.Delay
-	if r.Jitter > 0 {
-		d += time.Duration(rand.Int64N(int64(2*r.Jitter)+1)) - r.Jitter
+// delay is the override's, else a draw from the rule's latency.
+func (s *service) delay(r *rule, o override) time.Duration {
+	switch {
+	case o.hasDelay:
+		return o.delay
+	case r.latency != nil:
+		return r.latency(s.random)
 	}
-	return max(d, 0)
+	return 0
+}
+
+// injected returns the status of the mix's share one draw falls in, 0 for none.
+func (s *service) injected(r *rule) int {
+	if len(r.Errors) == 0 {
+		return 0
+	}
+	u, sum := s.random.Float64(), 0.0
+	for _, e := range r.Errors {
+		if sum += e.Rate; u < sum {
+			return e.Status
+		}
+	}
+	return 0
+}
+
+// newRequestID makes a request id of 32 hex digits, as x-request-id usually holds.
+func newRequestID() string {
+	const digits = "0123456789abcdef"
+	var b [32]byte
+	hi, lo := rand.Uint64(), rand.Uint64()
+	for i := 15; i >= 0; i-- {
+		b[i], b[i+16] = digits[hi&0xf], digits[lo&0xf]
+		hi, lo = hi>>4, lo>>4
+	}
+	return string(b[:])
 }

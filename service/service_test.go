@@ -13,7 +13,7 @@ import (
 
 func newTestService(t *testing.T, rules ...Rule) Service {
 	t.Helper()
-	s, err := New(rules)
+	s, err := New(rules, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,11 +55,11 @@ func TestHandleRouting(t *testing.T) {
 
 func TestHandleInjectedErrors(t *testing.T) {
 	s := newTestService(t,
-		Rule{Name: "always", Match: "/always", ErrorRate: 1, ErrorStatus: 503},
-		Rule{Name: "never", Match: "/never", ErrorRate: 0},
-		Rule{Name: "default_status", Match: "/default", ErrorRate: 1},
+		Rule{Name: "always", Match: "/always", Errors: []ErrorShare{{Status: 503, Rate: 1}}},
+		Rule{Name: "never", Match: "/never", Errors: []ErrorShare{{Status: 503, Rate: 0}}},
+		Rule{Name: "none", Match: "/none"},
 	)
-	for path, want := range map[string]int{"/always": 503, "/never": 200, "/default": 500} {
+	for path, want := range map[string]int{"/always": 503, "/never": 200, "/none": 200} {
 		resp, err := s.Handle(context.Background(), Request{Method: "GET", Path: path})
 		if err != nil {
 			t.Fatal(err)
@@ -74,7 +74,7 @@ func TestHandleInjectedErrors(t *testing.T) {
 }
 
 func TestHandleErrorRateIsAShare(t *testing.T) {
-	s := newTestService(t, Rule{Name: "half", Match: "/*", ErrorRate: 0.5})
+	s := newTestService(t, Rule{Name: "half", Match: "/*", Errors: []ErrorShare{{Status: 500, Rate: 0.5}}})
 	const n = 4000
 	failed := 0
 	for range n {
@@ -90,7 +90,7 @@ func TestHandleErrorRateIsAShare(t *testing.T) {
 }
 
 func TestHandleBodyTooLarge(t *testing.T) {
-	s := newTestService(t, Rule{Name: "slow", Match: "/*", Delay: time.Hour, BodyBytes: 100})
+	s := newTestService(t, Rule{Name: "slow", Match: "/*", Latency: Latency{Delay: time.Hour}, BodyBytes: 100})
 	resp, err := s.Handle(context.Background(), Request{Method: "POST", Path: "/x", BodyTooLarge: true})
 	if err != nil || resp.Status != 413 || !errors.Is(resp.Err, ErrBodyTooLarge) || resp.Padding != 0 {
 		t.Fatalf("got %+v, %v; want 413 without waiting for the delay", resp, err)
@@ -101,7 +101,7 @@ func TestHandleBodyTooLarge(t *testing.T) {
 }
 
 func TestHandleBrokenBody(t *testing.T) {
-	s := newTestService(t, Rule{ID: 1, Name: "up", Match: "/up", Delay: time.Hour, BodyBytes: 5})
+	s := newTestService(t, Rule{ID: 1, Name: "up", Match: "/up", Latency: Latency{Delay: time.Hour}, BodyBytes: 5})
 	resp, err := s.Handle(context.Background(), Request{Method: "POST", Path: "/up", BodyBroken: true})
 	if err != nil || resp.Status != 400 || !errors.Is(resp.Err, ErrBadBody) || resp.Route != "up" || resp.RouteID != 1 || resp.Padding != 0 {
 		t.Fatalf("got %+v, %v; want 400 under its route without waiting for the delay", resp, err)
@@ -110,7 +110,7 @@ func TestHandleBrokenBody(t *testing.T) {
 
 // TestHandleCutByShutdown: a delay cut short because the server stops is answered 503, not 499.
 func TestHandleCutByShutdown(t *testing.T) {
-	s := newTestService(t, Rule{ID: 1, Name: "slow", Match: "/slow", Delay: time.Hour})
+	s := newTestService(t, Rule{ID: 1, Name: "slow", Match: "/slow", Latency: Latency{Delay: time.Hour}})
 	ctx, cancel := context.WithCancelCause(context.Background())
 	cancel(ErrStopping)
 	resp, err := s.Handle(ctx, Request{Method: "GET", Path: "/slow"})
@@ -121,7 +121,7 @@ func TestHandleCutByShutdown(t *testing.T) {
 
 // TestHandleExtremeJitter: delays and jitters at the largest durations do not overflow the draw.
 func TestHandleExtremeJitter(t *testing.T) {
-	s := newTestService(t, Rule{ID: 1, Name: "huge", Match: "/*", Delay: math.MaxInt64, Jitter: math.MaxInt64})
+	s := newTestService(t, Rule{ID: 1, Name: "huge", Match: "/*", Latency: Latency{Distribution: "uniform", Delay: math.MaxInt64, Jitter: math.MaxInt64}})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if resp, _ := s.Handle(ctx, Request{Method: "GET", Path: "/x"}); resp.Status != StatusClientClosed {
@@ -130,7 +130,7 @@ func TestHandleExtremeJitter(t *testing.T) {
 }
 
 func TestHandleDelay(t *testing.T) {
-	s := newTestService(t, Rule{Name: "slow", Match: "/slow", Delay: 30 * time.Millisecond, Jitter: 10 * time.Millisecond})
+	s := newTestService(t, Rule{Name: "slow", Match: "/slow", Latency: Latency{Distribution: "uniform", Delay: 30 * time.Millisecond, Jitter: 10 * time.Millisecond}})
 	begin := time.Now()
 	resp, err := s.Handle(context.Background(), Request{Method: "GET", Path: "/slow"})
 	if err != nil {
@@ -155,7 +155,7 @@ func TestHandleDelay(t *testing.T) {
 }
 
 func TestNewRejectsBadPattern(t *testing.T) {
-	if _, err := New([]Rule{{Name: "bad", Match: "/a*"}}); err == nil {
+	if _, err := New([]Rule{{Name: "bad", Match: "/a*"}}, Options{}); err == nil {
 		t.Fatal("New accepted a bad pattern")
 	}
 }

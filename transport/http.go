@@ -63,10 +63,15 @@ func closeRiskyFraming(next http.Handler) http.Handler {
 // thus comes from the service, and is counted there.
 func decodeRequest(maxBody int64) kithttp.DecodeRequestFunc {
 	return func(_ context.Context, r *http.Request) (any, error) {
+		h := r.Header
 		req := &endpoint.HandleRequest{Request: service.Request{
-			Method: r.Method,
-			Path:   r.URL.Path,
-			Query:  r.URL.RawQuery,
+			Method:         r.Method,
+			Path:           r.URL.Path,
+			Query:          r.URL.RawQuery,
+			RequestID:      requestID(h[HeaderRequestID]),
+			Hops:           hops(h[HeaderHops]),
+			OverrideStatus: first(h[HeaderOverrideStatus]),
+			OverrideDelay:  first(h[HeaderOverrideDelay]),
 		}}
 		if r.Body == nil || r.Body == http.NoBody {
 			return req, nil
@@ -85,6 +90,47 @@ func decodeRequest(maxBody int64) kithttp.DecodeRequestFunc {
 		req.BodyBytes = n
 		return req, nil
 	}
+}
+
+// Headers by which a request overrides its rule's status and delay, where the rule allows it.
+const (
+	HeaderOverrideStatus = "X-Anyroute-Status"
+	HeaderOverrideDelay  = "X-Anyroute-Delay"
+)
+
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
+
+// maxRequestID bounds the caller's x-request-id the service adopts, echoes and forwards.
+const maxRequestID = 128
+
+// requestID is the caller's x-request-id when it is a plain token (letters, digits and ._:-), at
+// most maxRequestID bytes; anything else is dropped and the service gives the request an id.
+func requestID(vs []string) string {
+	id := first(vs)
+	if len(id) > maxRequestID {
+		return ""
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return ""
+		}
+	}
+	return id
+}
+
+// hops reads the hop count a calling anyroute sent; anything but a small number is 0.
+func hops(vs []string) int {
+	n, err := strconv.Atoi(first(vs))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 var (
@@ -124,6 +170,11 @@ func encodeResponse(instance string) kithttp.EncodeResponseFunc {
 		b = appendString(b, instance)
 		b = append(b, `,"trace_id":`...)
 		b = appendString(b, resp.TraceID)
+		b = append(b, `,"request_id":`...)
+		b = appendString(b, resp.RequestID)
+		if len(resp.Calls) > 0 {
+			b = appendCalls(b, resp.Calls)
+		}
 		if resp.Err != nil {
 			b = append(b, `,"error":`...)
 			b = appendString(b, publicMessage(resp.Err, resp.Status))
@@ -136,10 +187,41 @@ func encodeResponse(instance string) kithttp.EncodeResponseFunc {
 		b = append(b, "}\n"...)
 		*bp = b
 		h["Content-Type"] = jsonContentType
+		if resp.RequestID != "" {
+			h[HeaderRequestID] = []string{resp.RequestID}
+		}
 		w.WriteHeader(resp.Status)
 		_, err := w.Write(b)
 		return err
 	}
+}
+
+// appendCalls appends the calls a request made, each with the upstream's own answer nested.
+func appendCalls(b []byte, calls []service.CallResult) []byte {
+	b = append(b, `,"calls":[`...)
+	for i, c := range calls {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"name":`...)
+		b = appendString(b, c.Name)
+		b = append(b, `,"url":`...)
+		b = appendString(b, c.URL)
+		b = append(b, `,"status":`...)
+		b = strconv.AppendInt(b, int64(c.Status), 10)
+		b = append(b, `,"duration_seconds":`...)
+		b = strconv.AppendFloat(b, c.Duration.Seconds(), 'f', -1, 64)
+		if c.Err != nil {
+			b = append(b, `,"error":`...)
+			b = appendString(b, publicMessage(c.Err, 0))
+		}
+		if c.Answer != nil { // valid JSON of a bounded size, checked by the client
+			b = append(b, `,"answer":`...)
+			b = append(b, c.Answer...)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
 }
 
 // putBuf returns a buffer to the pool unless a large padding grew it: pooling those would pin
@@ -157,17 +239,30 @@ func bodiless(status int) bool {
 }
 
 // namedErrors are the business errors a client learns by name.
-var namedErrors = []error{service.ErrInjected, service.ErrBodyTooLarge, service.ErrBadBody, service.ErrStopping}
+var namedErrors = []error{service.ErrInjected, service.ErrBodyTooLarge, service.ErrBadBody, service.ErrStopping,
+	service.ErrLoop, service.ErrCallTimeout, service.ErrNoAnswer, context.Canceled}
 
 // publicMessage is what a client may learn of an error: a business error by its name (never what
-// wraps it), anything else only by its status text, so internal details never leak.
+// wraps it), a failed call or a refused override by what the service made of it (config names and
+// status codes), anything else only by its status text, so internal details never leak.
 func publicMessage(err error, status int) string {
+	var callErr *service.CallError
+	var overrideErr *service.OverrideError
+	switch {
+	case errors.As(err, &callErr):
+		return callErr.Error()
+	case errors.As(err, &overrideErr):
+		return overrideErr.Error()
+	}
 	for _, named := range namedErrors {
 		if errors.Is(err, named) {
 			return named.Error()
 		}
 	}
-	return http.StatusText(status)
+	if text := http.StatusText(status); text != "" {
+		return text
+	}
+	return "error"
 }
 
 // encodeError answers the errors go-kit's server raises outside the service, which nothing in

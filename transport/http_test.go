@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -195,7 +196,7 @@ func TestEncoderWritesTheEchoShape(t *testing.T) {
 		if err := dec.Decode(&got); err != nil {
 			t.Fatalf("%s: not an Echo: %v", rec.Body.String(), err)
 		}
-		if got != tt.want {
+		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("echo %+v\nwant %+v", got, tt.want)
 		}
 		wantJSON, err := json.Marshal(tt.want)
@@ -224,7 +225,7 @@ func TestBusinessErrorsAreNamedOthersAreNot(t *testing.T) {
 		want   string
 	}{
 		{service.ErrInjected, 503, "injected failure"},
-		{context.Canceled, 499, ""},
+		{context.Canceled, 499, "context canceled"},
 		{errors.New("db password is hunter2"), 500, "Internal Server Error"},
 	} {
 		ep := func(_ context.Context, request any) (any, error) {

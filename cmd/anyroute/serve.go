@@ -118,7 +118,7 @@ func newApp(cfg config.Config, logger log.Logger) (*app, error) {
 
 // newAppWith is newApp with the business core supplied, so the wiring test can put a failing
 // service under the real decorators.
-func newAppWith(cfg config.Config, logger log.Logger, newService func([]service.Rule) (service.Service, error)) (*app, error) {
+func newAppWith(cfg config.Config, logger log.Logger, newService func([]service.Rule, service.Options) (service.Service, error)) (*app, error) {
 	a := &app{ready: &atomic.Bool{}, registry: prometheus.NewRegistry()}
 	ns := cfg.Metrics.Namespace // every metric of ours is named under it
 
@@ -150,11 +150,19 @@ func newAppWith(cfg config.Config, logger log.Logger, newService func([]service.
 	}
 	a.tracing = tracing.New(backend)
 
+	// The upstream client: a go-kit client endpoint, a client span around every call.
+	caller := transport.NewCaller(transport.ClientOptions{
+		Before:     []kithttp.RequestFunc{a.tracing.ContextToHTTP(logger)},
+		After:      []kithttp.ClientResponseFunc{a.tracing.ClientAfter()},
+		Middleware: a.tracing.Client(),
+	})
+
 	// The service and its decorators, innermost first.
 	var svc service.Service
 	{
-		rules := routeRules(cfg.Routes, agg)
-		if svc, err = newService(rules); err != nil {
+		rules := routeRules(cfg, agg)
+		opts := service.Options{Caller: caller, MaxHops: cfg.MaxHops, Random: service.NewRandom(cfg.Seed)}
+		if svc, err = newService(rules, opts); err != nil {
 			_ = a.tracing.Close(context.Background())
 			return nil, err
 		}
@@ -431,21 +439,11 @@ func routeNames(routes []config.Route) []string {
 }
 
 // routeRules are the service's rules, each with the aggregator's id of its route.
-func routeRules(routes []config.Route, agg *metrics.Aggregator) []service.Rule {
-	rules := make([]service.Rule, len(routes))
-	for i, r := range routes {
-		rules[i] = service.Rule{
-			ID:          agg.RouteID(r.Name),
-			Name:        r.Name,
-			Match:       r.Match,
-			Methods:     r.Methods,
-			Status:      r.Status,
-			Delay:       r.Delay.D(),
-			Jitter:      r.Jitter.D(),
-			ErrorRate:   r.ErrorRate,
-			ErrorStatus: r.ErrorStatus,
-			BodyBytes:   r.BodyBytes,
-		}
+func routeRules(cfg config.Config, agg *metrics.Aggregator) []service.Rule {
+	rules := make([]service.Rule, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		rules[i] = r.Rule(cfg.HTTP)
+		rules[i].ID = agg.RouteID(r.Name)
 	}
 	return rules
 }

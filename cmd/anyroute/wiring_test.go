@@ -119,8 +119,8 @@ func (b boomService) Handle(ctx context.Context, req service.Request) (service.R
 
 func TestPanicAnswers500AndServingGoesOn(t *testing.T) {
 	var logs bytes.Buffer
-	a, err := newAppWith(config.Default(), log.NewLogfmtLogger(&logs), func(rules []service.Rule) (service.Service, error) {
-		s, err := service.New(rules)
+	a, err := newAppWith(config.Default(), log.NewLogfmtLogger(&logs), func(rules []service.Rule, o service.Options) (service.Service, error) {
+		s, err := service.New(rules, o)
 		return boomService{s}, err
 	})
 	if err != nil {
@@ -175,8 +175,8 @@ func TestLogLevelFiltersEveryComponent(t *testing.T) {
 			cfg.Tracing.Backend = "zipkin"
 			cfg.Tracing.Zipkin.URL = "http://" + closedTCPAddr(t) + "/api/v2/spans" // sends fail: warnings
 			var logs bytes.Buffer
-			a, err := newAppWith(cfg, newLogger(&logs, cfg.Log), func(rules []service.Rule) (service.Service, error) {
-				s, err := service.New(rules)
+			a, err := newAppWith(cfg, newLogger(&logs, cfg.Log), func(rules []service.Rule, o service.Options) (service.Service, error) {
+				s, err := service.New(rules, o)
 				return boomService{s}, err
 			})
 			if err != nil {

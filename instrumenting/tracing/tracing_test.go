@@ -159,7 +159,7 @@ func TestTracingOffCostsNothing(t *testing.T) {
 	if !called {
 		t.Error("endpoint not called")
 	}
-	svc, _ := service.New(nil)
+	svc, _ := service.New(nil, service.Options{})
 	if off.Delay()(svc) != svc {
 		t.Error("Delay without a backend must return the service unwrapped")
 	}

@@ -32,7 +32,7 @@ import (
 
 // Rules are the route rules of Handler: a delayed route, a 503 and a 418.
 var Rules = []service.Rule{
-	{ID: 1, Name: "work", Match: "/work/*", Delay: time.Millisecond},
+	{ID: 1, Name: "work", Match: "/work/*", Latency: service.Latency{Delay: time.Millisecond}},
 	{ID: 2, Name: "boom", Match: "/boom", Status: 503},
 	{ID: 3, Name: "tea", Match: "/tea", Status: 418},
 }
@@ -42,7 +42,7 @@ var Rules = []service.Rule{
 // service. Bodies past 16 bytes are refused.
 func Handler(t testing.TB, tr *tracing.Tracing, logger log.Logger) http.Handler {
 	t.Helper()
-	svc, err := service.New(Rules)
+	svc, err := service.New(Rules, service.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
