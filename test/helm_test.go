@@ -35,8 +35,7 @@ import (
 )
 
 // The chart is rendered with the real helm binary that scripts/tools.sh builds, for the Kubernetes
-// version the end-to-end test runs (helm built from its Go module otherwise assumes 1.20, which
-// the chart's kubeVersion refuses).
+// version the end-to-end test runs (TestHelmKnowsItsKubernetes shows it renders without one too).
 const (
 	helmKubeVersion = "1.37.2"
 	demoValues      = helmDir + "/values-demo.yaml"
@@ -304,6 +303,49 @@ func TestHelmNotes(t *testing.T) {
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("NOTES.txt lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+// TestHelmKnowsItsKubernetes: the helm scripts/tools.sh builds is v3.22.0 and, as helm's own
+// release builds do, assumes the Kubernetes version of the client-go it was built with (1.37 for
+// v3.22.0) rather than its fallback 1.20, which the chart's kubeVersion refuses: the chart renders
+// and lints without --kube-version.
+func TestHelmKnowsItsKubernetes(t *testing.T) {
+	const rebuild = "rebuild it with helm's version ldflags: rm .tools/stamps/helm-*; scripts/tools.sh helm"
+	stdout, _, err := runHelm(t, "version", "--template", "{{.Version}}")
+	if err != nil || stdout != "v3.22.0" {
+		t.Fatalf("helm version: %q %v, want v3.22.0", stdout, err)
+	}
+
+	// The version helm assumes, printed by a template added to a copy of the chart.
+	dir := filepath.Join(t.TempDir(), "anyroute")
+	copyTree(t, chartDir, dir)
+	probe := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kube-version\ndata:\n" +
+		"  version: {{ .Capabilities.KubeVersion.Version | quote }}\n"
+	if err := os.WriteFile(filepath.Join(dir, "templates", "zz-kube-version.yaml"), []byte(probe), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, err = runHelm(t, "template", "anyroute", dir, "-n", testNamespace, "--show-only", "templates/zz-kube-version.yaml")
+	if err != nil {
+		t.Fatalf("helm template without --kube-version: %v\n%s", err, rebuild)
+	}
+	var cm corev1.ConfigMap
+	if err := yaml.UnmarshalStrict([]byte(stdout), &cm); err != nil {
+		t.Fatal(err)
+	}
+	if got := cm.Data["version"]; got != "v1.37.0" {
+		t.Fatalf("helm assumes Kubernetes %s, want v1.37.0 (its client-go's): %s", got, rebuild)
+	}
+
+	for _, args := range [][]string{
+		{"template", "anyroute", chartDir, "-n", testNamespace},
+		{"template", "anyroute", chartDir, "-n", testNamespace, "-f", demoValues},
+		{"lint", "--strict", chartDir},
+		{"lint", "--strict", chartDir, "-f", demoValues},
+	} {
+		if _, _, err := runHelm(t, args...); err != nil {
+			t.Errorf("helm %s without --kube-version: %v", strings.Join(args, " "), err)
 		}
 	}
 }
