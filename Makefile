@@ -42,9 +42,11 @@ test-deps: ## install what the tests run for real: Prometheus, wrk (Debian), the
 	scripts/deps.sh prometheus promtool wrk
 	scripts/tools.sh helm jaeger
 
+# `go test ./...` alone needs only Go; the tag external adds the tests that also run Prometheus,
+# promtool, Jaeger, helm and wrk (they fail, not skip, when one is missing).
 .PHONY: test-unit
-test-unit: test-deps ## unit tests, wiring tests and real-binary tests (real Prometheus too), with the race detector
-	$(GO) test -race -count=1 ./...
+test-unit: test-deps ## unit tests, wiring tests and real-binary tests (real Prometheus, Jaeger, helm too), with the race detector
+	$(GO) test -race -count=1 -tags external ./...
 
 # The autoscaling demo on a control plane on loopback (test/e2e, docs/autoscaling.md). Needs root
 # for a dummy network interface; the control-plane tools build once (about 15 minutes cold).
@@ -114,8 +116,8 @@ bench-metrics: ## micro-benchmarks of the metrics pipeline
 tools: ## build the pinned tools into .tools/bin
 	scripts/tools.sh golangci-lint govulncheck helm jaeger
 
-# Every build tag, so the container, e2e and soak tests are vetted too.
-LINT_TAGS := integration,e2e,soak
+# Every build tag, so the external, container, e2e and soak tests are vetted too.
+LINT_TAGS := integration,e2e,soak,external
 
 .PHONY: lint
 lint: helm-lint vulncheck ## gofmt, go vet, golangci-lint; helm-lint and vulncheck first

@@ -104,9 +104,21 @@ build_govulncheck() {
 	go_install golang.org/x/vuln/cmd/govulncheck "$GOVULNCHECK_VERSION"
 }
 
+# helm's own Makefile stamps the Kubernetes version its client-go speaks (major + 1, minor) into
+# the chart and lint packages; without it helm assumes 1.20 and refuses charts that need newer.
 build_helm() {
-	go_install helm.sh/helm/v3/cmd/helm "$HELM_VERSION" \
-		-ldflags "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+	local dir clientgo major minor h=helm.sh/helm/v3
+	dir=$(module_dir $h "$HELM_VERSION")
+	clientgo=$(awk '$1 == "k8s.io/client-go" { print $2 }' "$dir/go.mod")
+	[[ $clientgo =~ ^v([0-9]+)\.([0-9]+)\. ]] || {
+		echo "helm $HELM_VERSION: no k8s.io/client-go version in $dir/go.mod" >&2
+		return 1
+	}
+	major=$((BASH_REMATCH[1] + 1)) minor=${BASH_REMATCH[2]}
+	go_install $h/cmd/helm "$HELM_VERSION" -ldflags "-X $h/internal/version.version=$HELM_VERSION \
+		-X $h/internal/version.gitTreeState=clean \
+		-X $h/pkg/chartutil.k8sVersionMajor=$major -X $h/pkg/chartutil.k8sVersionMinor=$minor \
+		-X $h/pkg/lint/rules.k8sVersionMajor=$major -X $h/pkg/lint/rules.k8sVersionMinor=$minor"
 }
 
 # go install refuses Jaeger (its go.mod has replace directives): build a copy.

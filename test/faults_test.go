@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/anyroute/anyroute/test/kit"
 )
 
 // TestScrapeStormLeavesTheAPIAlone hammers /metrics from many clients at once. The admin listener
@@ -19,12 +21,13 @@ func TestScrapeStormLeavesTheAPIAlone(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	var scrapes, throttled atomic.Int64
 	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
 	for range 32 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				switch code, _ := do(ctx, "GET", p.admin+"/metrics", nil); code {
+				switch code, _ := kit.Do(ctx, "GET", p.admin+"/metrics", nil, nil); code {
 				case 200:
 					scrapes.Add(1)
 				case 503:
@@ -33,7 +36,9 @@ func TestScrapeStormLeavesTheAPIAlone(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(200 * time.Millisecond)
+	kit.WaitUntil(t, 2*time.Second, "32 concurrent scrapers to be throttled", func() (bool, string, error) {
+		return scrapes.Load() > 0 && throttled.Load() > 0, "", nil
+	})
 	storm := apiLatencies(t, p, 300)
 	stop()
 	wg.Wait()
@@ -52,7 +57,7 @@ func apiLatencies(t *testing.T, p *proc, n int) []time.Duration {
 	ds := make([]time.Duration, 0, n)
 	for range n {
 		begin := time.Now()
-		if code, _ := get(p.api + "/orders/2"); code != 200 {
+		if code, _ := kit.Get(p.api + "/orders/2"); code != 200 {
 			t.Fatalf("API answered %d", code)
 		}
 		ds = append(ds, time.Since(begin))
@@ -66,11 +71,10 @@ func apiLatencies(t *testing.T, p *proc, n int) []time.Duration {
 func TestUnscrapedCountsAreKept(t *testing.T) {
 	p := start(t, `{"metrics": {"flush_interval": "100ms"}}`)
 	load(t, 500, 8, func(i int) (string, string) { return "GET", p.api + "/a" })
-	time.Sleep(3 * time.Second) // 30 flushes, no scrape
+	time.Sleep(3 * time.Second) // the point of the test: 30 flushes, no scrape
 	load(t, 700, 8, func(i int) (string, string) { return "POST", p.api + "/b" })
-	time.Sleep(300 * time.Millisecond)
-	counts, total := requestCounts(scrape(t, p))
-	if total != 1200 || counts["GET other 200"] != 500 || counts["POST other 200"] != 700 {
+	counts, _ := requestCounts(waitCounts(t, p, 1200, 300*time.Millisecond))
+	if counts["GET other 200"] != 500 || counts["POST other 200"] != 700 {
 		t.Fatalf("after 3s unscraped: %v", counts)
 	}
 }

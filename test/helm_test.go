@@ -1,12 +1,12 @@
+//go:build external
+
 package test
 
 import (
-	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net/url"
 	"os"
@@ -31,21 +31,16 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/anyroute/anyroute/config"
+	"github.com/anyroute/anyroute/test/kit"
 )
 
-// The chart is rendered with the real helm binary that `make tools` builds, for the Kubernetes
-// version the end-to-end test runs (helm built from its Go module otherwise assumes 1.20, which
-// the chart's kubeVersion refuses).
+// The chart is rendered with the real helm binary that scripts/tools.sh builds, for the Kubernetes
+// version the end-to-end test runs (TestHelmKnowsItsKubernetes shows it renders without one too).
 const (
 	helmKubeVersion = "1.37.2"
-	helmDir         = "../deployments/helm"
-	chartDir        = helmDir + "/anyroute"
 	demoValues      = helmDir + "/values-demo.yaml"
 	testNamespace   = "demo"
 )
-
-var updateHelmSchema = flag.Bool("update-helm-schema", false,
-	"rewrite definitions/anyrouteConfig of the chart's values.schema.json from config/schema.json")
 
 // helmCase is one value set the chart is rendered with, and what must hold of the result beyond
 // the checks every rendering gets.
@@ -167,66 +162,6 @@ func TestHelmValuesSchemaRejects(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// TestHelmValuesSchemaEmbedsConfigSchema keeps definitions/anyrouteConfig of values.schema.json
-// identical to config/schema.json (references rebased under it), so helm checks the `config`
-// block with the binary's own rules. -update-helm-schema rewrites it.
-func TestHelmValuesSchemaEmbedsConfigSchema(t *testing.T) {
-	schemaFile := chartDir + "/values.schema.json"
-	values := readJSONFile(t, schemaFile).(map[string]any)
-	want := embeddedConfigSchema(readJSONFile(t, "../config/schema.json"))
-	defs, _ := values["definitions"].(map[string]any)
-	if defs == nil {
-		t.Fatalf("%s has no definitions", schemaFile)
-	}
-	if reflect.DeepEqual(defs["anyrouteConfig"], want) {
-		return
-	}
-	if !*updateHelmSchema {
-		t.Fatalf("%s: definitions/anyrouteConfig differs from config/schema.json; run\n"+
-			"  go test ./test -run TestHelmValuesSchemaEmbedsConfigSchema -update-helm-schema", schemaFile)
-	}
-	defs["anyrouteConfig"] = want
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(values); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(schemaFile, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("rewrote %s", schemaFile)
-}
-
-// embeddedConfigSchema is the config schema as values.schema.json holds it: without $schema and
-// $id (a nested $id would change how references resolve) and with "#/definitions/X" references
-// pointing under definitions/anyrouteConfig.
-func embeddedConfigSchema(s any) any {
-	switch v := s.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(v))
-		for k, e := range v {
-			if k == "$schema" || k == "$id" {
-				continue
-			}
-			if ref, ok := e.(string); ok && k == "$ref" && strings.HasPrefix(ref, "#/definitions/") {
-				e = "#/definitions/anyrouteConfig/definitions/" + strings.TrimPrefix(ref, "#/definitions/")
-			}
-			out[k] = embeddedConfigSchema(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(v))
-		for i, e := range v {
-			out[i] = embeddedConfigSchema(e)
-		}
-		return out
-	default:
-		return v
 	}
 }
 
@@ -372,6 +307,49 @@ func TestHelmNotes(t *testing.T) {
 	}
 }
 
+// TestHelmKnowsItsKubernetes: the helm scripts/tools.sh builds is v3.22.0 and, as helm's own
+// release builds do, assumes the Kubernetes version of the client-go it was built with (1.37 for
+// v3.22.0) rather than its fallback 1.20, which the chart's kubeVersion refuses: the chart renders
+// and lints without --kube-version.
+func TestHelmKnowsItsKubernetes(t *testing.T) {
+	const rebuild = "rebuild it with helm's version ldflags: rm .tools/stamps/helm-*; scripts/tools.sh helm"
+	stdout, _, err := runHelm(t, "version", "--template", "{{.Version}}")
+	if err != nil || stdout != "v3.22.0" {
+		t.Fatalf("helm version: %q %v, want v3.22.0", stdout, err)
+	}
+
+	// The version helm assumes, printed by a template added to a copy of the chart.
+	dir := filepath.Join(t.TempDir(), "anyroute")
+	copyTree(t, chartDir, dir)
+	probe := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kube-version\ndata:\n" +
+		"  version: {{ .Capabilities.KubeVersion.Version | quote }}\n"
+	if err := os.WriteFile(filepath.Join(dir, "templates", "zz-kube-version.yaml"), []byte(probe), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, err = runHelm(t, "template", "anyroute", dir, "-n", testNamespace, "--show-only", "templates/zz-kube-version.yaml")
+	if err != nil {
+		t.Fatalf("helm template without --kube-version: %v\n%s", err, rebuild)
+	}
+	var cm corev1.ConfigMap
+	if err := yaml.UnmarshalStrict([]byte(stdout), &cm); err != nil {
+		t.Fatal(err)
+	}
+	if got := cm.Data["version"]; got != "v1.37.0" {
+		t.Fatalf("helm assumes Kubernetes %s, want v1.37.0 (its client-go's): %s", got, rebuild)
+	}
+
+	for _, args := range [][]string{
+		{"template", "anyroute", chartDir, "-n", testNamespace},
+		{"template", "anyroute", chartDir, "-n", testNamespace, "-f", demoValues},
+		{"lint", "--strict", chartDir},
+		{"lint", "--strict", chartDir, "-f", demoValues},
+	} {
+		if _, _, err := runHelm(t, args...); err != nil {
+			t.Errorf("helm %s without --kube-version: %v", strings.Join(args, " "), err)
+		}
+	}
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rendering and strict decoding.
 
@@ -396,34 +374,18 @@ type rendered struct {
 	config     config.Config
 }
 
-// helmPath is the helm binary `make tools` builds. Its absence fails the test: these tests are
-// part of `make test`, and skipping would hide a chart nobody rendered.
-func helmPath(t *testing.T) string {
-	t.Helper()
-	p, err := filepath.Abs("../.tools/bin/helm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("helm is not built (%v): run `make tools` (or scripts/tools.sh helm) first", err)
-	}
-	return p
-}
-
-// runHelm runs the helm binary with its state in a temporary folder.
+// runHelm runs the helm binary scripts/tools.sh builds, with its state in a temporary folder and
+// no cluster to talk to. A missing helm fails the test: skipping would hide a chart nobody rendered.
 func runHelm(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	bin, home := helmPath(t), t.TempDir()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(),
-		"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
-		"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
-		"HELM_DATA_HOME="+filepath.Join(home, "data"),
-		"KUBECONFIG="+filepath.Join(home, "no-kubeconfig"))
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err = cmd.Run()
-	return out.String(), errb.String(), err
+	bin, home := kit.ProjectTool(t, "helm"), t.TempDir()
+	r, err := kit.Run(context.Background(), kit.Cmd{Path: bin, Args: args, Env: []string{
+		"HELM_CACHE_HOME=" + filepath.Join(home, "cache"),
+		"HELM_CONFIG_HOME=" + filepath.Join(home, "config"),
+		"HELM_DATA_HOME=" + filepath.Join(home, "data"),
+		"KUBECONFIG=" + filepath.Join(home, "no-kubeconfig"),
+	}})
+	return r.Stdout, r.Stderr, err
 }
 
 func templateArgs(release string, args ...string) []string {
@@ -549,24 +511,6 @@ func readStrictYAML(t *testing.T, file string, into any) {
 	if err := yaml.UnmarshalStrict(data, into); err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
-}
-
-func readJSONFile(t *testing.T, file string) any {
-	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return parseJSON(t, string(data))
-}
-
-func parseJSON(t *testing.T, data string) any {
-	t.Helper()
-	var v any
-	if err := json.Unmarshal([]byte(data), &v); err != nil {
-		t.Fatalf("not JSON: %v\n%s", err, data)
-	}
-	return v
 }
 
 // fullConfigValues writes a values file whose config block is config/examples/full.json (JSON is
@@ -800,12 +744,8 @@ func checkConfig(t *testing.T, r *rendered) {
 	if err := os.WriteFile(file, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	check := exec.Command(binary, "check-config", file)
-	// The binary is built with -race, whose runtime otherwise sleeps 1s at exit.
-	check.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
-	out, err := check.CombinedOutput()
-	if err != nil {
-		t.Fatalf("anyroute check-config rejects the chart's config.json: %v\n%s\nconfig.json:\n%s", err, out, data)
+	if code, out := runBinary(t, "check-config", file); code != 0 {
+		t.Fatalf("anyroute check-config rejects the chart's config.json: exit %d\n%s\nconfig.json:\n%s", code, out, data)
 	}
 	cfg, err := config.Parse("config.json", []byte(data))
 	if err != nil {

@@ -1,7 +1,7 @@
 package test
 
 import (
-	"encoding/json"
+	"context"
 	"net/http"
 	"net/url"
 	"os"
@@ -11,17 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-type echo struct {
-	Method   string `json:"method"`
-	Path     string `json:"path"`
-	Query    string `json:"query"`
-	Route    string `json:"route"`
-	Status   int    `json:"status"`
-	Instance string `json:"instance"`
-	TraceID  string `json:"trace_id"`
-}
+	"github.com/anyroute/anyroute/test/kit"
+)
 
 func TestAnyMethodAnyPath(t *testing.T) {
 	p := start(t, "", "POD_NAME=pod-under-test")
@@ -38,25 +30,19 @@ func TestAnyMethodAnyPath(t *testing.T) {
 	}
 	for _, m := range methods {
 		for raw, decoded := range paths {
-			req, err := http.NewRequest(m, p.api+raw+"?q=1", nil)
-			if err != nil {
-				t.Fatal(err)
+			code, body := kit.Do(context.Background(), m, p.api+raw+"?q=1", nil, nil)
+			if code == 0 {
+				t.Fatalf("%s %s: %s", m, raw, body)
 			}
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatalf("%s %s: %v", m, raw, err)
-			}
-			var e echo
-			decodeErr := json.NewDecoder(resp.Body).Decode(&e)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				t.Errorf("%s %s: status %d", m, raw, resp.StatusCode)
+			if code != 200 {
+				t.Errorf("%s %s: status %d", m, raw, code)
 			}
 			if m == "HEAD" {
 				continue // no body to echo
 			}
-			if decodeErr != nil {
-				t.Fatalf("%s %s: %v", m, raw, decodeErr)
+			e, err := kit.ParseEcho(body)
+			if err != nil {
+				t.Fatalf("%s %s: %v", m, raw, err)
 			}
 			if e.Method != m || e.Path != decoded || e.Query != "q=1" || e.Route != "other" || e.Instance != "pod-under-test" {
 				t.Errorf("%s %s: echo %+v", m, raw, e)
@@ -72,18 +58,18 @@ func TestAdminEndpoints(t *testing.T) {
 		"/readyz":  "ready",
 		"/metrics": "go_goroutines",
 	} {
-		code, body := get(p.admin + path)
+		code, body := kit.Get(p.admin + path)
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("admin %s: %d %q", path, code, body)
 		}
 	}
-	if code, _ := get(p.admin + "/debug/pprof/"); code != 404 {
+	if code, _ := kit.Get(p.admin + "/debug/pprof/"); code != 404 {
 		t.Errorf("pprof must be off by default, got %d", code)
 	}
 	if code, _ := runBinary(t, "healthcheck", "-admin.addr", strings.TrimPrefix(p.admin, "http://")); code != 0 {
 		t.Errorf("healthcheck against a live admin port: exit %d", code)
 	}
-	if code, _ := runBinary(t, "healthcheck", "-admin.addr", freeAddr(t)); code != 1 {
+	if code, _ := runBinary(t, "healthcheck", "-admin.addr", kit.FreeAddr(t)); code != 1 {
 		t.Errorf("healthcheck against a closed port: exit %d, want 1", code)
 	}
 }
@@ -118,7 +104,7 @@ func TestCheckConfigNamesEveryViolation(t *testing.T) {
 	}
 
 	// The server refuses the same file and never starts listening.
-	code, out = runBinary(t, "-config", file, "-http.addr", freeAddr(t), "-admin.addr", freeAddr(t))
+	code, out = runBinary(t, "-config", file, "-http.addr", kit.FreeAddr(t), "-admin.addr", kit.FreeAddr(t))
 	if code != 2 || strings.Contains(out, "listening") {
 		t.Errorf("server with a bad config: exit %d\n%s", code, out)
 	}
@@ -134,32 +120,35 @@ func TestSIGTERMDrainsSlowRequests(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			codes[i], bodies[i] = get(p.api + "/slow?i=" + url.QueryEscape(string(rune('a'+i))))
+			codes[i], bodies[i] = kit.Get(p.api + "/slow?i=" + url.QueryEscape(string(rune('a'+i))))
 		}()
 	}
-	time.Sleep(500 * time.Millisecond) // every request is in flight, none answered
-	p.signal(t, syscall.SIGTERM)
+	// Every request in flight, none answered (each takes 1.5s), before the signal.
+	kit.WaitFor(t, time.Second, "the 8 requests in flight", func() bool { return inFlight(p) == n })
+	p.SignalT(t, syscall.SIGTERM)
 
 	// Readiness drops at once while the slow requests drain.
-	deadline := time.Now().Add(time.Second)
-	for {
-		code, _ := get(p.admin + "/readyz")
-		if code == http.StatusServiceUnavailable {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz still %d after SIGTERM", code)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	kit.WaitFor(t, time.Second, "/readyz to turn 503 after SIGTERM", func() bool {
+		code, _ := kit.Get(p.admin + "/readyz")
+		return code == http.StatusServiceUnavailable
+	})
 	wg.Wait()
 	for i := range n {
-		var e echo
-		if codes[i] != 200 || json.Unmarshal([]byte(bodies[i]), &e) != nil || e.Route != "slow" {
-			t.Errorf("request %d: %d %q", i, codes[i], bodies[i])
+		e, err := kit.ParseEcho(bodies[i])
+		if codes[i] != 200 || err != nil || e.Route != "slow" {
+			t.Errorf("request %d: %d %q %v", i, codes[i], bodies[i], err)
 		}
 	}
-	if code := p.wait(t, 10*time.Second); code != 0 {
+	if code := p.WaitExit(t, 10*time.Second); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}
+}
+
+// inFlight is app_requests_in_flight on /metrics, or -1 when the scrape fails.
+func inFlight(p *proc) float64 {
+	m, err := kit.Scrape(p.admin + "/metrics")
+	if err != nil {
+		return -1
+	}
+	return m.Sum("app_requests_in_flight")
 }

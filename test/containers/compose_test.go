@@ -7,13 +7,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/anyroute/anyroute/test/kit"
 )
 
 // Deterministic calls for the compose config (deployments/compose/config.json); its flaky rule
@@ -38,14 +39,8 @@ type compose struct {
 func (c *compose) run(timeout time.Duration, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	args = append([]string{"-p", c.project, "-f", c.file}, args...)
-	cmd := exec.CommandContext(ctx, "docker-compose", args...)
-	cmd.Env = c.env
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("docker-compose %s: %w\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out), nil
+	r, err := kit.Run(ctx, kit.Cmd{Path: "docker-compose", Args: append([]string{"-p", c.project, "-f", c.file}, args...), Env: c.env})
+	return r.Output, err
 }
 
 func (c *compose) must(timeout time.Duration, args ...string) string {
@@ -70,23 +65,23 @@ func TestCompose(t *testing.T) {
 	if _, err := rand.Read(suffix); err != nil {
 		t.Fatal(err)
 	}
-	httpPort, adminPort, promPort, jaegerPort := freePort(t), freePort(t), freePort(t), freePort(t)
+	httpPort, adminPort, promPort, jaegerPort := kit.FreePort(t), kit.FreePort(t), kit.FreePort(t), kit.FreePort(t)
 	c := &compose{
 		t:       t,
 		project: "anyroute-it-" + hex.EncodeToString(suffix),
 		file:    filepath.Join(repoRoot, "deployments", "compose", "docker-compose.yml"),
-		env: append(os.Environ(),
-			"ANYROUTE_IMAGE="+images.anyroute,
-			"PROMETHEUS_IMAGE="+images.prometheus,
-			"JAEGER_IMAGE="+images.jaeger,
-			"SIEGE_IMAGE="+images.siege,
-			"ANYROUTE_HTTP_PORT="+strconv.Itoa(httpPort),
-			"ANYROUTE_ADMIN_PORT="+strconv.Itoa(adminPort),
-			"PROMETHEUS_PORT="+strconv.Itoa(promPort),
-			"JAEGER_UI_PORT="+strconv.Itoa(jaegerPort),
+		env: []string{
+			"ANYROUTE_IMAGE=" + images.anyroute,
+			"PROMETHEUS_IMAGE=" + images.prometheus,
+			"JAEGER_IMAGE=" + images.jaeger,
+			"SIEGE_IMAGE=" + images.siege,
+			"ANYROUTE_HTTP_PORT=" + strconv.Itoa(httpPort),
+			"ANYROUTE_ADMIN_PORT=" + strconv.Itoa(adminPort),
+			"PROMETHEUS_PORT=" + strconv.Itoa(promPort),
+			"JAEGER_UI_PORT=" + strconv.Itoa(jaegerPort),
 			"SIEGE_CONCURRENCY=2",
 			"SIEGE_TIME=1M",
-		),
+		},
 	}
 	// Registered before `up`, so a stack that came up halfway is taken down too.
 	t.Cleanup(func() {
@@ -117,25 +112,26 @@ func TestCompose(t *testing.T) {
 	api := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	promURL := fmt.Sprintf("http://127.0.0.1:%d", promPort)
 	jaegerURL := fmt.Sprintf("http://127.0.0.1:%d", jaegerPort)
-	waitHTTP(t, promURL+"/-/ready", 60*time.Second)
-	waitHTTP(t, jaegerURL+"/api/services", 60*time.Second)
-	waitPromEquals(t, promURL, `up{job="anyroute"}`, 1, 30*time.Second) // 5 s scrape interval
+	kit.WaitHTTP(t, nil, promURL+"/-/ready", nil, 60*time.Second)
+	kit.WaitHTTP(t, nil, jaegerURL+"/api/services", nil, 60*time.Second)
+	prom := kit.NewPromT(t, promURL)
+	prom.WaitEquals(t, `up{job="anyroute"}`, 1, 30*time.Second) // 5 s scrape interval
 
 	const rounds = 4
 	traceIDs := sendTraffic(t, api, composeCalls, rounds)
 	sent := float64(len(traceIDs))
 	t.Logf("sent %d requests to %s", len(traceIDs), api)
-	waitPromEquals(t, promURL, `sum(app_requests_total)`, sent, 30*time.Second)
-	waitPromEquals(t, promURL, `sum(app_requests_total{route="slow"})`, rounds, 10*time.Second)
+	prom.WaitEquals(t, `sum(app_requests_total)`, sent, 30*time.Second)
+	prom.WaitEquals(t, `sum(app_requests_total{route="slow"})`, rounds, 10*time.Second)
 	waitJaegerTraces(t, jaegerURL, traceIDs, 30*time.Second)
 
 	// Now siege's load: the count grows past what the test sent, and the recording rule the README
 	// points at (avg_requests) has a rate.
 	c.must(3*time.Minute, "up", "-d", "siege")
-	got := waitProm(t, promURL, `sum(app_requests_total)`, 60*time.Second, fmt.Sprintf("above %g (siege's load)", sent),
+	got := prom.WaitValue(t, `sum(app_requests_total)`, 60*time.Second, fmt.Sprintf("above %g (siege's load)", sent),
 		func(v float64) bool { return v > sent }, nil)
 	t.Logf("with siege: sum(app_requests_total) = %g", got)
-	rate := waitProm(t, promURL, `sum(avg_requests)`, 60*time.Second, "above 0",
+	rate := prom.WaitValue(t, `sum(avg_requests)`, 60*time.Second, "above 0",
 		func(v float64) bool { return v > 0 }, nil)
 	t.Logf("avg_requests = %.2f requests/s", rate)
 }
@@ -152,18 +148,11 @@ func inspectField(t *testing.T, id, format string) string {
 // waitHealthy waits until the container's HEALTHCHECK reports healthy.
 func waitHealthy(t *testing.T, id string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	kit.WaitUntil(t, timeout, "container "+id+" to be healthy", func() (bool, string, error) {
 		status := inspectField(t, id, "{{if .State.Health}}{{.State.Health.Status}}{{else}}no healthcheck{{end}}")
-		switch status {
-		case "healthy":
-			return
-		case "no healthcheck":
-			t.Fatalf("container %s has no health check", id)
+		if status == "no healthcheck" {
+			return false, "", fmt.Errorf("container %s has no health check", id)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("container %s is %s after %v, want healthy", id, status, timeout)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return status == "healthy", status, nil
+	})
 }

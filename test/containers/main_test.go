@@ -25,10 +25,12 @@ import (
 	"time"
 
 	"github.com/testcontainers/testcontainers-go"
+
+	"github.com/anyroute/anyroute/test/kit"
 )
 
-// repoRoot is the repository root, seen from this package's directory.
-var repoRoot, _ = filepath.Abs(filepath.Join("..", ".."))
+// repoRoot is the repository root, found by TestMain.
+var repoRoot string
 
 // images are the images the tests run, resolved once by TestMain.
 var images struct {
@@ -44,6 +46,11 @@ func TestMain(m *testing.M) {
 }
 
 func setup() error {
+	root, err := kit.RepoRoot()
+	if err != nil {
+		return err
+	}
+	repoRoot = root
 	// The reaper (Ryuk) image cannot be pulled without a registry, and the tests clean up after
 	// themselves. Without the host override, on a machine with /.dockerenv testcontainers looks for
 	// published ports on the bridge gateway, where they are not (they are on 127.0.0.1).

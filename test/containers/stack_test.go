@@ -17,6 +17,8 @@ import (
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/network"
 	"github.com/testcontainers/testcontainers-go/wait"
+
+	"github.com/anyroute/anyroute/test/kit"
 )
 
 // The anyroute config of TestContainers: two rules, tracing to Jaeger's UDP agent on the network.
@@ -125,17 +127,18 @@ func TestContainers(t *testing.T) {
 	jaegerURL := endpoint(t, jaeger, "16686/tcp")
 
 	// Prometheus must see the target before the count means anything: wait for up == 1.
-	waitPromEquals(t, promURL, `up{job="anyroute"}`, 1, 30*time.Second)
+	prom := kit.NewPromT(t, promURL)
+	prom.WaitEquals(t, `up{job="anyroute"}`, 1, 30*time.Second)
 
 	const rounds = 5
 	traceIDs := sendTraffic(t, api, stackCalls, rounds)
 	sent := float64(len(traceIDs))
 	t.Logf("sent %d requests to %s", len(traceIDs), api)
 
-	waitPromEquals(t, promURL, `sum(app_requests_total)`, sent, 30*time.Second)
-	waitPromEquals(t, promURL, `sum(app_requests_total{route="create_order",method="POST",code="201"})`, rounds, 10*time.Second)
-	waitPromEquals(t, promURL, `sum(app_requests_total{route="user"})`, 2*rounds, 10*time.Second)
-	waitPromEquals(t, promURL, `sum(app_requests_total{method="OTHER"})`, rounds, 10*time.Second)
+	prom.WaitEquals(t, `sum(app_requests_total)`, sent, 30*time.Second)
+	prom.WaitEquals(t, `sum(app_requests_total{route="create_order",method="POST",code="201"})`, rounds, 10*time.Second)
+	prom.WaitEquals(t, `sum(app_requests_total{route="user"})`, 2*rounds, 10*time.Second)
+	prom.WaitEquals(t, `sum(app_requests_total{method="OTHER"})`, rounds, 10*time.Second)
 	waitJaegerTraces(t, jaegerURL, traceIDs, 30*time.Second)
 }
 

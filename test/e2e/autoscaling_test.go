@@ -19,6 +19,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/anyroute/anyroute/test/kit"
 )
 
 // The demo as the chart's values-demo.yaml describes it, in its own namespace.
@@ -95,7 +97,7 @@ func (d *demo) helmInstall() {
 	}
 	ctx, cancel := context.WithTimeout(e.t.Context(), 3*time.Minute)
 	defer cancel()
-	out, err := e.run(ctx, envVars, e.tool("helm"), args...)
+	out, err := e.run(ctx, envVars, kit.ProjectTool(e.t, "helm"), args...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -218,7 +220,7 @@ var customMetricPath = fmt.Sprintf("/apis/custom.metrics.k8s.io/v1beta1/namespac
 func (d *demo) podMetrics(ctx context.Context) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	out, err := d.e.run(ctx, nil, d.e.tool("kubectl"), "--kubeconfig", d.cp.kubeconfig, "get", "--raw", customMetricPath)
+	out, err := d.e.run(ctx, nil, kit.ProjectTool(d.e.t, "kubectl"), "--kubeconfig", d.cp.kubeconfig, "get", "--raw", customMetricPath)
 	if err != nil {
 		return nil, fmt.Errorf("%s", firstLine(err.Error(), out))
 	}
@@ -371,16 +373,7 @@ func (d *demo) waitNewPodTraffic(initial []string) {
 
 // served returns the requests each pod has served, as Prometheus last scraped them.
 func (d *demo) served(ctx context.Context) (map[string]float64, error) {
-	res, err := d.prom.query(ctx, fmt.Sprintf(`sum by (%s) (app_requests_total{%s=%q})`,
-		d.prom.podLabels[1], d.prom.podLabels[0], namespace))
-	if err != nil {
-		return nil, err
-	}
-	v := map[string]float64{}
-	for _, s := range res {
-		v[s.labels[d.prom.podLabels[1]]] = s.value
-	}
-	return v, nil
+	return d.prom.requestsByPod(ctx, `sum by (%s) (app_requests_total{%s=%q})`)
 }
 
 // holdLoad keeps siege running a while longer, so the HPA can go on scaling out as the new pods'
@@ -425,7 +418,7 @@ func (d *demo) showPeak() {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	out, err := d.e.run(ctx, nil, d.e.tool("kubectl"), "--kubeconfig", d.cp.kubeconfig,
+	out, err := d.e.run(ctx, nil, kit.ProjectTool(d.e.t, "kubectl"), "--kubeconfig", d.cp.kubeconfig,
 		"-n", namespace, "describe", "hpa", d.hpa)
 	if err != nil {
 		out = err.Error()
@@ -439,7 +432,7 @@ func (d *demo) stopLoad() {
 	ctx, cancel := context.WithTimeout(d.e.t.Context(), 30*time.Second)
 	defer cancel()
 	d.e.tl.mark("stopping the load: kubectl scale deploy/%s --replicas=0", d.siege)
-	if _, err := d.e.run(ctx, nil, d.e.tool("kubectl"), "--kubeconfig", d.cp.kubeconfig,
+	if _, err := d.e.run(ctx, nil, kit.ProjectTool(d.e.t, "kubectl"), "--kubeconfig", d.cp.kubeconfig,
 		"-n", namespace, "scale", "deploy/"+d.siege, "--replicas=0"); err != nil {
 		d.e.t.Fatal(err)
 	}
@@ -506,14 +499,9 @@ func (d *demo) startSampler() {
 }
 
 func (d *demo) observedRates(ctx context.Context) string {
-	res, err := d.prom.query(ctx, fmt.Sprintf(`sum by (%s) (rate(app_requests_total{%s=%q}[10s]))`,
-		d.prom.podLabels[1], d.prom.podLabels[0], namespace))
-	if err != nil || len(res) == 0 {
+	v, err := d.prom.requestsByPod(ctx, `sum by (%s) (rate(app_requests_total{%s=%q}[10s]))`)
+	if err != nil || len(v) == 0 {
 		return ""
-	}
-	v := map[string]float64{}
-	for _, s := range res {
-		v[s.labels[d.prom.podLabels[1]]] = s.value
 	}
 	return formatValues(v)
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"os"
 	"strconv"
 	"time"
@@ -15,6 +16,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/anyroute/anyroute/test/kit"
 )
 
 // controlPlane is etcd, kube-apiserver and kube-controller-manager on loopback, with token
@@ -57,7 +60,7 @@ func randomToken(e *env) string {
 }
 
 func mustFreePort(e *env, host string) string {
-	p, err := freePort(host)
+	p, err := kit.FreePortOn(host)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -69,14 +72,14 @@ func startEtcd(e *env) string {
 	e.t.Helper()
 	client := "http://127.0.0.1:" + mustFreePort(e, "127.0.0.1")
 	peer := "http://127.0.0.1:" + mustFreePort(e, "127.0.0.1")
-	p := e.start("etcd", nil, e.tool("etcd"),
+	p := e.start("etcd", nil, kit.ProjectTool(e.t, "etcd"),
 		"--name=e2e",
 		"--data-dir="+e.path("etcd", "data"),
 		"--listen-client-urls="+client, "--advertise-client-urls="+client,
 		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer,
 		"--initial-cluster=e2e="+peer,
 		"--unsafe-no-fsync", "--log-level=warn")
-	e.waitHTTP(p, client+"/health", "", 30*time.Second)
+	kit.WaitHTTP(e.t, p, client+"/health", nil, 30*time.Second)
 	e.tl.mark("etcd ready on %s", client)
 	return client
 }
@@ -89,7 +92,7 @@ func (cp *controlPlane) startAPIServer(e *env, etcdURL string, n *testNet) {
 	}
 	port := mustFreePort(e, "127.0.0.1")
 	cp.url = "https://127.0.0.1:" + port
-	p := e.start("kube-apiserver", nil, e.tool("kube-apiserver"),
+	p := e.start("kube-apiserver", nil, kit.ProjectTool(e.t, "kube-apiserver"),
 		"--etcd-servers="+etcdURL,
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+port,
 		// A loopback advertise address is refused unless nothing reconciles the kubernetes
@@ -115,7 +118,7 @@ func (cp *controlPlane) startAPIServer(e *env, etcdURL string, n *testNet) {
 		"--proxy-client-key-file="+cp.pki.frontProxyKey,
 		"--profiling=false",
 		"--v=1")
-	e.waitHTTP(p, cp.url+"/readyz", cp.token, 60*time.Second)
+	kit.WaitHTTP(e.t, p, cp.url+"/readyz", http.Header{"Authorization": {"Bearer " + cp.token}}, 60*time.Second)
 	e.tl.mark("kube-apiserver ready on %s", cp.url)
 }
 
@@ -162,7 +165,7 @@ current-context: e2e
 // (with a short sync period), endpoints and service accounts. There is no scheduler and no kubelet.
 func (cp *controlPlane) startControllerManager(e *env) {
 	e.t.Helper()
-	p := e.start("kube-controller-manager", nil, e.tool("kube-controller-manager"),
+	p := e.start("kube-controller-manager", nil, kit.ProjectTool(e.t, "kube-controller-manager"),
 		"--kubeconfig="+cp.kubeconfig,
 		"--leader-elect=false",
 		"--secure-port=0",
@@ -174,19 +177,15 @@ func (cp *controlPlane) startControllerManager(e *env) {
 		"--v=1")
 	// The service-account controller making the default namespace's "default" account shows that
 	// the controllers run.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	kit.WaitUntil(e.t, 60*time.Second, "kube-controller-manager to make the default service account", func() (bool, string, error) {
+		if err := p.UnexpectedExit(); err != nil {
+			return false, "", err
+		}
 		_, err := cp.client.CoreV1().ServiceAccounts("default").Get(context.Background(), "default", metav1.GetOptions{})
-		if err == nil {
-			break
+		if err != nil {
+			return false, err.Error(), nil
 		}
-		if ended, exitErr := p.exited(); ended {
-			e.t.Fatalf("kube-controller-manager exited (%v); its log ends:\n%s", exitErr, p.tail(40))
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("kube-controller-manager: no default service account within 60s (%v); its log ends:\n%s", err, p.tail(40))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return true, "", nil
+	})
 	e.tl.mark("kube-controller-manager running (HPA sync every %v)", hpaSyncPeriod)
 }

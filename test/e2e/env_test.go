@@ -4,12 +4,8 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -17,7 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
+
+	"github.com/anyroute/anyroute/test/kit"
 )
 
 // env is one run of the test: a work directory removed at the end (kept when E2E_KEEP is set),
@@ -28,7 +25,7 @@ type env struct {
 	tl  *timeline
 
 	mu    sync.Mutex
-	procs []*process
+	procs []*kit.Proc
 }
 
 func newEnv(t *testing.T) *env {
@@ -41,7 +38,7 @@ func newEnv(t *testing.T) *env {
 	}
 	e := &env{t: t, dir: dir, tl: newTimeline(t)}
 	keep := os.Getenv("E2E_KEEP") != ""
-	unregister := onInterrupt(func() {
+	unregister := kit.OnInterrupt(func() {
 		if !keep {
 			os.RemoveAll(dir)
 		}
@@ -107,7 +104,7 @@ func lockMachine(t *testing.T) {
 		held, err1 := f.Stat()
 		named, err2 := os.Stat(path)
 		if err1 == nil && err2 == nil && os.SameFile(held, named) {
-			unregister := onInterrupt(func() { os.Remove(path) })
+			unregister := kit.OnInterrupt(func() { os.Remove(path) })
 			t.Cleanup(func() {
 				unregister()
 				os.Remove(path)
@@ -137,41 +134,15 @@ func (e *env) mkdir(elem ...string) string {
 	return p
 }
 
-// tool returns the path of a tool that scripts/tools.sh builds, failing when it is missing.
-func (e *env) tool(name string) string {
+// start runs a long-lived component, logging to logs/NAME.log; it is stopped at cleanup, and the
+// end of its log shown when the test failed.
+func (e *env) start(name string, envVars []string, bin string, args ...string) *kit.Proc {
 	e.t.Helper()
-	p := filepath.Join(repoRoot, ".tools", "bin", name)
-	if _, err := os.Stat(p); err != nil {
-		e.t.Fatalf("%s is missing: build the tools with `make e2e` or "+
-			"`scripts/tools.sh etcd kube-apiserver kube-controller-manager kubectl prometheus-adapter helm`", p)
-	}
-	return p
+	return kit.StartT(e.t, kit.Cmd{Name: name, Path: bin, Args: args, Env: envVars, LogFile: e.path("logs", name+".log")})
 }
 
-// systemTool returns the path of a command installed from Debian (scripts/deps.sh).
-func (e *env) systemTool(name string) string {
-	e.t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		e.t.Fatalf("%s is not installed: run `scripts/deps.sh %s` (or `make e2e`)", name, name)
-	}
-	return p
-}
-
-// start runs a long-lived component, stopped at cleanup.
-func (e *env) start(name string, envVars []string, bin string, args ...string) *process {
-	e.t.Helper()
-	p, err := startProcess(name, e.path("logs", name+".log"), envVars, bin, args...)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.track(p)
-	e.t.Cleanup(func() { p.stop(5 * time.Second) })
-	return p
-}
-
-// track adds a process to those whose logs are shown when the test fails.
-func (e *env) track(p *process) {
+// track adds a process the kubelet started to those whose logs are shown when the test fails.
+func (e *env) track(p *kit.Proc) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.procs = append(e.procs, p)
@@ -179,63 +150,16 @@ func (e *env) track(p *process) {
 
 func (e *env) dumpLogs() {
 	e.mu.Lock()
-	procs := append([]*process(nil), e.procs...)
+	procs := append([]*kit.Proc(nil), e.procs...)
 	e.mu.Unlock()
-	sort.SliceStable(procs, func(i, j int) bool { return procs[i].name < procs[j].name })
+	sort.SliceStable(procs, func(i, j int) bool { return procs[i].Name < procs[j].Name })
 	for _, p := range procs {
-		e.t.Logf("--- %s (%s), last lines:\n%s", p.name, p.logPath, p.tail(25))
-	}
-}
-
-// waitHTTP waits until url answers 200, failing with the process's log when it ends first.
-func (e *env) waitHTTP(p *process, url, token string, timeout time.Duration) {
-	e.t.Helper()
-	client := insecureClient(2 * time.Second)
-	deadline := time.Now().Add(timeout)
-	var last string
-	for time.Now().Before(deadline) {
-		if ended, err := p.exited(); ended {
-			e.t.Fatalf("%s exited (%v) before %s answered; its log ends:\n%s", p.name, err, url, p.tail(40))
-		}
-		req, _ := http.NewRequest(http.MethodGet, url, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			last = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(body)))
-		} else {
-			last = err.Error()
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	e.t.Fatalf("%s: %s not ready within %v (last answer: %s); its log ends:\n%s", p.name, url, timeout, last, p.tail(40))
-}
-
-// insecureClient talks to the control plane's self-signed serving certificates.
-func insecureClient(timeout time.Duration) *http.Client {
-	return &http.Client{
-		Timeout: timeout,
-		Transport: &http.Transport{
-			Proxy:           nil,
-			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the test's own throwaway certificates
-		},
+		e.t.Logf("--- %s, last lines:\n%s", p.Name, p.Tail(25))
 	}
 }
 
 // run runs a command to completion and returns its combined output.
 func (e *env) run(ctx context.Context, envVars []string, bin string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(childEnv(), envVars...)
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
-	}
-	return string(out), nil
+	r, err := kit.Run(ctx, kit.Cmd{Path: bin, Args: args, Env: envVars})
+	return r.Output, err
 }

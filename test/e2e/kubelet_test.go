@@ -24,6 +24,8 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
+
+	"github.com/anyroute/anyroute/test/kit"
 )
 
 // kubelet plays the kubelet's part, and nothing more, for the pods of one namespace: for each pod
@@ -62,7 +64,7 @@ type podRun struct {
 	podIP     string
 	dir       string
 	ports     map[int32]int // container port → loopback port
-	proc      *process      // nil while a siege pod waits for a backend
+	proc      *kit.Proc     // nil while a siege pod waits for a backend
 	ready     bool
 	backends  string // siege: the backends its URLs point at
 }
@@ -116,7 +118,7 @@ func (k *kubelet) shutdown() {
 	var wg sync.WaitGroup
 	for _, r := range runs {
 		if r.proc != nil {
-			wg.Go(func() { r.proc.stop(3 * time.Second) })
+			wg.Go(func() { r.proc.Stop(3 * time.Second) })
 		}
 	}
 	wg.Wait()
@@ -159,7 +161,7 @@ func (k *kubelet) err() error {
 	}
 	for _, r := range k.runs {
 		if r.proc != nil {
-			if err := r.proc.unexpectedExit(); err != nil {
+			if err := r.proc.UnexpectedExit(); err != nil {
 				return fmt.Errorf("pod %s: %w", r.pod.Name, err)
 			}
 		}
@@ -206,7 +208,7 @@ func (k *kubelet) kill(run *podRun) {
 		grace = time.Duration(*s) * time.Second
 	}
 	if run.proc != nil {
-		k.wg.Go(func() { run.proc.stop(grace) })
+		k.wg.Go(func() { run.proc.Stop(grace) })
 	}
 	k.e.tl.mark("pod %s deleted: %s process stopped", run.pod.Name, run.image)
 	if run.component == "server" {
@@ -238,7 +240,7 @@ func (k *kubelet) startPod(pod *corev1.Pod) error {
 		ports:     map[int32]int{},
 	}
 	for _, p := range c.Ports {
-		port, err := freePort("127.0.0.1")
+		port, err := kit.FreePortOn("127.0.0.1")
 		if err != nil {
 			return err
 		}
@@ -296,7 +298,8 @@ func portOf(c corev1.Container, name string) int32 {
 // launch starts the container's process, reports the pod Running, and in the background waits
 // for readiness, reports it Ready and, once it ends on its own, records that.
 func (k *kubelet) launch(run *podRun, envVars []string, bin string, args ...string) error {
-	proc, err := startProcess(run.image+" "+run.pod.Name, filepath.Join(run.dir, "container.log"), envVars, bin, args...)
+	proc, err := kit.Start(kit.Cmd{Name: run.image + " " + run.pod.Name, Path: bin, Args: args, Env: envVars,
+		LogFile: filepath.Join(run.dir, "container.log")})
 	if err != nil {
 		return err
 	}
@@ -315,22 +318,22 @@ func (k *kubelet) launch(run *podRun, envVars []string, bin string, args ...stri
 
 // awaitReady probes the container as its readinessProbe says (or waits a moment when it has
 // none), then reports the pod Ready.
-func (k *kubelet) awaitReady(run *podRun, proc *process, started metav1.Time) {
+func (k *kubelet) awaitReady(run *podRun, proc *kit.Proc, started metav1.Time) {
 	probe := run.pod.Spec.Containers[0].ReadinessProbe
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
 		case <-k.stop:
 			return
-		case <-proc.done:
-			return // unexpectedExit reports it, unless the kubelet stopped it
+		case <-proc.Done():
+			return // UnexpectedExit reports it, unless the kubelet stopped it
 		case <-time.After(100 * time.Millisecond):
 		}
 		if k.probe(run, probe, started) {
 			break
 		}
 		if time.Now().After(deadline) {
-			k.fail(fmt.Errorf("pod %s: not ready within 30s; its log ends:\n%s", run.pod.Name, proc.tail(20)))
+			k.fail(fmt.Errorf("pod %s: not ready within 30s; its log ends:\n%s", run.pod.Name, proc.Tail(20)))
 			return
 		}
 	}
@@ -363,7 +366,7 @@ func (k *kubelet) probe(run *podRun, probe *corev1.Probe, started metav1.Time) b
 		k.fail(fmt.Errorf("pod %s: readiness probe: %w", run.pod.Name, err))
 		return false
 	}
-	resp, err := insecureClient(time.Second).Get(fmt.Sprintf("http://127.0.0.1:%d%s", run.ports[port], probe.HTTPGet.Path))
+	resp, err := kit.NewClient(time.Second).Get(fmt.Sprintf("http://127.0.0.1:%d%s", run.ports[port], probe.HTTPGet.Path))
 	if err != nil {
 		return false
 	}
@@ -386,7 +389,7 @@ func containerPort(c corev1.Container, p intstr.IntOrString) (int32, error) {
 
 // reportStatus writes the pod's status as a kubelet would: Running with a pod IP, and Ready once
 // the probe passed.
-func (k *kubelet) reportStatus(run *podRun, proc *process, started metav1.Time, ready bool) error {
+func (k *kubelet) reportStatus(run *podRun, proc *kit.Proc, started metav1.Time, ready bool) error {
 	ctx := context.Background()
 	pods := k.cp.client.CoreV1().Pods(k.ns)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -417,7 +420,7 @@ func (k *kubelet) reportStatus(run *podRun, proc *process, started metav1.Time, 
 			Name:        c.Name,
 			Image:       c.Image,
 			ImageID:     "e2e://" + c.Image,
-			ContainerID: fmt.Sprintf("e2e://%d", proc.cmd.Process.Pid),
+			ContainerID: fmt.Sprintf("e2e://%d", proc.Pid()),
 			Ready:       ready,
 			Started:     ptr.To(true),
 			State:       corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}},
@@ -587,7 +590,7 @@ func (k *kubelet) syncOneSiege(run *podRun) error {
 	run.proc, run.ready, run.backends = nil, false, urls
 	k.mu.Unlock()
 	if old != nil {
-		old.stop(5 * time.Second)
+		old.Stop(5 * time.Second)
 	}
 	if urls == "" {
 		k.e.tl.mark("pod %s: siege waits for a ready backend", run.pod.Name)

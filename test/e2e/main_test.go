@@ -14,12 +14,10 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"sync"
-	"syscall"
 	"testing"
+
+	"github.com/anyroute/anyroute/test/kit"
 )
 
 // repoRoot is the module's root; the test runs in test/e2e.
@@ -29,69 +27,19 @@ var repoRoot string
 var anyrouteBin string
 
 func TestMain(m *testing.M) {
-	root, err := filepath.Abs("../..")
+	root, err := kit.RepoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	repoRoot = root
 	anyrouteBin = filepath.Join(root, "bin", "anyroute")
-	build := exec.Command("go", "build", "-trimpath", "-o", anyrouteBin, "./cmd/anyroute")
-	build.Dir = root
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
+	if err := kit.BuildAnyroute(anyrouteBin, "-trimpath"); err != nil {
 		fmt.Fprintln(os.Stderr, "building bin/anyroute:", err)
 		os.Exit(1)
 	}
-
 	// An interrupted run still ends its processes and removes its network interface: the test's
 	// own cleanups do not run when the binary is killed by a signal.
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	go func() {
-		sig := <-signals
-		fmt.Fprintf(os.Stderr, "e2e: %v: cleaning up\n", sig)
-		runEmergencyCleanups()
-		os.Exit(2)
-	}()
-
+	kit.CleanUpOnInterrupt("e2e")
 	os.Exit(m.Run())
-}
-
-// emergency holds what must be undone if the test binary is interrupted; each entry is removed
-// again by the ordinary cleanup that undoes the same thing.
-var emergency struct {
-	sync.Mutex
-	next int
-	fns  map[int]func()
-}
-
-// onInterrupt registers fn to run if the test binary gets SIGINT or SIGTERM, and returns the
-// function that unregisters it.
-func onInterrupt(fn func()) (unregister func()) {
-	emergency.Lock()
-	defer emergency.Unlock()
-	if emergency.fns == nil {
-		emergency.fns = map[int]func(){}
-	}
-	id := emergency.next
-	emergency.next++
-	emergency.fns[id] = fn
-	return func() {
-		emergency.Lock()
-		defer emergency.Unlock()
-		delete(emergency.fns, id)
-	}
-}
-
-// runEmergencyCleanups runs every registered function, newest first.
-func runEmergencyCleanups() {
-	emergency.Lock()
-	defer emergency.Unlock()
-	for id := emergency.next - 1; id >= 0; id-- {
-		if fn, ok := emergency.fns[id]; ok {
-			fn()
-		}
-	}
-	emergency.fns = nil
 }

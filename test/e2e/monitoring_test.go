@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -23,13 +21,15 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/anyroute/anyroute/test/kit"
 )
 
 // prometheus is Debian's Prometheus, discovering its targets from a file the kubelet stand-in
 // writes: one target per running pod that asks to be scraped, relabelled the way the
 // prometheus-community chart's kubernetes-pods job does (namespace, pod).
 type prometheus struct {
-	url         string
+	*kit.Prometheus
 	targetsFile string
 	podLabels   [2]string // the label names namespace and pod land in
 }
@@ -69,19 +69,9 @@ scrape_configs:
       - source_labels: [__meta_kubernetes_pod_name]
         target_label: %s
 `, p.targetsFile, p.podLabels[0], p.podLabels[1])
-	cfgFile := e.path("prometheus", "prometheus.yml")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		e.t.Fatal(err)
-	}
-	addr := "127.0.0.1:" + mustFreePort(e, "127.0.0.1")
-	p.url = "http://" + addr
-	proc := e.start("prometheus", nil, e.systemTool("prometheus"),
-		"--config.file="+cfgFile,
-		"--storage.tsdb.path="+e.path("prometheus", "data"),
-		"--web.listen-address="+addr,
-		"--log.level=warn")
-	e.waitHTTP(proc, p.url+"/-/ready", "", 30*time.Second)
-	e.tl.mark("prometheus ready on %s (pod labels %s, %s)", addr, p.podLabels[0], p.podLabels[1])
+	p.Prometheus = kit.StartPrometheus(e.t, kit.PrometheusOptions{
+		Config: cfg, Dir: e.mkdir("prometheus"), LogFile: e.path("logs", "prometheus.log")})
+	e.tl.mark("prometheus ready on %s (pod labels %s, %s)", p.Addr, p.podLabels[0], p.podLabels[1])
 	return p
 }
 
@@ -110,66 +100,20 @@ func (p *prometheus) setTargets(targets []scrapeTarget) error {
 	return os.Rename(tmp, p.targetsFile)
 }
 
-// sample is one element of an instant vector.
-type sample struct {
-	labels map[string]string
-	value  float64
-}
-
-// query evaluates an instant PromQL query now.
-func (p *prometheus) query(ctx context.Context, q string) ([]sample, error) {
-	var r struct {
-		Data struct {
-			Result []struct {
-				Metric map[string]string `json:"metric"`
-				Value  [2]any            `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := p.get(ctx, "/api/v1/query?"+url.Values{"query": {q}}.Encode(), &r); err != nil {
-		return nil, err
-	}
-	out := make([]sample, 0, len(r.Data.Result))
-	for _, res := range r.Data.Result {
-		v, err := strconv.ParseFloat(fmt.Sprint(res.Value[1]), 64)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sample{labels: res.Metric, value: v})
-	}
-	return out, nil
-}
-
 // series lists the label sets of the series a selector matches in the last five minutes.
 func (p *prometheus) series(ctx context.Context, match string) ([]map[string]string, error) {
-	var r struct {
-		Data []map[string]string `json:"data"`
-	}
-	start := strconv.FormatInt(time.Now().Add(-5*time.Minute).Unix(), 10)
-	err := p.get(ctx, "/api/v1/series?"+url.Values{"match[]": {match}, "start": {start}}.Encode(), &r)
-	return r.Data, err
+	return p.Series(ctx, match, time.Now().Add(-5*time.Minute))
 }
 
-func (p *prometheus) get(ctx context.Context, path string, into any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := insecureClient(5 * time.Second).Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("prometheus %s: %s", path, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(into)
+// requestsByPod evaluates a query that sums by the pod label, and returns its values by pod.
+func (p *prometheus) requestsByPod(ctx context.Context, format string) (map[string]float64, error) {
+	return p.ByLabel(ctx, fmt.Sprintf(format, p.podLabels[1], p.podLabels[0], namespace), p.podLabels[1])
 }
 
 // adapter is prometheus-adapter with the chart's rule file, serving custom.metrics.k8s.io behind
 // the aggregator from the dummy interface's address.
 type adapter struct {
-	proc  *process
+	proc  *kit.Proc
 	rules string
 }
 
@@ -197,9 +141,9 @@ func startAdapter(e *env, cp *controlPlane, n *testNet, prom *prometheus) *adapt
 	}
 	port := mustFreePort(e, n.adapterIP)
 	a := &adapter{rules: rules}
-	a.proc = e.start("prometheus-adapter", nil, e.tool("prometheus-adapter"),
+	a.proc = e.start("prometheus-adapter", nil, kit.ProjectTool(e.t, "prometheus-adapter"),
 		"--config="+rules,
-		"--prometheus-url="+prom.url+"/",
+		"--prometheus-url="+prom.URL+"/",
 		"--metrics-relist-interval="+adapterRelist.String(),
 		"--bind-address="+n.adapterIP, "--secure-port="+port,
 		"--cert-dir="+e.mkdir("adapter", "certs"),
@@ -207,7 +151,7 @@ func startAdapter(e *env, cp *controlPlane, n *testNet, prom *prometheus) *adapt
 		"--authentication-kubeconfig="+cp.kubeconfig,
 		"--authorization-kubeconfig="+cp.kubeconfig,
 		"--v="+logLevel)
-	e.waitHTTP(a.proc, "https://"+n.adapterIP+":"+port+"/readyz", "", 30*time.Second)
+	kit.WaitHTTP(e.t, a.proc, "https://"+n.adapterIP+":"+port+"/readyz", nil, 30*time.Second)
 	e.tl.mark("prometheus-adapter ready on %s:%s with %s", n.adapterIP, port, relPath(rules))
 	registerAdapter(e, cp, n.adapterIP, port)
 	waitAPIServiceAvailable(e, cp, a)
@@ -278,20 +222,14 @@ var apiServiceGVR = schema.GroupVersionResource{Group: "apiregistration.k8s.io",
 // reached the adapter through the endpoint address with the front-proxy certificate.
 func waitAPIServiceAvailable(e *env, cp *controlPlane, a *adapter) {
 	e.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	var last string
-	for time.Now().Before(deadline) {
-		if err := a.proc.unexpectedExit(); err != nil {
-			e.t.Fatal(err)
+	kit.WaitUntil(e.t, 60*time.Second, "APIService "+customMetricsAPI+" Available", func() (bool, string, error) {
+		if err := a.proc.UnexpectedExit(); err != nil {
+			return false, "", err
 		}
-		last = apiServiceCondition(cp)
-		if strings.HasPrefix(last, "True") {
-			e.tl.mark("APIService %s Available", customMetricsAPI)
-			return
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	e.t.Fatalf("APIService %s not Available within 60s: %s\nprometheus-adapter log ends:\n%s", customMetricsAPI, last, a.proc.tail(30))
+		cond := apiServiceCondition(cp)
+		return strings.HasPrefix(cond, "True"), cond, nil
+	})
+	e.tl.mark("APIService %s Available", customMetricsAPI)
 }
 
 // apiServiceCondition returns the Available condition of the custom metrics APIService as

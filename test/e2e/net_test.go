@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/anyroute/anyroute/test/kit"
 )
 
 // testNet is a network interface the test makes and removes, holding the one address that must
@@ -41,7 +43,7 @@ const (
 
 func newTestNet(e *env) *testNet {
 	e.t.Helper()
-	ip := e.systemTool("ip")
+	ip := kit.SystemTool(e.t, "ip")
 	removeStaleLinks(e, ip)
 	if out, err := exec.Command(ip, "-o", "addr", "show", "to", testNetCIDR).CombinedOutput(); err != nil || len(out) > 0 {
 		e.t.Fatalf("%s is already in use on this machine (%v):\n%s", testNetCIDR, err, out)
@@ -53,7 +55,7 @@ func newTestNet(e *env) *testNet {
 		nextPod:     firstPodHost,
 	}
 	del := func() { _ = exec.Command(ip, "link", "del", n.link).Run() }
-	unregister := onInterrupt(del)
+	unregister := kit.OnInterrupt(del)
 	e.t.Cleanup(func() {
 		if out, err := exec.Command(ip, "link", "del", n.link).CombinedOutput(); err != nil {
 			e.t.Errorf("removing interface %s: %v %s", n.link, err, out)

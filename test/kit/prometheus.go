@@ -1,0 +1,180 @@
+package kit
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+)
+
+// Prom is a client of one Prometheus server's HTTP API.
+type Prom struct {
+	URL string
+	API promv1.API
+}
+
+// NewProm returns a client of the Prometheus server at url.
+func NewProm(url string) (*Prom, error) {
+	c, err := api.NewClient(api.Config{Address: url, Client: NewClient(10 * time.Second)})
+	if err != nil {
+		return nil, err
+	}
+	return &Prom{URL: url, API: promv1.NewAPI(c)}, nil
+}
+
+// NewPromT is NewProm, failing the test on an error.
+func NewPromT(t testing.TB, url string) *Prom {
+	t.Helper()
+	p, err := NewProm(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Query evaluates an instant query at ts (the server's now when ts is zero) and returns its
+// samples; a scalar is one sample without labels.
+func (p *Prom) Query(ctx context.Context, q string, ts time.Time) ([]Sample, error) {
+	v, _, _, err := p.API.Query(ctx, q, ts)
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", q, err)
+	}
+	switch v := v.(type) {
+	case model.Vector:
+		out := make([]Sample, 0, len(v))
+		for _, s := range v {
+			out = append(out, Sample{Labels: labelMap(model.LabelSet(s.Metric)), Value: float64(s.Value)})
+		}
+		return out, nil
+	case *model.Scalar:
+		return []Sample{{Labels: map[string]string{}, Value: float64(v.Value)}}, nil
+	default:
+		return nil, fmt.Errorf("query %s: a %s, not an instant vector", q, v.Type())
+	}
+}
+
+// Value returns the value of the query's single sample; ok is false when the result is empty,
+// and more than one sample is an error.
+func (p *Prom) Value(ctx context.Context, q string, ts time.Time) (value float64, ok bool, err error) {
+	samples, err := p.Query(ctx, q, ts)
+	switch {
+	case err != nil:
+		return 0, false, err
+	case len(samples) == 0:
+		return 0, false, nil
+	case len(samples) > 1:
+		return 0, false, fmt.Errorf("query %s: %d samples, want one: %v", q, len(samples), samples)
+	}
+	return samples[0].Value, true, nil
+}
+
+// ByLabel evaluates an instant query now and returns its values by the value of one label.
+func (p *Prom) ByLabel(ctx context.Context, q, label string) (map[string]float64, error) {
+	samples, err := p.Query(ctx, q, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]float64, len(samples))
+	for _, s := range samples {
+		out[s.Labels[label]] = s.Value
+	}
+	return out, nil
+}
+
+// Series lists the label sets of the series a selector matches from start until now.
+func (p *Prom) Series(ctx context.Context, match string, start time.Time) ([]map[string]string, error) {
+	sets, _, _, err := p.API.Series(ctx, []string{match}, start, time.Time{})
+	if err != nil {
+		return nil, fmt.Errorf("series %s: %w", match, err)
+	}
+	out := make([]map[string]string, 0, len(sets))
+	for _, s := range sets {
+		out = append(out, labelMap(s))
+	}
+	return out, nil
+}
+
+func labelMap(s model.LabelSet) map[string]string {
+	m := make(map[string]string, len(s))
+	for k, v := range s {
+		m[string(k)] = string(v)
+	}
+	return m
+}
+
+// WaitValue polls the query's single value until cond holds for it, and returns it. It fails
+// the test at the deadline, or at once when stop (if not nil) holds: a counter that passed its
+// goal will not come back.
+func (p *Prom) WaitValue(t testing.TB, q string, timeout time.Duration, what string, cond, stop func(float64) bool) float64 {
+	t.Helper()
+	var got float64
+	WaitUntil(t, timeout, fmt.Sprintf("Prometheus: %s to be %s", q, what), func() (bool, string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		v, ok, err := p.Value(ctx, q, time.Time{})
+		switch {
+		case err != nil:
+			return false, err.Error(), nil
+		case !ok:
+			return false, "no sample", nil
+		case cond(v):
+			got = v
+			return true, "", nil
+		case stop != nil && stop(v):
+			return false, "", fmt.Errorf("%s is %g, want %s", q, v, what)
+		}
+		return false, strconv.FormatFloat(v, 'g', -1, 64), nil
+	})
+	return got
+}
+
+// WaitEquals waits until the query's value is exactly want, failing at once when it is above.
+func (p *Prom) WaitEquals(t testing.TB, q string, want float64, timeout time.Duration) {
+	t.Helper()
+	p.WaitValue(t, q, timeout, fmt.Sprintf("exactly %g", want),
+		func(v float64) bool { return v == want }, func(v float64) bool { return v > want })
+}
+
+// Prometheus is a real Prometheus server (Debian's prometheus) that a test runs.
+type Prometheus struct {
+	*Prom
+	Addr string // host:port of its HTTP API
+	Proc *Proc
+}
+
+// PrometheusOptions configure StartPrometheus.
+type PrometheusOptions struct {
+	Config  string // prometheus.yml
+	Dir     string // for the config file and the data; a temporary directory when empty
+	LogFile string // its output; kept in memory when empty
+}
+
+// StartPrometheus runs Debian's prometheus with the given configuration on a free loopback port
+// and waits until it is ready. It is stopped at the test's cleanup.
+func StartPrometheus(t testing.TB, o PrometheusOptions) *Prometheus {
+	t.Helper()
+	bin := SystemTool(t, "prometheus")
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	cfg := filepath.Join(o.Dir, "prometheus.yml")
+	if err := os.WriteFile(cfg, []byte(o.Config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := FreeAddr(t)
+	proc := StartT(t, Cmd{Name: "prometheus", Path: bin, LogFile: o.LogFile, Args: []string{
+		"--config.file=" + cfg,
+		"--storage.tsdb.path=" + filepath.Join(o.Dir, "data"),
+		"--web.listen-address=" + addr,
+		"--log.level=warn",
+	}})
+	WaitHTTP(t, proc, "http://"+addr+"/-/ready", nil, 20*time.Second)
+	return &Prometheus{Prom: NewPromT(t, "http://"+addr), Addr: addr, Proc: proc}
+}

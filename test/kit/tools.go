@@ -1,0 +1,79 @@
+package kit
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// RepoRoot returns the repository's root: the directory of the go.mod found from the working
+// directory up (a test runs in its package's directory).
+var RepoRoot = sync.OnceValues(func() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod in the working directory or above it")
+		}
+		dir = parent
+	}
+})
+
+// RepoPath joins elem to the repository's root.
+func RepoPath(t testing.TB, elem ...string) string {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(append([]string{root}, elem...)...)
+}
+
+// SystemTool returns the path of a command the tests install from Debian's archive, failing the
+// test, with how to install it, when it is missing.
+func SystemTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s is not installed: run `scripts/deps.sh %s` (`make test` runs it for you)", name, name)
+	}
+	return p
+}
+
+// ProjectTool returns the path of a tool scripts/tools.sh builds into .tools/bin, failing the
+// test, with how to build it, when it is missing.
+func ProjectTool(t testing.TB, name string) string {
+	t.Helper()
+	p := RepoPath(t, ".tools", "bin", name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s is not built (%v): run `scripts/tools.sh %s` (`make test` runs it for you)", name, err, name)
+	}
+	return p
+}
+
+// BuildAnyroute builds cmd/anyroute into out with extra `go build` flags, its output going to
+// the test binary's.
+func BuildAnyroute(out string, flags ...string) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	args := append(append([]string{"build"}, flags...), "-o", out, "./cmd/anyroute")
+	build := exec.Command("go", args...)
+	build.Dir = root
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("go %v: %w", args, err)
+	}
+	return nil
+}
