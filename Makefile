@@ -116,12 +116,21 @@ tools: ## build the pinned tools into .tools/bin
 LINT_TAGS := integration,e2e,soak
 
 .PHONY: lint
-lint: helm-lint vulncheck ## gofmt, go vet, golangci-lint; helm-lint and vulncheck first
+lint: shellcheck helm-lint vulncheck ## gofmt, go vet, golangci-lint; shellcheck, helm-lint and vulncheck first
 	@unformatted=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
 	  if [[ -n "$$unformatted" ]]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet -tags $(LINT_TAGS) ./...
 	scripts/tools.sh golangci-lint
 	$(TOOLS_BIN)/golangci-lint run --build-tags $(LINT_TAGS) ./...
+
+# Every shell script, tracked or new: *.sh, and any file whose first line names a shell (.ci/run).
+.PHONY: shellcheck
+shellcheck: ## shellcheck every shell script (Debian's shellcheck, installed when missing)
+	scripts/deps.sh shellcheck
+	@files=$$({ git ls-files -co --exclude-standard '*.sh'; \
+	    git grep -InE --untracked '^#!.*\b(ba|da|k)?sh\b' | sed -n 's/:1:.*//p'; } | sort -u \
+	    | while read -r f; do [[ ! -f $$f ]] || echo "$$f"; done); \
+	  shellcheck $$files && echo "shellcheck: $$(wc -w <<<"$$files") scripts clean"
 
 # govulncheck against a local database (vuln.go.dev is unreachable) that scripts/vulndb.sh builds into
 # .tools/vulndb from a pinned golang.org/x/vulndb module; exits 3 when reachable vulnerabilities are found.
