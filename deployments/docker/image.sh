@@ -55,7 +55,7 @@ log "building $IMAGE with $GO_IMAGE (inputs $h)"
 # --force-rm: a failed step leaves no stopped container behind either.
 rc=0
 docker build --force-rm -f deployments/docker/Dockerfile \
-  --build-arg "GO_IMAGE=$GO_IMAGE" --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" \
+  --build-arg "GO_IMAGE=$GO_IMAGE" --build-arg GOFLAGS=-mod=vendor --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" \
   --label "$LABEL=$h" -t "$IMAGE" .build/context || rc=$?
 # The legacy builder keeps the build stage as an untagged image (the Go image plus sources and
 # build cache, about 500 MB a build; BuildKit keeps none), and so does a failed build: remove every
