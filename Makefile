@@ -54,13 +54,38 @@ e2e: ## the chart's HPA scaling out under siege and back in, on real Kubernetes,
 	scripts/tools.sh $(E2E_TOOLS)
 	$(GO) test -tags e2e -count=1 -v -timeout 15m ./test/e2e/
 
-# Containers. No registry needs to answer: local-images.sh builds stand-ins for the base images a
-# pull cannot get and names them in $(IMAGES_ENV); image.sh skips the build while the image's label
-# holds the hash of its current inputs.
+# Containers. The normal path is a plain docker build of deployments/docker/Dockerfile with public
+# base images. Where no registry answers, deployments/no-registry/images.sh builds every image from
+# local stand-ins instead, reusing each while its inputs are unchanged. One switch picks the path:
+# NO_REGISTRY=1 the no-registry path, NO_REGISTRY=0 the normal one; unset, make sets it once per run,
+# the first time an image target needs it: 1 when a pull of the Go image fails.
+ifndef NO_REGISTRY
+NO_REGISTRY = $(eval NO_REGISTRY := $(shell deployments/no-registry/images.sh probe))$(NO_REGISTRY)
+endif
+no_registry  = $(filter 1,$(NO_REGISTRY))
+NO_REGISTRY_SH = VERSION=$(VERSION) REVISION=$(REVISION) deployments/no-registry/images.sh
 IMAGE      ?= anyroute:latest
+# The images the stack and the container tests run on the normal path (docker-compose.yml's
+# defaults); $(IMAGES_ENV) names the ones this machine has, for compose and the tests.
+SIEGE_IMAGE      ?= anyroute-siege:latest
+PROMETHEUS_IMAGE ?= prom/prometheus:v2.53.0
+JAEGER_IMAGE     ?= jaegertracing/jaeger:2.13.0
 IMAGES_ENV := .build/images.env
 COMPOSE     = docker-compose $(if $(wildcard $(IMAGES_ENV)),--env-file $(IMAGES_ENV)) -p anyroute \
               -f deployments/compose/docker-compose.yml
+
+define normal_image
+docker build -f deployments/docker/Dockerfile --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
+endef
+
+define normal_stack
+docker build -q -f deployments/docker/siege.Dockerfile -t $(SIEGE_IMAGE) deployments/docker
+docker image inspect $(PROMETHEUS_IMAGE) >/dev/null 2>&1 || docker pull $(PROMETHEUS_IMAGE)
+docker image inspect $(JAEGER_IMAGE) >/dev/null 2>&1 || docker pull $(JAEGER_IMAGE)
+@mkdir -p $(dir $(IMAGES_ENV))
+@printf '%s\n' '# written by make images (normal path)' SIEGE_IMAGE=$(SIEGE_IMAGE) \
+  PROMETHEUS_IMAGE=$(PROMETHEUS_IMAGE) JAEGER_IMAGE=$(JAEGER_IMAGE) >$(IMAGES_ENV)
+endef
 
 .PHONY: docker-check
 docker-check: # fail, not skip, without Docker
@@ -68,12 +93,12 @@ docker-check: # fail, not skip, without Docker
 	@docker info >/dev/null 2>&1 || { echo "Docker is required and no daemon answers at $${DOCKER_HOST:-unix:///var/run/docker.sock}: start dockerd, or set DOCKER_HOST" >&2; exit 1; }
 
 .PHONY: image
-image: docker-check ## build the anyroute image $(IMAGE) (reused while its build inputs are unchanged)
-	VERSION=$(VERSION) REVISION=$(REVISION) deployments/docker/image.sh $(IMAGE)
+image: docker-check ## build the anyroute image IMAGE (anyroute:latest): docker build, or the no-registry path
+	$(if $(no_registry),$(NO_REGISTRY_SH) anyroute $(IMAGE),$(normal_image))
 
 .PHONY: images
-images: image ## every image the stack and the container tests need (local stand-ins where a pull fails)
-	deployments/docker/local-images.sh all >/dev/null
+images: image ## every image the stack and the container tests need, named in .build/images.env
+	$(if $(no_registry),$(NO_REGISTRY_SH) stack,$(normal_stack))
 
 .PHONY: up
 up: images ## start the local stack: anyroute, Prometheus, Jaeger, siege (README: Run the stack)
