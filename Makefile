@@ -23,9 +23,17 @@ build: ## build bin/anyroute
 run: build ## run the service on embedded defaults (:8080 API, :8081 admin); ARGS adds flags
 	./bin/anyroute $(ARGS)
 
+# preflight first, so a machine that lacks what it cannot get stops before any long build; the e2e
+# demo last. The suites run in a sub-make so that -j cannot start them before the preflight, and
+# are handed the preflight's NO_REGISTRY so the registry is probed once.
 .PHONY: test
-test: test-unit test-integration fuzz ## every test of the project, integration included; the e2e demo last
+test: preflight ## every test of the project, integration included; the e2e demo last
+	@$(MAKE) --no-print-directory test-unit test-integration fuzz NO_REGISTRY=$(NO_REGISTRY)
 	@$(MAKE) --no-print-directory e2e
+
+.PHONY: preflight
+preflight: docker-check ## what make test needs and cannot build: Docker, root, Debian packages (installed when missing)
+	scripts/preflight.sh $(if $(no_registry),debootstrap)
 
 FUZZTIME ?= 10s
 
@@ -90,7 +98,7 @@ endef
 .PHONY: docker-check
 docker-check: # fail, not skip, without Docker
 	@command -v docker >/dev/null || { echo "Docker is required and there is no docker command (Debian: apt-get install docker.io docker-compose)" >&2; exit 1; }
-	@docker info >/dev/null 2>&1 || { echo "Docker is required and no daemon answers at $${DOCKER_HOST:-unix:///var/run/docker.sock}: start dockerd, or set DOCKER_HOST" >&2; exit 1; }
+	@err=$$(docker version -f '{{.Server.Version}}' 2>&1 >/dev/null) || { echo "Docker is required and no daemon answers at $${DOCKER_HOST:-unix:///var/run/docker.sock} ($${err##*$$'\n'}): start dockerd, or set DOCKER_HOST" >&2; exit 1; }
 
 .PHONY: image
 image: docker-check ## build the anyroute image IMAGE (anyroute:latest): docker build, or the no-registry path
