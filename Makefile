@@ -23,9 +23,17 @@ build: ## build bin/anyroute
 run: build ## run the service on embedded defaults (:8080 API, :8081 admin); ARGS adds flags
 	./bin/anyroute $(ARGS)
 
+# preflight first, so a machine that lacks what it cannot get stops before any long build; the e2e
+# demo last. The suites run in a sub-make so that -j cannot start them before the preflight, and
+# are handed the preflight's NO_REGISTRY so the registry is probed once.
 .PHONY: test
-test: test-unit test-integration fuzz ## every test of the project, integration included; the e2e demo last
+test: preflight ## every test of the project, integration included; the e2e demo last
+	@$(MAKE) --no-print-directory test-unit test-integration fuzz NO_REGISTRY=$(NO_REGISTRY)
 	@$(MAKE) --no-print-directory e2e
+
+.PHONY: preflight
+preflight: docker-check ## what make test needs and cannot build: Docker, root, Debian packages (installed when missing)
+	scripts/preflight.sh $(if $(no_registry),debootstrap)
 
 FUZZTIME ?= 10s
 
@@ -58,26 +66,51 @@ e2e: ## the chart's HPA scaling out under siege and back in, on real Kubernetes,
 	scripts/tools.sh $(E2E_TOOLS)
 	$(GO) test -tags e2e -count=1 -v -timeout 15m ./test/e2e/
 
-# Containers. No registry needs to answer: local-images.sh builds stand-ins for the base images a
-# pull cannot get and names them in $(IMAGES_ENV); image.sh skips the build while the image's label
-# holds the hash of its current inputs.
+# Containers. The normal path is a plain docker build of deployments/docker/Dockerfile with public
+# base images. Where no registry answers, deployments/no-registry/images.sh builds every image from
+# local stand-ins instead, reusing each while its inputs are unchanged. One switch picks the path:
+# NO_REGISTRY=1 the no-registry path, NO_REGISTRY=0 the normal one; unset, make sets it once per run,
+# the first time an image target needs it: 1 when a pull of the Go image fails.
+ifndef NO_REGISTRY
+NO_REGISTRY = $(eval NO_REGISTRY := $(shell deployments/no-registry/images.sh probe))$(NO_REGISTRY)
+endif
+no_registry  = $(filter 1,$(NO_REGISTRY))
+NO_REGISTRY_SH = VERSION=$(VERSION) REVISION=$(REVISION) deployments/no-registry/images.sh
 IMAGE      ?= anyroute:latest
+# The images the stack and the container tests run on the normal path (docker-compose.yml's
+# defaults); $(IMAGES_ENV) names the ones this machine has, for compose and the tests.
+SIEGE_IMAGE      ?= anyroute-siege:latest
+PROMETHEUS_IMAGE ?= prom/prometheus:v2.53.0
+JAEGER_IMAGE     ?= jaegertracing/jaeger:2.13.0
 IMAGES_ENV := .build/images.env
 COMPOSE     = docker-compose $(if $(wildcard $(IMAGES_ENV)),--env-file $(IMAGES_ENV)) -p anyroute \
               -f deployments/compose/docker-compose.yml
 
+define normal_image
+docker build -f deployments/docker/Dockerfile --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
+endef
+
+define normal_stack
+docker build -q -f deployments/docker/siege.Dockerfile -t $(SIEGE_IMAGE) deployments/docker
+docker image inspect $(PROMETHEUS_IMAGE) >/dev/null 2>&1 || docker pull $(PROMETHEUS_IMAGE)
+docker image inspect $(JAEGER_IMAGE) >/dev/null 2>&1 || docker pull $(JAEGER_IMAGE)
+@mkdir -p $(dir $(IMAGES_ENV))
+@printf '%s\n' '# written by make images (normal path)' SIEGE_IMAGE=$(SIEGE_IMAGE) \
+  PROMETHEUS_IMAGE=$(PROMETHEUS_IMAGE) JAEGER_IMAGE=$(JAEGER_IMAGE) >$(IMAGES_ENV)
+endef
+
 .PHONY: docker-check
 docker-check: # fail, not skip, without Docker
 	@command -v docker >/dev/null || { echo "Docker is required and there is no docker command (Debian: apt-get install docker.io docker-compose)" >&2; exit 1; }
-	@docker info >/dev/null 2>&1 || { echo "Docker is required and no daemon answers at $${DOCKER_HOST:-unix:///var/run/docker.sock}: start dockerd, or set DOCKER_HOST" >&2; exit 1; }
+	@err=$$(docker version -f '{{.Server.Version}}' 2>&1 >/dev/null) || { echo "Docker is required and no daemon answers at $${DOCKER_HOST:-unix:///var/run/docker.sock} ($${err##*$$'\n'}): start dockerd, or set DOCKER_HOST" >&2; exit 1; }
 
 .PHONY: image
-image: docker-check ## build the anyroute image $(IMAGE) (reused while its build inputs are unchanged)
-	VERSION=$(VERSION) REVISION=$(REVISION) deployments/docker/image.sh $(IMAGE)
+image: docker-check ## build the anyroute image IMAGE (anyroute:latest): docker build, or the no-registry path
+	$(if $(no_registry),$(NO_REGISTRY_SH) anyroute $(IMAGE),$(normal_image))
 
 .PHONY: images
-images: image ## every image the stack and the container tests need (local stand-ins where a pull fails)
-	deployments/docker/local-images.sh all >/dev/null
+images: image ## every image the stack and the container tests need, named in .build/images.env
+	$(if $(no_registry),$(NO_REGISTRY_SH) stack,$(normal_stack))
 
 .PHONY: up
 up: images ## start the local stack: anyroute, Prometheus, Jaeger, siege (README: Run the stack)
@@ -120,12 +153,21 @@ tools: ## build the pinned tools into .tools/bin
 LINT_TAGS := integration,e2e,soak,external
 
 .PHONY: lint
-lint: helm-lint vulncheck ## gofmt, go vet, golangci-lint; helm-lint and vulncheck first
+lint: shellcheck helm-lint vulncheck ## gofmt, go vet, golangci-lint; shellcheck, helm-lint and vulncheck first
 	@unformatted=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
 	  if [[ -n "$$unformatted" ]]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet -tags $(LINT_TAGS) ./...
 	scripts/tools.sh golangci-lint
 	$(TOOLS_BIN)/golangci-lint run --build-tags $(LINT_TAGS) ./...
+
+# Every shell script, tracked or new: *.sh, and any file whose first line names a shell (.ci/run).
+.PHONY: shellcheck
+shellcheck: ## shellcheck every shell script (Debian's shellcheck, installed when missing)
+	scripts/deps.sh shellcheck
+	@files=$$({ git ls-files -co --exclude-standard '*.sh'; \
+	    git grep -InE --untracked '^#!.*\b(ba|da|k)?sh\b' | sed -n 's/:1:.*//p'; } | sort -u \
+	    | while read -r f; do [[ ! -f $$f ]] || echo "$$f"; done); \
+	  shellcheck $$files && echo "shellcheck: $$(wc -w <<<"$$files") scripts clean"
 
 # govulncheck against a local database (vuln.go.dev is unreachable) that scripts/vulndb.sh builds into
 # .tools/vulndb from a pinned golang.org/x/vulndb module; exits 3 when reachable vulnerabilities are found.
@@ -158,4 +200,4 @@ clean: ## remove build outputs (not the tools)
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'

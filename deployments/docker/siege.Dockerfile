@@ -1,7 +1,7 @@
 # Load generator for the compose stack and the autoscaling demo: siege from Debian's archive.
-# Build: docker build -f siege.Dockerfile --build-arg DEBIAN_IMAGE=... deployments/docker
-# (local-images.sh passes its stand-in Debian image where debian:bookworm-slim cannot be pulled;
-# apt then needs `docker build --network host` on machines whose bridge cannot reach the archive).
+#   docker build -f deployments/docker/siege.Dockerfile -t anyroute-siege:latest deployments/docker
+# (where no registry answers, deployments/no-registry builds it on its Debian stand-in through
+# DEBIAN_IMAGE).
 ARG DEBIAN_IMAGE=debian:bookworm-slim
 FROM ${DEBIAN_IMAGE}
 
