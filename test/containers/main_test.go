@@ -8,7 +8,7 @@
 //	go test -tags integration -count=1 -v ./test/containers/
 //
 // Image names come from the environment (ANYROUTE_IMAGE, and PROMETHEUS_IMAGE, JAEGER_IMAGE and
-// SIEGE_IMAGE as deployments/docker/local-images.sh writes them to .build/images.env). Run directly,
+// SIEGE_IMAGE as `make images` writes them to .build/images.env). Run directly,
 // the tests make what is missing with the same scripts the Makefile uses. They need a Docker daemon
 // and fail, not skip, without one.
 package containers
@@ -75,7 +75,7 @@ func setup() error {
 
 	// What the Makefile passes wins; otherwise build or reuse as `make images` would.
 	if os.Getenv("ANYROUTE_IMAGE") == "" {
-		if err := run("deployments/docker/image.sh", "anyroute:latest"); err != nil {
+		if err := run("make", "image", "IMAGE=anyroute:latest"); err != nil {
 			return err
 		}
 		os.Setenv("ANYROUTE_IMAGE", "anyroute:latest")
@@ -84,7 +84,7 @@ func setup() error {
 	if missing(keys) {
 		env, err := readEnvFile(filepath.Join(repoRoot, ".build", "images.env"))
 		if err != nil || missingIn(env, keys) {
-			if err := run("deployments/docker/local-images.sh", "all"); err != nil {
+			if err := run("make", "images"); err != nil {
 				return err
 			}
 			if env, err = readEnvFile(filepath.Join(repoRoot, ".build", "images.env")); err != nil {
@@ -134,13 +134,13 @@ func missingIn(env map[string]string, keys []string) bool {
 	return false
 }
 
-// run runs a project script from the repository root, its output going to the test's stderr.
-func run(script string, args ...string) error {
-	cmd := exec.Command(filepath.Join(repoRoot, script), args...)
+// run runs a command (make) in the repository root, its output going to the test's stderr.
+func run(command string, args ...string) error {
+	cmd := exec.Command(command, args...)
 	cmd.Dir = repoRoot
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s %s: %w", script, strings.Join(args, " "), err)
+		return fmt.Errorf("%s %s: %w", command, strings.Join(args, " "), err)
 	}
 	return nil
 }
