@@ -4,6 +4,7 @@
 # Usage: scripts/tools.sh NAME...   build the named tools
 #        scripts/tools.sh all       build every tool
 #        scripts/tools.sh list      print "NAME VERSION" for every tool
+#        scripts/tools.sh keda-crds the directory of the pinned KEDA CRDs
 #
 # Env:   TOOLS_DIR  root of the tool tree (default: <repo>/.tools), holding
 #                   bin/ (binaries), stamps/ (NAME-VERSION build stamps) and
@@ -30,9 +31,11 @@ ETCD_VERSION=v3.5.21
 K8S_VERSION=v1.37.2
 K8S_STAGING_VERSION=v0.37.2
 PROMETHEUS_ADAPTER_VERSION=v0.12.0
+KEDA_VERSION=v2.21.0 # keda-operator, keda-adapter and the CRDs (keda-crds)
 
 TOOLS=(golangci-lint govulncheck helm jaeger etcd kube-apiserver
 	kube-controller-manager kubectl prometheus-adapter)
+TOOLS+=(keda-operator keda-adapter)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS_DIR=${TOOLS_DIR:-$ROOT/.tools}
@@ -46,7 +49,7 @@ SRC=$TOOLS_DIR/src
 export GOTOOLCHAIN=local GOWORK=off GOFLAGS=-buildvcs=false
 
 usage() {
-	sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+	sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 version_of() {
@@ -58,6 +61,7 @@ version_of() {
 	etcd) echo "$ETCD_VERSION" ;;
 	kube-apiserver | kube-controller-manager | kubectl) echo "$K8S_VERSION" ;;
 	prometheus-adapter) echo "$PROMETHEUS_ADAPTER_VERSION" ;;
+	keda-operator | keda-adapter) echo "$KEDA_VERSION" ;;
 	*) return 1 ;;
 	esac
 }
@@ -214,6 +218,26 @@ build_prometheus-adapter() {
 	mv -f "$BIN/.prometheus-adapter.tmp" "$BIN/prometheus-adapter"
 }
 
+# KEDA: go install refuses the module (its go.mod has a replace directive), so
+# both binaries build inside one writable copy of it, sharing the build cache.
+# `scripts/tools.sh keda-crds` prints the directory of the module's CRDs
+# (config/crd/bases in the module cache), which the e2e applies and the helm
+# tests validate the chart's ScaledObject against.
+keda_copy() { module_copy github.com/kedacore/keda/v2 "$KEDA_VERSION" keda; }
+
+# build_keda NAME CMD: build ./cmd/CMD of the KEDA module into bin/NAME.
+build_keda() {
+	local dir v=github.com/kedacore/keda/v2/version
+	dir=$(keda_copy)
+	(cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath \
+		-ldflags "-s -w -X $v.Version=$KEDA_VERSION" \
+		-o "$BIN/.$1.tmp" "./cmd/$2")
+	mv -f "$BIN/.$1.tmp" "$BIN/$1"
+}
+
+build_keda-operator() { build_keda keda-operator operator; }
+build_keda-adapter() { build_keda keda-adapter adapter; }
+
 # ensure NAME: build NAME unless its binary and its current stamp exist.
 ensure() {
 	local name=$1 version start stamp
@@ -251,6 +275,13 @@ main() {
 			exit 0
 			;;
 		all) names+=("${TOOLS[@]}") ;;
+		keda-crds)
+			# Read-only, from the module cache: no build, no lock.
+			mkdir -p "$SRC"
+			[[ -f $SRC/go.mod ]] || printf 'module anyroute.local/tools\n\ngo 1.26.0\n' >"$SRC/go.mod"
+			echo "$(module_dir github.com/kedacore/keda/v2 "$KEDA_VERSION")/config/crd/bases"
+			exit 0
+			;;
 		*)
 			if ! version_of "$arg" >/dev/null; then
 				echo "tools.sh: unknown tool '$arg' (known: all ${TOOLS[*]})" >&2
