@@ -27,6 +27,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
@@ -300,6 +301,7 @@ func TestHelmNotes(t *testing.T) {
 		`kubectl get --raw "/apis/custom.metrics.k8s.io/v1beta1/namespaces/demo/pods/*/avg_requests"`,
 		"kubectl -n demo scale deploy/anyroute-siege --replicas=0",
 		"http://anyroute.demo.svc:8080/api/hello",
+		"anyroute doctor -namespace demo -release anyroute",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("NOTES.txt lacks %q:\n%s", want, text)
@@ -367,6 +369,7 @@ type rendered struct {
 	pdbs            []*policyv1.PodDisruptionBudget
 	serviceMonitors []*monitoringv1.ServiceMonitor
 	podMonitors     []*monitoringv1.PodMonitor
+	scaledObjects   []*unstructured.Unstructured // checked against KEDA's CRD (helm_keda_test.go)
 
 	server     *appsv1.Deployment // the anyroute Deployment
 	siege      *appsv1.Deployment // the load generator, when rendered
@@ -463,6 +466,12 @@ func (r *rendered) add(doc []byte) error {
 		err = decodeInto(r, &r.serviceMonitors, doc)
 	case "monitoring.coreos.com/v1, Kind=PodMonitor":
 		err = decodeInto(r, &r.podMonitors, doc)
+	case "keda.sh/v1alpha1, Kind=ScaledObject":
+		var so *unstructured.Unstructured
+		if so, err = validateScaledObject(doc); err == nil {
+			r.scaledObjects = append(r.scaledObjects, so)
+			r.objects = append(r.objects, so)
+		}
 	default:
 		return fmt.Errorf("rendered %s: add its API type to the decoder", gvk)
 	}

@@ -136,10 +136,10 @@ admin listener).
 {{- end }}
 
 {{/*
-Lowest number of server pods: the HPA's minimum, or replicaCount without the HPA.
+Lowest number of server pods: the autoscaler's minimum, or replicaCount without one.
 */}}
 {{- define "anyroute.replicaFloor" -}}
-{{- if .Values.hpa.enabled }}
+{{- if include "anyroute.autoscaled" . }}
 {{- .Values.hpa.minReplicas | int }}
 {{- else }}
 {{- .Values.replicaCount | int }}
@@ -159,5 +159,25 @@ Space-separated URLs siege requests: siege.urls, or siege.paths on the chart's S
 {{- $urls = append $urls (printf "%s%s" $base .) }}
 {{- end }}
 {{- join " " $urls }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether an autoscaler owns the Deployment's replicas: the chart's HPA or KEDA's.
+*/}}
+{{- define "anyroute.autoscaled" -}}
+{{- if or .Values.hpa.enabled .Values.keda.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+The KEDA trigger's query: keda.query, or the adapter rule's per-pod rate summed over the
+Deployment's pods (names <fullname>-<replicaset hash>-<suffix>, so the siege pods are left out).
+*/}}
+{{- define "anyroute.kedaQuery" -}}
+{{- if .Values.keda.query }}
+{{- .Values.keda.query }}
+{{- else }}
+{{- $metric := printf "%s_requests_total" (default "app" (dig "metrics" "namespace" "" .Values.config)) }}
+{{- printf "sum(rate(%s{namespace=%q,pod=~%q}[%s]))" $metric .Release.Namespace (printf "%s-[a-z0-9]+-[a-z0-9]+" (include "anyroute.fullname" .)) .Values.keda.rateWindow }}
 {{- end }}
 {{- end }}
