@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/anyroute/anyroute/cmd/anyroute/doctor"
 	"github.com/anyroute/anyroute/config"
 )
 
@@ -46,6 +47,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 			return exitOK
 		case "healthcheck":
 			return healthcheck(args[1:], stderr)
+		case "doctor":
+			return doctor.Run(args[1:], stdout, stderr)
 		case "serve":
 			args = args[1:]
 		}
@@ -70,7 +73,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.adminAddr, "admin.addr", "", "admin listen address, overrides admin.addr of the config")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: %s [flags]\n       %s check-config FILE\n       %s schema\n       %s healthcheck [flags]\n\nflags:\n", name, name, name, name)
+		fmt.Fprintf(stderr, "usage: %s [flags]\n       %s check-config FILE\n       %s schema\n       %s healthcheck [flags]\n       %s doctor [-kubeconfig F] [-namespace N] [-release R] [-prometheus-url U] [-o json]\n\nflags:\n", name, name, name, name, name)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
