@@ -251,7 +251,8 @@ func (c *Chain) checkExporter(ctx context.Context) Link {
 	if len(c.pods) == 0 {
 		return skip(l, "no Ready pod")
 	}
-	var evidence, missing []string
+	var evidence, idle, missing []string
+	prefix := strings.TrimSuffix(c.series, "_requests_total")
 	others := map[string]bool{}
 	for _, p := range c.pods {
 		port, mpath := metricsEndpoint(&p)
@@ -265,15 +266,18 @@ func (c *Chain) checkExporter(ctx context.Context) Link {
 			return fail(l, fmt.Sprintf("pod %s: GET %s: %v", p.Name, proxy, err),
 				fmt.Sprintf("the admin listener must answer on the pod IP %s port %s (anyroute -admin.addr :%s)", p.Status.PodIP, port, port))
 		}
-		n, total, names := scanCounter(string(body), c.series)
-		for _, name := range names {
-			others[name] = true
-		}
-		if n == 0 {
+		n, total, prefixes := scanCounter(string(body), c.series)
+		switch {
+		case n > 0:
+			evidence = append(evidence, fmt.Sprintf("%s %d series, %s requests", p.Name, n, formatFloat(total)))
+		case contains(prefixes, prefix):
+			idle = append(idle, p.Name) // anyroute with the right prefix: no request counted yet
+		default:
 			missing = append(missing, p.Name)
-			continue
+			for _, x := range prefixes {
+				others[x] = true
+			}
 		}
-		evidence = append(evidence, fmt.Sprintf("%s %d series, %s requests", p.Name, n, formatFloat(total)))
 	}
 	if len(missing) > 0 {
 		hint := fmt.Sprintf("the autoscaler reads %s; anyroute names it <config.metrics.namespace>_requests_total", c.series)
@@ -284,11 +288,18 @@ func (c *Chain) checkExporter(ctx context.Context) Link {
 		sort.Strings(names)
 		ev := fmt.Sprintf("%s exports no %s on :%s", strings.Join(missing, ", "), c.series, metricsPort(&c.pods[0]))
 		if len(names) > 0 {
-			ev += " (it exports " + strings.Join(names, ", ") + ")"
-			hint = fmt.Sprintf("config.metrics.namespace makes the pods export %s, but the %s reads %s: keep the namespace \"app\" or change the %s with it",
-				names[0], c.readerName(), c.series, c.readerName())
+			ev += fmt.Sprintf(" (its metrics are %s_*: config.metrics.namespace is %q)", names[0], names[0])
+			hint = fmt.Sprintf("config.metrics.namespace makes the pods export %s_requests_total, but the %s reads %s: keep the namespace %q or change the %s with it",
+				names[0], c.readerName(), c.series, prefix, c.readerName())
 		}
 		return fail(l, ev, hint)
+	}
+	if len(idle) > 0 {
+		ev := fmt.Sprintf("%s export %s_build_info but no %s yet", strings.Join(idle, ", "), prefix, c.series)
+		if len(evidence) > 0 {
+			ev = c.series + " on the admin port: " + strings.Join(evidence, "; ") + "; " + ev
+		}
+		return warn(l, ev, "a pod's counter appears with its first request: these pods have served none")
 	}
 	return pass(l, fmt.Sprintf("%s on the admin port: %s", c.series, strings.Join(evidence, "; ")))
 }
@@ -326,22 +337,23 @@ func metricsPort(p *corev1.Pod) string {
 	return ""
 }
 
-var exposedName = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*_requests_total)[{ ]`)
+var (
+	exposedName = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*_requests_total)[{ ]`)
+	buildInfo   = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)_build_info[{ ]`)
+)
 
 // scanCounter counts a counter's samples in a text exposition and sums them; it also returns the
-// other *_requests_total names it saw.
-func scanCounter(text, name string) (n int, total float64, others []string) {
+// metric prefixes (config.metrics.namespace) of the *_build_info series it saw, by which anyroute
+// is known even before it has counted a request.
+func scanCounter(text, name string) (n int, total float64, prefixes []string) {
 	seen := map[string]bool{}
 	for _, line := range strings.Split(text, "\n") {
-		m := exposedName.FindStringSubmatch(line)
-		if m == nil {
-			continue
+		if m := buildInfo.FindStringSubmatch(line); m != nil && !seen[m[1]] {
+			seen[m[1]] = true
+			prefixes = append(prefixes, m[1])
 		}
-		if m[1] != name {
-			if !seen[m[1]] {
-				seen[m[1]] = true
-				others = append(others, m[1])
-			}
+		m := exposedName.FindStringSubmatch(line)
+		if m == nil || m[1] != name {
 			continue
 		}
 		fields := strings.Fields(line[strings.LastIndexByte(line, '}')+1:])
@@ -353,7 +365,7 @@ func scanCounter(text, name string) (n int, total float64, others []string) {
 			total += v
 		}
 	}
-	return n, total, others
+	return n, total, prefixes
 }
 
 // checkPrometheus asks Prometheus for the counter's series and checks they carry the namespace
@@ -700,7 +712,7 @@ func (c *Chain) checkHPA(ctx context.Context) Link {
 			return fail(l, ev+": "+cond.Message, fmt.Sprintf("kubectl -n %s describe hpa %s", c.Namespace, h.Name))
 		}
 	}
-	if value.cur >= 1 && value.target >= 10*value.cur && h.Status.CurrentReplicas <= ptrOr(h.Spec.MinReplicas, 1) {
+	if value.cur >= 1 && value.target >= 10*value.cur {
 		return warn(l, ev, fmt.Sprintf("the target is %.0f× the current value: the HPA will not scale out until the traffic grows that much; the target is requests per second per pod",
 			value.target/value.cur))
 	}

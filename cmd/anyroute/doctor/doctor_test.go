@@ -112,10 +112,10 @@ func TestScanCounter(t *testing.T) {
 	text := "# HELP app_requests_total x\n# TYPE app_requests_total counter\n" +
 		`app_requests_total{code="200",method="GET",route="hello"} 10` + "\n" +
 		`app_requests_total{code="500",method="GET",route="hello"} 2.5` + "\n" +
-		`other_requests_total 3` + "\n"
-	n, total, others := scanCounter(text, "app_requests_total")
-	if n != 2 || total != 12.5 || fmt.Sprint(others) != "[other_requests_total]" {
-		t.Errorf("%d %v %v", n, total, others)
+		`other_requests_total 3` + "\n" + `app_build_info{version="dev"} 1` + "\n"
+	n, total, prefixes := scanCounter(text, "app_requests_total")
+	if n != 2 || total != 12.5 || fmt.Sprint(prefixes) != "[app]" {
+		t.Errorf("%d %v %v", n, total, prefixes)
 	}
 }
 
@@ -147,8 +147,8 @@ const rules = `rules:
 func newFixture() *fixture {
 	return &fixture{podLabel: "pod", series: "app_requests_total", scrape: "15s", rules: rules, hpaMetric: "avg_requests", soQueryHit: true,
 		raw: map[string]string{
-			"/api/v1/namespaces/demo/pods/anyroute-abc-1:8081/proxy/metrics": `app_requests_total{code="200",method="GET",route="hello"} 100` + "\n",
-			"/api/v1/namespaces/demo/pods/anyroute-abc-2:8081/proxy/metrics": `app_requests_total{code="200",method="GET",route="hello"} 50` + "\n",
+			"/api/v1/namespaces/demo/pods/anyroute-abc-1:8081/proxy/metrics": `app_build_info{version="dev"} 1` + "\n" + `app_requests_total{code="200",method="GET",route="hello"} 100` + "\n",
+			"/api/v1/namespaces/demo/pods/anyroute-abc-2:8081/proxy/metrics": `app_build_info{version="dev"} 1` + "\n" + `app_requests_total{code="200",method="GET",route="hello"} 50` + "\n",
 			"/apis/apiregistration.k8s.io/v1/apiservices/" + customMetricsAPI: `{"spec":{"service":{"namespace":"monitoring","name":"prometheus-adapter"}},
 				"status":{"conditions":[{"type":"Available","status":"True","reason":"Passed"}]}}`,
 			"/apis/custom.metrics.k8s.io/v1beta1": `{"kind":"APIResourceList","groupVersion":"custom.metrics.k8s.io/v1beta1","resources":[{"name":"pods/avg_requests","namespaced":true,"kind":"MetricValueList","verbs":["get"]}]}`,
@@ -329,9 +329,12 @@ func TestChainBreakages(t *testing.T) {
 		{"metric name", func(f *fixture) {
 			f.series = "anyroute_requests_total"
 			for k, v := range f.raw {
-				f.raw[k] = strings.ReplaceAll(v, "app_requests_total{", "anyroute_requests_total{")
+				f.raw[k] = strings.ReplaceAll(v, "app_", "anyroute_")
 			}
-		}, LinkExporter, "it exports anyroute_requests_total", Fail},
+		}, LinkExporter, `config.metrics.namespace is "anyroute"`, Fail},
+		{"no request yet", func(f *fixture) {
+			f.raw["/api/v1/namespaces/demo/pods/anyroute-abc-2:8081/proxy/metrics"] = `app_build_info{version="dev"} 1` + "\n"
+		}, LinkExporter, "anyroute-abc-2 export app_build_info but no app_requests_total yet", Warn},
 		{"pod labels", func(f *fixture) { f.podLabel = "kubernetes_pod_name" }, LinkPrometheus, `pod name in label "kubernetes_pod_name"`, Fail},
 		{"HPA metric name", func(f *fixture) { f.hpaMetric = "avg_request" }, LinkHPA, "asks for the Pods metric avg_request; the adapter serves pods/avg_requests", Fail},
 		{"relist shorter than scrape", func(f *fixture) { f.scrape = "1m" }, LinkRelist, "re-lists every 30s", Fail},
