@@ -217,7 +217,7 @@ func validateScaledObject(doc []byte) (*unstructured.Unstructured, error) {
 		return nil, fmt.Errorf("fields unknown to KEDA's ScaledObject CRD: %v", pruned)
 	}
 	if errs := validation.ValidateCustomResource(nil, obj, s.validator); len(errs) > 0 {
-		return nil, fmt.Errorf("invalid against KEDA's ScaledObject CRD: %v", errs.ToAggregate())
+		return nil, fmt.Errorf("invalid against KEDA's ScaledObject CRD: %w", errs.ToAggregate())
 	}
 	return &unstructured.Unstructured{Object: obj}, nil
 }
