@@ -5,6 +5,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"os"
 	"path"
@@ -63,8 +65,9 @@ type podRun struct {
 	image     string // the image's base name: anyroute or anyroute-siege
 	podIP     string
 	dir       string
-	ports     map[int32]int // container port → loopback port
-	proc      *kit.Proc     // nil while a siege pod waits for a backend
+	ports     map[int32]int  // container port → loopback port
+	proc      *kit.Proc      // nil while a siege pod waits for a backend
+	forwards  []net.Listener // pod IP:container port → the loopback port
 	ready     bool
 	backends  string // siege: the backends its URLs point at
 }
@@ -117,6 +120,7 @@ func (k *kubelet) shutdown() {
 	k.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, r := range runs {
+		closeAll(r.forwards)
 		if r.proc != nil {
 			wg.Go(func() { r.proc.Stop(3 * time.Second) })
 		}
@@ -203,6 +207,7 @@ func (k *kubelet) kill(run *podRun) {
 	delete(k.runs, run.pod.Name)
 	k.mu.Unlock()
 	k.updateTargets()
+	closeAll(run.forwards)
 	grace := 30 * time.Second
 	if s := run.pod.Spec.TerminationGracePeriodSeconds; s != nil {
 		grace = time.Duration(*s) * time.Second
@@ -245,6 +250,11 @@ func (k *kubelet) startPod(pod *corev1.Pod) error {
 			return err
 		}
 		run.ports[p.ContainerPort] = port
+		l, err := forward(net.JoinHostPort(ip, strconv.Itoa(int(p.ContainerPort))), "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			return fmt.Errorf("pod %s: %w", pod.Name, err)
+		}
+		run.forwards = append(run.forwards, l)
 	}
 	k.mu.Lock()
 	k.runs[pod.Name] = run
@@ -256,6 +266,40 @@ func (k *kubelet) startPod(pod *corev1.Pod) error {
 		return k.syncSiege()
 	default:
 		return fmt.Errorf("pod %s: no local stand-in for image %q", pod.Name, c.Image)
+	}
+}
+
+// forward accepts TCP connections on from and relays each to to, until its listener is closed.
+func forward(from, to string) (net.Listener, error) {
+	l, err := net.Listen("tcp", from)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				u, err := net.DialTimeout("tcp", to, 5*time.Second)
+				if err != nil {
+					c.Close()
+					return
+				}
+				go func() { _, _ = io.Copy(u, c); u.Close() }()
+				_, _ = io.Copy(c, u)
+				c.Close()
+				u.Close()
+			}()
+		}
+	}()
+	return l, nil
+}
+
+func closeAll(ls []net.Listener) {
+	for _, l := range ls {
+		l.Close()
 	}
 }
 
@@ -687,6 +731,21 @@ func (k *kubelet) serviceBackends(u *url.URL) ([]string, error) {
 	}
 	sort.Strings(addrs)
 	return addrs, nil
+}
+
+// serverAddrs returns the loopback addresses of the ready app pods' http ports.
+func (k *kubelet) serverAddrs() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var addrs []string
+	for _, r := range k.runs {
+		if r.component == "server" && r.ready && r.proc != nil {
+			if port := r.ports[portOf(r.pod.Spec.Containers[0], "http")]; port != 0 {
+				addrs = append(addrs, "127.0.0.1:"+strconv.Itoa(port))
+			}
+		}
+	}
+	return addrs
 }
 
 // running returns the names of the ready pods of a component, sorted.

@@ -15,15 +15,17 @@ import (
 	"github.com/anyroute/anyroute/test/kit"
 )
 
-// testNet is a network interface the test makes and removes, holding the one address that must
-// not be loopback: prometheus-adapter's, because the aggregator refuses loopback endpoint
-// addresses. It is a dummy interface, or where the kernel has no dummy driver (some containers)
+// testNet is a network interface the test makes and removes, holding the addresses that must
+// not be loopback: the metrics servers' (prometheus-adapter's, KEDA's), because the aggregator
+// refuses loopback endpoint addresses, and the pods' (the API server's pod proxy refuses loopback
+// too). It is a dummy interface, or where the kernel has no dummy driver (some containers)
 // a bridge without ports, which serves the same: its address is local, and the rest of its /24 is
 // routed into an interface that delivers nowhere, so the pods' IPs and the Service IPs, which are
 // only recorded in the API and never dialled, could not leave the machine either.
 // The addresses are from TEST-NET-2 (RFC 5737), documentation addresses that no network uses;
 // this machine's own network may well be TEST-NET-1.
 type testNet struct {
+	ip          string // the ip command
 	link        string
 	adapterIP   string
 	serviceCIDR string
@@ -49,6 +51,7 @@ func newTestNet(e *env) *testNet {
 		e.t.Fatalf("%s is already in use on this machine (%v):\n%s", testNetCIDR, err, out)
 	}
 	n := &testNet{
+		ip:          ip,
 		link:        fmt.Sprintf("%s%d", linkNamePrefix, os.Getpid()),
 		adapterIP:   testNetPrefix + "2",
 		serviceCIDR: testNetPrefix + serviceCIDRHost,
@@ -109,8 +112,10 @@ func removeStaleLinks(e *env, ip string) {
 	}
 }
 
-// podIP hands out the next pod address. Pod IPs are recorded in Pod status and Endpoints only;
-// the processes listen on loopback.
+// podIP hands out the next pod address and makes it an address of the interface: the processes
+// listen on loopback, and the kubelet forwards each container port from the pod IP to them, so
+// that the API server's pod proxy (which `anyroute doctor` reads the pods' metrics through)
+// reaches the pod as on a cluster. The address goes with the interface.
 func (n *testNet) podIP() (string, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -119,5 +124,8 @@ func (n *testNet) podIP() (string, error) {
 	}
 	ip := testNetPrefix + strconv.Itoa(n.nextPod)
 	n.nextPod++
+	if out, err := exec.Command(n.ip, "addr", "add", ip+"/32", "dev", n.link).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("ip addr add %s/32 dev %s: %w %s", ip, n.link, err, out)
+	}
 	return ip, nil
 }
