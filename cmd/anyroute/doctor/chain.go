@@ -385,13 +385,24 @@ func (c *Chain) checkPrometheus(ctx context.Context) Link {
 		names[p.Name] = true
 	}
 	var mine []Sample
-	podLabel, nsLabel := "", ""
+	podLabels, nsLabels := map[string]bool{}, map[string]bool{}
+	seen := map[string]bool{}
 	for _, s := range all {
+		podLabel := ""
 		for k, v := range s.Labels {
 			if names[v] {
-				mine = append(mine, s)
 				podLabel = k
-				break
+				seen[v] = true
+			}
+		}
+		if podLabel == "" {
+			continue
+		}
+		mine = append(mine, s)
+		podLabels[podLabel] = true
+		for k, v := range s.Labels {
+			if v == c.Namespace && k != podLabel {
+				nsLabels[k] = true
 			}
 		}
 	}
@@ -403,25 +414,16 @@ func (c *Chain) checkPrometheus(ctx context.Context) Link {
 		return fail(l, fmt.Sprintf("Prometheus holds %d %s series, none naming the release's pods (%s)", len(all), c.series, labelNames(all[:1])),
 			"the pods are not scraped, or their names land in no label")
 	}
-	for k, v := range mine[0].Labels {
-		if v == c.Namespace && k != podLabel {
-			nsLabel = k
-		}
-	}
 	c.samples = mine
-	seen := map[string]bool{}
-	for _, s := range mine {
-		seen[s.Labels[podLabel]] = true
-	}
 	var unscraped []string
 	for _, p := range c.pods {
 		if !seen[p.Name] {
 			unscraped = append(unscraped, p.Name)
 		}
 	}
-	ev := fmt.Sprintf("%d %s series for %d pods, pod name in label %q, namespace in %q (job %q)",
-		len(mine), c.series, len(seen), podLabel, nsLabel, mine[0].Labels["job"])
-	if podLabel != "pod" || nsLabel != "namespace" {
+	ev := fmt.Sprintf("%d %s series for %d pods, pod name in label %s, namespace in %s (job %q)",
+		len(mine), c.series, len(seen), setString(podLabels), setString(nsLabels), mine[0].Labels["job"])
+	if len(podLabels) != 1 || !podLabels["pod"] || len(nsLabels) != 1 || !nsLabels["namespace"] {
 		return fail(l, ev, "the series carry the pod and namespace under other labels than namespace and pod, which the prometheus-adapter rule and the chart's KEDA query use: "+
 			"today's prometheus-community chart (kubernetes-pods job) and the Prometheus Operator write namespace and pod; fix the scrape's relabelling, or the rule's overrides with it")
 	}
@@ -1015,6 +1017,19 @@ func formatFloat(f float64) string {
 }
 
 func sortStrings(s []string) { sort.Strings(s) }
+
+// setString shows a set of names sorted: "pod", or "kubernetes_pod_name, pod".
+func setString(set map[string]bool) string {
+	var names []string
+	for n := range set {
+		names = append(names, strconv.Quote(n))
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
 
 // timeout bounds one run of the doctor.
 const timeout = 30 * time.Second
