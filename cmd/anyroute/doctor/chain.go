@@ -547,7 +547,11 @@ func (c *Chain) checkRelist(ctx context.Context) Link {
 	if !c.adapter.args.relistSet {
 		how = "the default"
 	}
-	ev := fmt.Sprintf("%s re-lists every %v (%s), Prometheus scrapes job %q every %v", c.adapter.deployment, c.adapter.args.relist, how, job, scrape)
+	scraped := fmt.Sprintf("job %q", job)
+	if job == "" {
+		scraped = "by default (global)"
+	}
+	ev := fmt.Sprintf("%s re-lists every %v (%s), Prometheus scrapes %s every %v", c.adapter.deployment, c.adapter.args.relist, how, scraped, scrape)
 	if c.adapter.args.relist < scrape {
 		return fail(l, ev, "with a re-list interval shorter than the scrape interval the adapter's metrics come and go: raise metricsRelistInterval above the scrape interval")
 	}
