@@ -56,15 +56,17 @@ test-deps: ## install what the tests run for real: Prometheus, wrk (Debian), the
 test-unit: test-deps ## unit tests, wiring tests and real-binary tests (real Prometheus, Jaeger, helm too), with the race detector
 	$(GO) test -race -count=1 -tags external ./...
 
-# The autoscaling demo on a control plane on loopback (test/e2e, docs/autoscaling.md). Needs root
-# for a dummy network interface; the control-plane tools build once (about 15 minutes cold).
-E2E_TOOLS := etcd kube-apiserver kube-controller-manager kubectl prometheus-adapter helm
+# The autoscaling demo on a control plane on loopback (test/e2e, docs/autoscaling.md), with
+# prometheus-adapter and with KEDA, each followed by its deliberate breakages, made live, that
+# anyroute doctor must name. Needs root for a dummy network interface; the control-plane tools build
+# once (about 15 minutes cold, KEDA's two about 8 more).
+E2E_TOOLS := etcd kube-apiserver kube-controller-manager kubectl prometheus-adapter helm keda-operator keda-adapter
 
 .PHONY: e2e
-e2e: ## the chart's HPA scaling out under siege and back in, on real Kubernetes, Prometheus and prometheus-adapter
+e2e: ## the chart's HPA (prometheus-adapter) and KEDA's scaling out under siege and back in on real Kubernetes, anyroute doctor naming each breakage
 	scripts/deps.sh prometheus siege ip
 	scripts/tools.sh $(E2E_TOOLS)
-	$(GO) test -tags e2e -count=1 -v -timeout 15m ./test/e2e/
+	$(GO) test -tags e2e -count=1 -v -timeout 30m ./test/e2e/
 
 # Containers. The normal path is a plain docker build of deployments/docker/Dockerfile with public
 # base images. Where no registry answers, deployments/no-registry/images.sh builds every image from
@@ -185,13 +187,14 @@ CHART        := deployments/helm/anyroute
 DEMO_VALUES  := deployments/helm/values-demo.yaml
 
 .PHONY: helm-lint
-helm-lint: ## helm lint --strict the chart and render it, with default and with demo values
+helm-lint: ## helm lint --strict the chart and render it, with default, demo and KEDA values
 	scripts/tools.sh helm
 	$(HELM) lint --strict $(CHART)
 	$(HELM) lint --strict $(CHART) -f $(DEMO_VALUES)
+	$(HELM) lint --strict $(CHART) -f $(DEMO_VALUES) --set hpa.enabled=false,keda.enabled=true
 	$(HELM) template anyroute $(CHART) >/dev/null
 	$(HELM) template anyroute $(CHART) -f $(DEMO_VALUES) >/dev/null
-	@echo "helm-lint: chart lints and renders with default and demo values"
+	@echo "helm-lint: chart lints and renders with default, demo and KEDA values"
 
 .PHONY: clean
 clean: ## remove build outputs (not the tools)

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -31,7 +33,49 @@ import (
 type prometheus struct {
 	*kit.Prometheus
 	targetsFile string
-	podLabels   [2]string // the label names namespace and pod land in
+	configFile  string
+
+	mu        sync.Mutex
+	podLabels [2]string // the label names namespace and pod land in
+}
+
+func (p *prometheus) labels() [2]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.podLabels
+}
+
+// config is prometheus.yml: a 1s scrape of the kubelet's file-SD targets, relabelled into
+// podLabels.
+func (p *prometheus) config() string {
+	l := p.labels()
+	return fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: kubernetes-pods
+    file_sd_configs:
+      - files: [%q]
+        refresh_interval: 1s
+    relabel_configs:
+      - source_labels: [__meta_kubernetes_namespace]
+        target_label: %s
+      - source_labels: [__meta_kubernetes_pod_name]
+        target_label: %s
+`, p.targetsFile, l[0], l[1])
+}
+
+// relabel rewrites the config to put namespace and pod into other labels and reloads it (SIGHUP),
+// as a changed scrape config on a cluster would.
+func (p *prometheus) relabel(ns, pod string) error {
+	p.mu.Lock()
+	p.podLabels = [2]string{ns, pod}
+	p.mu.Unlock()
+	if err := os.WriteFile(p.configFile, []byte(p.config()), 0o600); err != nil {
+		return err
+	}
+	return p.Proc.Signal(syscall.SIGHUP)
 }
 
 // scrapeTarget is one pod's metrics endpoint.
@@ -54,23 +98,10 @@ func startPrometheus(e *env) *prometheus {
 	if err := p.setTargets(nil); err != nil {
 		e.t.Fatal(err)
 	}
-	cfg := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: kubernetes-pods
-    file_sd_configs:
-      - files: [%q]
-        refresh_interval: 1s
-    relabel_configs:
-      - source_labels: [__meta_kubernetes_namespace]
-        target_label: %s
-      - source_labels: [__meta_kubernetes_pod_name]
-        target_label: %s
-`, p.targetsFile, p.podLabels[0], p.podLabels[1])
+	dir := e.mkdir("prometheus")
+	p.configFile = filepath.Join(dir, "prometheus.yml")
 	p.Prometheus = kit.StartPrometheus(e.t, kit.PrometheusOptions{
-		Config: cfg, Dir: e.mkdir("prometheus"), LogFile: e.path("logs", "prometheus.log")})
+		Config: p.config(), Dir: dir, LogFile: e.path("logs", "prometheus.log")})
 	e.tl.mark("prometheus ready on %s (pod labels %s, %s)", p.Addr, p.podLabels[0], p.podLabels[1])
 	return p
 }
@@ -100,21 +131,21 @@ func (p *prometheus) setTargets(targets []scrapeTarget) error {
 	return os.Rename(tmp, p.targetsFile)
 }
 
-// series lists the label sets of the series a selector matches in the last five minutes.
-func (p *prometheus) series(ctx context.Context, match string) ([]map[string]string, error) {
-	return p.Series(ctx, match, time.Now().Add(-5*time.Minute))
-}
-
 // requestsByPod evaluates a query that sums by the pod label, and returns its values by pod.
 func (p *prometheus) requestsByPod(ctx context.Context, format string) (map[string]float64, error) {
-	return p.ByLabel(ctx, fmt.Sprintf(format, p.podLabels[1], p.podLabels[0], namespace), p.podLabels[1])
+	l := p.labels()
+	return p.ByLabel(ctx, fmt.Sprintf(format, l[1], l[0], namespace), l[1])
 }
 
 // adapter is prometheus-adapter with the chart's rule file, serving custom.metrics.k8s.io behind
 // the aggregator from the dummy interface's address.
 type adapter struct {
-	proc  *kit.Proc
-	rules string
+	e        *env
+	cp       *controlPlane
+	proc     *kit.Proc
+	rules    string
+	original string   // the rule file before a breakage
+	args     []string // without --config
 }
 
 // adapterNamespace and adapterService are where the APIService points, as in the
@@ -140,22 +171,103 @@ func startAdapter(e *env, cp *controlPlane, n *testNet, prom *prometheus) *adapt
 		logLevel = v
 	}
 	port := mustFreePort(e, n.adapterIP)
-	a := &adapter{rules: rules}
-	a.proc = e.start("prometheus-adapter", nil, kit.ProjectTool(e.t, "prometheus-adapter"),
-		"--config="+rules,
-		"--prometheus-url="+prom.URL+"/",
-		"--metrics-relist-interval="+adapterRelist.String(),
-		"--bind-address="+n.adapterIP, "--secure-port="+port,
-		"--cert-dir="+e.mkdir("adapter", "certs"),
-		"--lister-kubeconfig="+cp.kubeconfig,
-		"--authentication-kubeconfig="+cp.kubeconfig,
-		"--authorization-kubeconfig="+cp.kubeconfig,
-		"--v="+logLevel)
-	kit.WaitHTTP(e.t, a.proc, "https://"+n.adapterIP+":"+port+"/readyz", nil, 30*time.Second)
+	a := &adapter{e: e, cp: cp, args: []string{
+		"--prometheus-url=" + prom.URL + "/",
+		"--metrics-relist-interval=" + adapterRelist.String(),
+		"--bind-address=" + n.adapterIP, "--secure-port=" + port,
+		"--cert-dir=" + e.mkdir("adapter", "certs"),
+		"--lister-kubeconfig=" + cp.kubeconfig,
+		"--authentication-kubeconfig=" + cp.kubeconfig,
+		"--authorization-kubeconfig=" + cp.kubeconfig,
+		"--v=" + logLevel}}
+	a.start(rules)
 	e.tl.mark("prometheus-adapter ready on %s:%s with %s", n.adapterIP, port, relPath(rules))
 	registerAdapter(e, cp, n.adapterIP, port)
+	a.record()
 	waitAPIServiceAvailable(e, cp, a)
 	return a
+}
+
+// start runs the adapter with a rule file and waits for it to be ready.
+func (a *adapter) start(rules string) {
+	e := a.e
+	e.t.Helper()
+	a.rules = rules
+	a.proc = e.start("prometheus-adapter", nil, kit.ProjectTool(e.t, "prometheus-adapter"), append([]string{"--config=" + rules}, a.args...)...)
+	var addr, port string
+	for _, arg := range a.args {
+		if v, ok := strings.CutPrefix(arg, "--bind-address="); ok {
+			addr = v
+		}
+		if v, ok := strings.CutPrefix(arg, "--secure-port="); ok {
+			port = v
+		}
+	}
+	kit.WaitHTTP(e.t, a.proc, "https://"+addr+":"+port+"/readyz", nil, 30*time.Second)
+}
+
+// restart runs the adapter again with another rule file, and records it as a changed ConfigMap
+// would on a cluster.
+func (a *adapter) restart(rules string) {
+	a.e.t.Helper()
+	a.proc.Stop(5 * time.Second)
+	a.start(rules)
+	a.record()
+	waitAPIServiceAvailable(a.e, a.cp, a)
+}
+
+// adapterConfigDir is where the recorded Deployment mounts the adapter's ConfigMap, as the
+// prometheus-adapter chart does.
+const adapterConfigDir = "/etc/adapter"
+
+// record writes what the prometheus-adapter chart would make beside the Service: the ConfigMap
+// holding the rules and the Deployment running the adapter with its args (0 replicas: the test
+// runs the process itself). anyroute doctor reads the rules and the re-list interval from them.
+func (a *adapter) record() {
+	e := a.e
+	e.t.Helper()
+	ctx := context.Background()
+	rules, err := os.ReadFile(a.rules)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: adapterService, Namespace: adapterNamespace},
+		Data: map[string]string{"config.yaml": string(rules)}}
+	cms := a.cp.client.CoreV1().ConfigMaps(adapterNamespace)
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
+		_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+	} else if err != nil {
+		e.t.Fatal(err)
+	}
+	labels := map[string]string{"app.kubernetes.io/name": "prometheus-adapter"}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: adapterService, Namespace: adapterNamespace, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](0),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{
+						Name: "prometheus-adapter", Image: "registry.k8s.io/prometheus-adapter/prometheus-adapter:v0.12.0",
+						Args:         append([]string{"--config=" + adapterConfigDir + "/config.yaml"}, a.args...),
+						VolumeMounts: []corev1.VolumeMount{{Name: "config", MountPath: adapterConfigDir}},
+					}},
+					Volumes: []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+						LocalObjectReference: corev1.LocalObjectReference{Name: adapterService}}}}},
+				},
+			},
+		},
+	}
+	deps := a.cp.client.AppsV1().Deployments(adapterNamespace)
+	if _, err := deps.Get(ctx, adapterService, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		if _, err := deps.Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+			e.t.Fatal(err)
+		}
+	}
 }
 
 // relPath shows a path relative to the repository when it is inside it.
@@ -170,8 +282,15 @@ func relPath(p string) string {
 // Service (here without a selector, with a hand-made EndpointSlice: there is no adapter pod) and
 // the APIService.
 func registerAdapter(e *env, cp *controlPlane, ip, port string) {
+	registerAPIService(e, cp, adapterNamespace, adapterService, ip, port, "custom.metrics.k8s.io", customMetricsAPI)
+}
+
+// registerAPIService registers a metrics server listening on ip:port for an API group through a
+// selector-less Service with a hand-made EndpointSlice.
+func registerAPIService(e *env, cp *controlPlane, ns, service, ip, port, group, name string) {
 	e.t.Helper()
 	ctx := context.Background()
+	adapterNamespace, adapterService := ns, service
 	portNum, _ := strconv.Atoi(port)
 	core := cp.client.CoreV1()
 	if _, err := core.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: adapterNamespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -201,10 +320,10 @@ func registerAdapter(e *env, cp *controlPlane, ip, port string) {
 	apiService := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apiregistration.k8s.io/v1",
 		"kind":       "APIService",
-		"metadata":   map[string]any{"name": customMetricsAPI},
+		"metadata":   map[string]any{"name": name},
 		"spec": map[string]any{
 			"service":               map[string]any{"name": adapterService, "namespace": adapterNamespace, "port": int64(443)},
-			"group":                 "custom.metrics.k8s.io",
+			"group":                 group,
 			"version":               "v1beta1",
 			"insecureSkipTLSVerify": true,
 			"groupPriorityMinimum":  int64(100),
@@ -221,21 +340,26 @@ var apiServiceGVR = schema.GroupVersionResource{Group: "apiregistration.k8s.io",
 // waitAPIServiceAvailable waits for the aggregator to mark the APIService Available: it has
 // reached the adapter through the endpoint address with the front-proxy certificate.
 func waitAPIServiceAvailable(e *env, cp *controlPlane, a *adapter) {
-	e.t.Helper()
-	kit.WaitUntil(e.t, 60*time.Second, "APIService "+customMetricsAPI+" Available", func() (bool, string, error) {
-		if err := a.proc.UnexpectedExit(); err != nil {
-			return false, "", err
-		}
-		cond := apiServiceCondition(cp)
-		return strings.HasPrefix(cond, "True"), cond, nil
-	})
-	e.tl.mark("APIService %s Available", customMetricsAPI)
+	waitAPIService(e, cp, customMetricsAPI, a.proc)
 }
 
-// apiServiceCondition returns the Available condition of the custom metrics APIService as
+// waitAPIService waits for an APIService to be Available, failing at once when its server ends.
+func waitAPIService(e *env, cp *controlPlane, name string, server *kit.Proc) {
+	e.t.Helper()
+	kit.WaitUntil(e.t, 60*time.Second, "APIService "+name+" Available", func() (bool, string, error) {
+		if err := server.UnexpectedExit(); err != nil {
+			return false, "", err
+		}
+		cond := apiServiceCondition(cp, name)
+		return strings.HasPrefix(cond, "True"), cond, nil
+	})
+	e.tl.mark("APIService %s Available", name)
+}
+
+// apiServiceCondition returns the Available condition of an APIService as
 // "STATUS REASON: MESSAGE".
-func apiServiceCondition(cp *controlPlane) string {
-	obj, err := cp.dynamic.Resource(apiServiceGVR).Get(context.Background(), customMetricsAPI, metav1.GetOptions{})
+func apiServiceCondition(cp *controlPlane, name string) string {
+	obj, err := cp.dynamic.Resource(apiServiceGVR).Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
 		return err.Error()
 	}
@@ -247,23 +371,4 @@ func apiServiceCondition(cp *controlPlane) string {
 		}
 	}
 	return "no Available condition yet"
-}
-
-// servedMetrics lists the custom metrics the adapter serves ("pods/avg_requests", ...), through
-// the aggregator.
-func servedMetrics(ctx context.Context, cp *controlPlane) ([]string, error) {
-	raw, err := cp.client.CoreV1().RESTClient().Get().AbsPath("/apis/custom.metrics.k8s.io/v1beta1").DoRaw(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var list metav1.APIResourceList
-	if err := json.Unmarshal(raw, &list); err != nil {
-		return nil, err
-	}
-	names := make([]string, 0, len(list.APIResources))
-	for _, r := range list.APIResources {
-		names = append(names, r.Name)
-	}
-	sort.Strings(names)
-	return names, nil
 }
