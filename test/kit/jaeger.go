@@ -17,9 +17,15 @@ type JaegerQuery struct {
 
 // Trace is a trace as Jaeger's query API returns it.
 type Trace struct {
-	TraceID string `json:"traceID"`
-	Spans   []Span `json:"spans"`
+	TraceID   string `json:"traceID"`
+	Spans     []Span `json:"spans"`
+	Processes map[string]struct {
+		ServiceName string `json:"serviceName"`
+	} `json:"processes"`
 }
+
+// Service returns the name of the service that recorded span.
+func (tr Trace) Service(span Span) string { return tr.Processes[span.ProcessID].ServiceName }
 
 // Span is one span of a Trace.
 type Span struct {
