@@ -115,7 +115,7 @@ images: image ## every image the stack and the container tests need, named in .b
 .PHONY: up
 up: images ## start the local stack: anyroute, Prometheus, Jaeger, siege (README: Run the stack)
 	ANYROUTE_IMAGE=$(IMAGE) $(COMPOSE) up -d
-	@echo "anyroute http://127.0.0.1:$${ANYROUTE_HTTP_PORT:-18080}  Prometheus http://127.0.0.1:$${PROMETHEUS_PORT:-19090}  Jaeger http://127.0.0.1:$${JAEGER_UI_PORT:-16686}"
+	@echo "frontend http://127.0.0.1:$${ANYROUTE_HTTP_PORT:-18080}  Prometheus http://127.0.0.1:$${PROMETHEUS_PORT:-19090}  Jaeger http://127.0.0.1:$${JAEGER_UI_PORT:-16686}"
 
 .PHONY: down
 down: docker-check ## stop the local stack and remove its volumes

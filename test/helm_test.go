@@ -951,3 +951,75 @@ func checkMonitors(t *testing.T, r *rendered) {
 		t.Errorf("PodMonitor endpoints %+v, want the container's admin port, /metrics", pm.Spec.PodMetricsEndpoints)
 	}
 }
+
+// TestHelmSystemValues renders the four releases of deployments/helm/system: each config passes
+// anyroute's own check, and every call's host:port is the Service of another of the releases, so
+// the system the compose stack runs installs as it is.
+func TestHelmSystemValues(t *testing.T) {
+	files, err := filepath.Glob(kit.RepoPath(t, "deployments", "helm", "system", "*.yaml"))
+	if err != nil || len(files) != 4 {
+		t.Fatalf("system values %v (%v), want four files", files, err)
+	}
+	services := map[string]bool{} // host:port of every release's Service
+	calls := map[string][]string{}
+	for _, file := range files {
+		release := strings.TrimSuffix(filepath.Base(file), ".yaml")
+		stdout, stderr, err := runHelm(t, templateArgs(release, "-f", file)...)
+		if err != nil {
+			t.Fatalf("helm template %s: %v\n%s", release, err, stderr)
+		}
+		for _, doc := range docSeparator.Split(stdout, -1) {
+			var obj struct {
+				Kind     string `json:"kind"`
+				Metadata struct {
+					Name string `json:"name"`
+				} `json:"metadata"`
+				Data map[string]string `json:"data"`
+				Spec struct {
+					Ports []struct {
+						Name string `json:"name"`
+						Port int    `json:"port"`
+					} `json:"ports"`
+				} `json:"spec"`
+			}
+			if isBlankYAML(doc) {
+				continue
+			}
+			if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+				t.Fatal(err)
+			}
+			switch obj.Kind {
+			case "Service":
+				for _, p := range obj.Spec.Ports {
+					if p.Name == "http" {
+						services[fmt.Sprintf("%s:%d", obj.Metadata.Name, p.Port)] = true
+					}
+				}
+			case "ConfigMap":
+				cfg, err := config.Parse(release, []byte(obj.Data["config.json"]))
+				if err != nil {
+					t.Fatalf("%s: %v", release, err)
+				}
+				for _, r := range cfg.Routes {
+					for _, c := range r.Calls {
+						u, err := url.Parse(strings.ReplaceAll(c.URL, "{path}", "p"))
+						if err != nil {
+							t.Fatal(err)
+						}
+						calls[release] = append(calls[release], u.Host)
+					}
+				}
+			}
+		}
+	}
+	for release, hosts := range calls {
+		for _, h := range hosts {
+			if !services[h] || strings.HasPrefix(h, release+":") {
+				t.Errorf("%s calls %s, which is no other release's Service (%v)", release, h, services)
+			}
+		}
+	}
+	if len(calls["frontend"]) != 1 || len(calls["checkout"]) != 2 {
+		t.Errorf("calls %v: want frontend → checkout → inventory, payment", calls)
+	}
+}
