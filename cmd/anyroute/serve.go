@@ -97,6 +97,8 @@ type app struct {
 	// tracing's Close flushes the spans still buffered: the last actor of the run group calls it,
 	// once the API has drained.
 	tracing *tracing.Tracing
+	// router is the business core, whose rules a reload replaces.
+	router *service.Router
 	// rejected counts an answer net/http wrote by itself; inFlight is the requests being answered.
 	rejected func(status int)
 	inFlight func() int64
@@ -113,12 +115,12 @@ var tracingBackends = map[string]func(config.Tracing, tracing.Reporting) (tracin
 // newApp wires the layers. Decorators are applied in this one place, innermost first, so their
 // order can be read top to bottom.
 func newApp(cfg config.Config, logger log.Logger) (*app, error) {
-	return newAppWith(cfg, logger, service.New)
+	return newAppWith(cfg, logger, nil)
 }
 
-// newAppWith is newApp with the business core supplied, so the wiring test can put a failing
-// service under the real decorators.
-func newAppWith(cfg config.Config, logger log.Logger, newService func([]service.Rule, service.Options) (service.Service, error)) (*app, error) {
+// newAppWith is newApp with a middleware put around the business core, innermost, so the wiring
+// test can make it fail under the real decorators; nil puts none.
+func newAppWith(cfg config.Config, logger log.Logger, inner service.Middleware) (*app, error) {
 	a := &app{ready: &atomic.Bool{}, registry: prometheus.NewRegistry()}
 	ns := cfg.Metrics.Namespace // every metric of ours is named under it
 
@@ -162,9 +164,13 @@ func newAppWith(cfg config.Config, logger log.Logger, newService func([]service.
 	{
 		rules := routeRules(cfg, agg)
 		opts := service.Options{Caller: caller, MaxHops: cfg.MaxHops, Random: service.NewRandom(cfg.Seed)}
-		if svc, err = newService(rules, opts); err != nil {
+		if a.router, err = service.New(rules, opts); err != nil {
 			_ = a.tracing.Close(context.Background())
 			return nil, err
+		}
+		svc = a.router
+		if inner != nil {
+			svc = inner(svc)
 		}
 		svc = a.tracing.Delay()(svc) // innermost: it draws the delay the service reports
 		panics := prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "panics_total",

@@ -42,11 +42,11 @@ var Rules = []service.Rule{
 // service. Bodies past 16 bytes are refused.
 func Handler(t testing.TB, tr *tracing.Tracing, logger log.Logger) http.Handler {
 	t.Helper()
-	svc, err := service.New(Rules, service.Options{})
+	router, err := service.New(Rules, service.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc = tr.Delay()(svc)
+	svc := tr.Delay()(router)
 	ep := kitendpoint.Chain(tr.Server(), endpoint.AccessLog(logger, 1, tr.TraceID))(endpoint.MakeHandleEndpoint(svc))
 	return transport.NewHTTPHandler(ep, transport.Options{
 		MaxBodyBytes: 16,
