@@ -332,3 +332,25 @@ func TestRouteRule(t *testing.T) {
 		t.Errorf("implicit cap %v, max_delay %v; want %v", b.Latency.Max, b.MaxDelay, want)
 	}
 }
+
+func TestRestartOnly(t *testing.T) {
+	running := Default()
+	next := Default()
+	next.Routes = []Route{{Name: "a", Match: "/a"}}
+	next.MaxHops = 3
+	seed := uint64(7)
+	next.Seed = &seed
+	if ps := RestartOnly(running, next); len(ps) != 0 {
+		t.Fatalf("routes, seed and max_hops are reloadable, got %v", ps)
+	}
+	next.HTTP.Addr = ":9999"
+	next.Tracing.Backend = "otlp"
+	next.Metrics.Buckets = []float64{1, 2}
+	var got []string
+	for _, p := range RestartOnly(running, next) {
+		got = append(got, p.Pointer)
+	}
+	if want := []string{"/http/addr", "/metrics/buckets", "/tracing/backend"}; !slices.Equal(got, want) {
+		t.Fatalf("restart-only changes %v, want %v", got, want)
+	}
+}

@@ -57,7 +57,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	logger := newLogger(stderr, cfg.Log)
 	_ = level.Info(logger).Log("msg", "starting", "version", ver, "revision", rev, "config", configSource(o.configFile))
-	if err := serveConfig(cfg, logger); errors.Is(err, errDrainCut) {
+	if err := serveConfig(o, cfg, logger); errors.Is(err, errDrainCut) {
 		_ = level.Warn(logger).Log("msg", "stopped", "err", err)
 		return exitDrainCut
 	} else if err != nil {
@@ -97,8 +97,10 @@ type app struct {
 	// tracing's Close flushes the spans still buffered: the last actor of the run group calls it,
 	// once the API has drained.
 	tracing *tracing.Tracing
-	// router is the business core, whose rules a reload replaces.
-	router *service.Router
+	// router is the business core, whose rules a reload replaces; agg keeps their counts.
+	router   *service.Router
+	agg      *metrics.Aggregator
+	reloader *reloader
 	// rejected counts an answer net/http wrote by itself; inFlight is the requests being answered.
 	rejected func(status int)
 	inFlight func() int64
@@ -128,6 +130,7 @@ func newAppWith(cfg config.Config, logger log.Logger, inner service.Middleware) 
 	// collector serves what was published.
 	agg := metrics.NewAggregator(service.OtherRoute, routeNames(cfg.Routes), cfg.Metrics.Buckets)
 	a.flusher = metrics.NewFlusher(agg, cfg.Metrics.FlushInterval.D())
+	a.agg = agg
 	a.rejected = func(status int) { agg.End(agg.Begin(), 0, "", status, 0) } // no route, no method, no duration
 	a.inFlight = agg.InFlight
 	ver, rev := buildVersion()
@@ -196,12 +199,21 @@ func newAppWith(cfg config.Config, logger log.Logger, inner service.Middleware) 
 		Before:       []kithttp.RequestFunc{a.tracing.HTTPToContext(logger)},
 		Logger:       log.With(logger, "component", "transport"),
 	})
+	a.reloader = newReloader(a, cfg, a.registry, logger)
 	a.admin = transport.NewAdminHandler(transport.AdminOptions{
-		Gatherer: a.registry,
-		Ready:    a.ready,
-		PProf:    cfg.Admin.PProf,
+		Gatherer:    a.registry,
+		Ready:       a.ready,
+		PProf:       cfg.Admin.PProf,
+		Lifecycle:   a.reloader,
+		LifecycleOn: cfg.Admin.Lifecycle,
+		Logger:      logger,
 	})
 	return a, nil
+}
+
+// replaceRules swaps in the route rules of a config that passed its checks.
+func (a *app) replaceRules(cfg config.Config) error {
+	return a.router.Replace(routeRules(cfg, a.agg), service.Options{MaxHops: cfg.MaxHops, Random: service.NewRandom(cfg.Seed)})
 }
 
 // errDrainCut is serveConfig's error when requests were still running as the drain ended (the
@@ -219,10 +231,13 @@ const (
 // serveConfig runs the app on its listeners until a signal or a failure. The run group's
 // interrupts run in the order the actors are added, which is the shutdown order: stop accepting
 // and drain the API, then close the admin listener, so that the last scrape sees every answer.
-func serveConfig(cfg config.Config, logger log.Logger) error {
+func serveConfig(o options, cfg config.Config, logger log.Logger) error {
 	a, err := newApp(cfg, logger)
 	if err != nil {
 		return err
+	}
+	if o.configFile != "" {
+		a.reloader.load = o.loadConfig
 	}
 	ready := a.ready
 
@@ -245,8 +260,8 @@ func serveConfig(cfg config.Config, logger log.Logger) error {
 	var drainCut atomic.Bool
 
 	var g run.Group
-	{ // Signals: the first drops readiness, waits drain_delay, then ends the group. SIGHUP, which
-		// would end the process by default, is logged and ignored: there is nothing to reload yet.
+	{ // Signals: the first drops readiness, waits drain_delay, then ends the group. SIGHUP
+		// reloads the config file, as it does for Prometheus (by default it would end the process).
 		sigs := make(chan os.Signal, 2)
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 		hups := make(chan os.Signal, 1)
@@ -256,7 +271,7 @@ func serveConfig(cfg config.Config, logger log.Logger) error {
 			for {
 				select {
 				case <-hups:
-					_ = level.Warn(logger).Log("msg", "SIGHUP ignored: the config is read at start only; restart to apply a new one")
+					_ = a.reloader.reload("SIGHUP")
 				case s := <-sigs:
 					ready.Store(false)
 					_ = level.Info(logger).Log("msg", "shutting down", "signal", s, "grace", cfg.Shutdown.Grace.D())
@@ -301,6 +316,12 @@ func serveConfig(cfg config.Config, logger log.Logger) error {
 			}
 			_ = level.Info(logger).Log("msg", "API stopped", "connections_accepted", apiLn.Accepted())
 		})
+	}
+	if o.configFile != "" { // Config watcher: a change of the file's content reloads it.
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			return watchFile(ctx, o.configFile, logger, func() { _ = a.reloader.reload("file change") })
+		}, func(error) { cancel() })
 	}
 	{ // Flusher: its interrupt runs after the API drained and flushes once more, so the last
 		// scrape before the admin listener closes sees every answered request.
