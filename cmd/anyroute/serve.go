@@ -163,7 +163,7 @@ func newAppWith(cfg config.Config, logger log.Logger, newService func([]service.
 			Help: "Requests whose handling panicked and were answered 500."})
 		a.registry.MustRegister(panics)
 		svc = service.Recover(log.With(logger, "component", "service"), a.tracing.TraceID, panics)(svc)
-		svc = metrics.Counting(agg)(svc) // outside Recover, so a panicked request is counted too
+		svc = metrics.Counting(agg, a.tracing.SampledTraceID)(svc) // outside Recover, so a panicked request is counted too; sampled ones leave exemplars
 	}
 
 	// The endpoint and its middlewares; endpoint.Chain lists the outermost first.

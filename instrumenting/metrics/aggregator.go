@@ -26,6 +26,8 @@ type Aggregator struct {
 	cells   [][len(instrumenting.Methods)]codeTable
 	folded  atomic.Uint64
 	mu      sync.Mutex // serialises the rare creation of a cell
+	// snapshotMu serialises snapshots, which keep what they read of the exemplars in the cells.
+	snapshotMu sync.Mutex
 	// inFlight is sharded like the cells: a request adds and removes 1 on the same shard.
 	inFlight []paddedInt64
 }
@@ -44,6 +46,12 @@ type codeTable struct {
 type cell struct {
 	code   int
 	counts []atomic.Uint64 // shards × stride
+	// exemplars holds the latest sampled request of each bucket (+Inf last), made by the cell's
+	// first sampled request: a service that traces nothing pays no memory for them.
+	exemplars atomic.Pointer[[]exemplarSlot]
+	// published is what the last snapshot read from exemplars, reused while a slot is unchanged so
+	// that a flush formats only new trace ids. Guarded by Aggregator.snapshotMu.
+	published []Exemplar
 }
 
 // NewAggregator returns an aggregator for the catch-all route other, whose id is 0, and the given
@@ -115,6 +123,29 @@ func (a *Aggregator) InFlight() int64 {
 // End records a finished request: its route id (from RouteID; anything out of range is folded into
 // the catch-all and counted), method, status code and duration.
 func (a *Aggregator) End(token, route int, method string, code int, d time.Duration) {
+	a.end(token, route, method, code, d)
+}
+
+// EndSampled is End for a request whose trace was sampled: its trace id becomes the exemplar of
+// the request's bucket, replacing the one before. at is when the request ended, on the clock of
+// monotonic. It takes no lock: a request that finds another writing the same bucket's exemplar
+// leaves it to that one, which is as recent. A trace id longer than 32 bytes is not kept.
+func (a *Aggregator) EndSampled(token, route int, method string, code int, d, at time.Duration, traceID string) {
+	c, i := a.end(token, route, method, code, d)
+	slots := c.exemplars.Load()
+	if slots == nil {
+		fresh := make([]exemplarSlot, len(a.bounds)+1)
+		if !c.exemplars.CompareAndSwap(nil, &fresh) {
+			slots = c.exemplars.Load()
+		} else {
+			slots = &fresh
+		}
+	}
+	(*slots)[i].store(traceID, int64(d), int64(at))
+}
+
+// end counts the request and returns its cell and bucket.
+func (a *Aggregator) end(token, route int, method string, code int, d time.Duration) (*cell, int) {
 	a.inFlight[token].Add(-1)
 	if route < 0 || route >= len(a.routes) {
 		route = 0
@@ -128,6 +159,7 @@ func (a *Aggregator) End(token, route int, method string, code int, d time.Durat
 	base := token * a.stride
 	c.counts[base+i].Add(1)
 	c.counts[base+len(a.bounds)+1].Add(uint64(max(d, 0)))
+	return c, i
 }
 
 func (a *Aggregator) cell(route, method, code int) *cell {
@@ -167,6 +199,28 @@ type Series struct {
 	Count         uint64   // requests, the +Inf bucket; never less than any of Buckets
 	Sum           float64  // seconds
 	Buckets       []uint64 // cumulative counts per upper bound, as Prometheus exposes them
+	// Exemplars holds the latest sampled request per bucket, +Inf last; an empty TraceID marks a
+	// bucket without one. Nil when the series never had a sampled request.
+	Exemplars []Exemplar
+}
+
+// Exemplar is a sampled request that fell into a bucket: its trace id, duration and end time.
+type Exemplar struct {
+	TraceID string
+	Value   float64 // seconds
+	Time    time.Time
+	seq     uint64 // the slot's version this was read from
+}
+
+// Latest returns the most recent of the exemplars, and false when there is none.
+func Latest(exemplars []Exemplar) (Exemplar, bool) {
+	var latest Exemplar
+	for _, e := range exemplars {
+		if e.TraceID != "" && (latest.TraceID == "" || e.Time.After(latest.Time)) {
+			latest = e
+		}
+	}
+	return latest, latest.TraceID != ""
 }
 
 // Snapshot is what one flush publishes.
@@ -180,6 +234,8 @@ type Snapshot struct {
 // Snapshot reads every cell. It allocates once for the series and once for all their buckets, so
 // its cost grows with the number of series, not of requests.
 func (a *Aggregator) Snapshot() *Snapshot {
+	a.snapshotMu.Lock()
+	defer a.snapshotMu.Unlock()
 	var cells []*cell
 	var labels []Series
 	for r := range a.cells {
@@ -196,6 +252,12 @@ func (a *Aggregator) Snapshot() *Snapshot {
 	}
 	nb := len(a.bounds)
 	flat := make([]uint64, len(cells)*nb)
+	var exemplars []Exemplar // copied out of the cells: the next snapshot rewrites theirs
+	for _, c := range cells {
+		if c.exemplars.Load() != nil {
+			exemplars = append(exemplars, make([]Exemplar, nb+1)...)
+		}
+	}
 	for k, c := range cells {
 		s := &labels[k]
 		s.Buckets = flat[k*nb : (k+1)*nb : (k+1)*nb]
@@ -215,6 +277,99 @@ func (a *Aggregator) Snapshot() *Snapshot {
 			s.Count += s.Buckets[nb-1]
 		}
 		s.Sum = float64(sumNanos) / float64(time.Second)
+		if ex := c.readExemplars(); ex != nil && len(exemplars) >= len(ex) {
+			s.Exemplars = exemplars[:len(ex):len(ex)]
+			copy(s.Exemplars, ex)
+			exemplars = exemplars[len(ex):]
+		}
 	}
 	return &Snapshot{Series: labels, Bounds: a.buckets, Folded: a.folded.Load(), Taken: time.Now()}
+}
+
+// readExemplars reads the cell's exemplar slots into c.published, reusing what it read before for
+// a slot that has not changed, and returns it; nil when the cell never had a sampled request.
+// Called under Aggregator.snapshotMu.
+func (c *cell) readExemplars() []Exemplar {
+	slots := c.exemplars.Load()
+	if slots == nil {
+		return nil
+	}
+	if c.published == nil {
+		c.published = make([]Exemplar, len(*slots))
+	}
+	for i := range *slots {
+		if e, ok := (*slots)[i].load(c.published[i].seq); ok {
+			c.published[i] = e
+		}
+	}
+	return c.published
+}
+
+// exemplarSlot holds one exemplar, written by requests and read by the flusher without a lock: a
+// sequence lock whose every field is an atomic, so that a reader that raced a writer sees the
+// sequence change and keeps what it had. A writer that finds the slot taken gives up rather than
+// wait: the request holding it is as recent.
+type exemplarSlot struct {
+	seq   atomic.Uint64    // odd while a request writes the slot; 0 until the first one has
+	id    [4]atomic.Uint64 // the trace id's bytes, 8 a word
+	n     atomic.Uint64    // its length
+	value atomic.Int64     // the request's duration in nanoseconds
+	at    atomic.Int64     // when it ended, on monotonic's clock
+}
+
+const maxTraceID = 32
+
+func (s *exemplarSlot) store(traceID string, value, at int64) {
+	if len(traceID) > maxTraceID {
+		return
+	}
+	seq := s.seq.Load()
+	if seq&1 == 1 || !s.seq.CompareAndSwap(seq, seq+1) {
+		return
+	}
+	var w [4]uint64
+	for i := range len(traceID) {
+		w[i/8] |= uint64(traceID[i]) << (8 * (i % 8))
+	}
+	for i := range w {
+		s.id[i].Store(w[i])
+	}
+	s.n.Store(uint64(len(traceID)))
+	s.value.Store(value)
+	s.at.Store(at)
+	s.seq.Store(seq + 2)
+}
+
+// load reads the slot when it holds an exemplar other than version seen. It gives up, answering
+// false, when a writer holds the slot through a few attempts: the next flush reads it.
+func (s *exemplarSlot) load(seen uint64) (Exemplar, bool) {
+	for range 4 {
+		seq := s.seq.Load()
+		if seq == seen || seq == 0 {
+			return Exemplar{}, false
+		}
+		if seq&1 == 1 {
+			runtime.Gosched()
+			continue
+		}
+		var w [4]uint64
+		for i := range w {
+			w[i] = s.id[i].Load()
+		}
+		n, value, at := s.n.Load(), s.value.Load(), s.at.Load()
+		if s.seq.Load() != seq {
+			continue
+		}
+		var b [maxTraceID]byte
+		for i := range b {
+			b[i] = byte(w[i/8] >> (8 * (i % 8)))
+		}
+		return Exemplar{
+			TraceID: string(b[:min(n, maxTraceID)]),
+			Value:   time.Duration(value).Seconds(),
+			Time:    epoch.Add(time.Duration(at)),
+			seq:     seq,
+		}, true
+	}
+	return Exemplar{}, false
 }

@@ -18,7 +18,7 @@ var benchBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 // of counting on the request path. Compare with BenchmarkClientGolangDirect, run alongside.
 func BenchmarkCounting(b *testing.B) {
 	agg := NewAggregator("other", []string{"orders"}, benchBuckets)
-	svc := Counting(agg)(fixedService{resp: service.Response{Status: 200, Route: "orders"}})
+	svc := Counting(agg, nil)(fixedService{resp: service.Response{Status: 200, Route: "orders"}})
 	req := service.Request{Method: "GET", Path: "/orders/1"}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

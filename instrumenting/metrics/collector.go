@@ -1,11 +1,14 @@
 package metrics
 
 import (
+	"math"
 	"runtime"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // BuildInfo labels the build_info metric.
@@ -13,8 +16,10 @@ type BuildInfo struct {
 	Version, Revision string
 }
 
-// Collector serves the flusher's last snapshot to Prometheus. It builds constant metrics at scrape
-// time, so neither the request path nor the once-a-second flush pays for the exposition.
+// Collector serves the flusher's last snapshot to Prometheus. It builds constant metrics when
+// gathered, so the request path never pays for the exposition. Each series carries the trace id of
+// its latest sampled request as an exemplar (the counter), and of the latest per bucket (the
+// histogram); OpenMetrics and protobuf expositions show them, the text format does not.
 type Collector struct {
 	flusher      *Flusher
 	agg          *Aggregator
@@ -78,14 +83,18 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	snap := c.flusher.Current()
-	for _, s := range snap.Series {
+	for i := range snap.Series {
+		s := &snap.Series[i]
 		code := c.code(s.Code)
-		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(s.Count), s.Method, s.Route, code)
-		buckets := make(map[float64]uint64, len(snap.Bounds)) // kept by the metric: one per series
-		for i, b := range snap.Bounds {
-			buckets[b] = s.Buckets[i]
+		requests := prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(s.Count), s.Method, s.Route, code)
+		if e, ok := Latest(s.Exemplars); ok {
+			requests = prometheus.MustNewMetricWithExemplars(requests, prometheus.Exemplar{
+				Value: 1, Labels: prometheus.Labels{traceIDLabel: e.TraceID}, Timestamp: e.Time,
+			})
 		}
-		ch <- prometheus.MustNewConstHistogram(c.duration, s.Count, s.Sum, buckets, s.Method, s.Route, code)
+		ch <- requests
+		ch <- &histogram{desc: c.duration, labels: prometheus.MakeLabelPairs(c.duration, []string{s.Method, s.Route, code}),
+			series: s, bounds: snap.Bounds}
 	}
 	ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(c.agg.InFlight()))
 	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, c.build.Version, c.build.Revision, runtime.Version())
@@ -100,4 +109,56 @@ func (c *Collector) code(code int) string {
 		return c.codeLabels[code]
 	}
 	return strconv.Itoa(code)
+}
+
+// traceIDLabel names the exemplars' one label: the trace id, as the tracing backend prints it.
+const traceIDLabel = "trace_id"
+
+var posInf = math.Inf(1)
+
+// histogram is one series of the latency histogram, written straight from the snapshot: its
+// buckets point into the snapshot (which is never changed once published) instead of going
+// through a map as MustNewConstHistogram's do, and each bucket carries its exemplar. An exemplar
+// of the +Inf bucket gets an explicit +Inf bucket to ride on, as client_golang does.
+type histogram struct {
+	desc   *prometheus.Desc
+	labels []*dto.LabelPair
+	series *Series
+	bounds []float64
+}
+
+func (h *histogram) Desc() *prometheus.Desc { return h.desc }
+
+func (h *histogram) Write(m *dto.Metric) error {
+	s := h.series
+	out := &dto.Histogram{SampleCount: &s.Count, SampleSum: &s.Sum}
+	n := len(h.bounds)
+	inf := len(s.Exemplars) > n && s.Exemplars[n].TraceID != ""
+	buckets := make([]dto.Bucket, n, n+1)
+	out.Bucket = make([]*dto.Bucket, 0, n+1)
+	for i := range buckets {
+		buckets[i] = dto.Bucket{CumulativeCount: &s.Buckets[i], UpperBound: &h.bounds[i]}
+		out.Bucket = append(out.Bucket, &buckets[i])
+	}
+	if inf {
+		buckets = append(buckets, dto.Bucket{CumulativeCount: &s.Count, UpperBound: &posInf})
+		out.Bucket = append(out.Bucket, &buckets[n])
+	}
+	for i := range s.Exemplars {
+		if e := &s.Exemplars[i]; e.TraceID != "" && i < len(out.Bucket) {
+			out.Bucket[i].Exemplar = exemplar(e)
+		}
+	}
+	m.Label = h.labels
+	m.Histogram = out
+	return nil
+}
+
+func exemplar(e *Exemplar) *dto.Exemplar {
+	name := traceIDLabel
+	return &dto.Exemplar{
+		Label:     []*dto.LabelPair{{Name: &name, Value: &e.TraceID}},
+		Value:     &e.Value,
+		Timestamp: timestamppb.New(e.Time),
+	}
 }
