@@ -105,3 +105,41 @@ func closedUDPAddrT(t *testing.T) string {
 	defer c.Close()
 	return c.LocalAddr().String()
 }
+
+// TestNativeHistogramsWiring: metrics.native_histograms puts native buckets, at the schema of the
+// default buckets, on the latency histogram; off, there are none.
+func TestNativeHistogramsWiring(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		cfg := config.Default()
+		cfg.Metrics.NativeHistograms = on
+		a, err := newApp(cfg, log.NewNopLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.api.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil))
+		a.flusher.Flush()
+		fams, err := a.registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fams {
+			if f.GetName() != "app_request_duration_seconds" {
+				continue
+			}
+			h := f.GetMetric()[0].GetHistogram()
+			if native := h.Schema != nil; native != on || (on && (h.GetSchema() != 3 || h.GetSampleCount() != 1 || h.GetZeroCount()+sumDeltas(h.GetPositiveDelta()) != 1)) {
+				t.Errorf("native_histograms %v: %v", on, h)
+			}
+		}
+	}
+}
+
+// sumDeltas is the number of observations in a native histogram's positive buckets.
+func sumDeltas(deltas []int64) uint64 {
+	var n, count int64
+	for _, d := range deltas {
+		count += d
+		n += count
+	}
+	return uint64(n)
+}

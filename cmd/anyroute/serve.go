@@ -124,7 +124,8 @@ func newAppWith(cfg config.Config, logger log.Logger, newService func([]service.
 
 	// Request metrics: the hot path adds into the aggregator, the flusher publishes it, the
 	// collector serves what was published.
-	agg := metrics.NewAggregator(service.OtherRoute, routeNames(cfg.Routes), cfg.Metrics.Buckets)
+	agg := metrics.NewAggregator(service.OtherRoute, routeNames(cfg.Routes), cfg.Metrics.Buckets,
+		metrics.NativeHistograms(cfg.Metrics.NativeHistograms))
 	a.flusher = metrics.NewFlusher(agg, cfg.Metrics.FlushInterval.D())
 	a.rejected = func(status int) { agg.End(agg.Begin(), 0, "", status, 0) } // no route, no method, no duration
 	a.inFlight = agg.InFlight

@@ -21,11 +21,14 @@ type Aggregator struct {
 	ids     map[string]int // route id by name
 	bounds  []int64        // histogram upper bounds in nanoseconds
 	buckets []float64      // the same bounds in seconds, for the exposition
-	stride  int            // words per shard in a cell: bucket counts, +Inf, sum, padding
-	shards  int            // a power of two
-	cells   [][len(instrumenting.Methods)]codeTable
-	folded  atomic.Uint64
-	mu      sync.Mutex // serialises the rare creation of a cell
+	stride  int            // words per shard in a cell: bucket counts, +Inf, sum, native, padding
+	native  *nativeLayout  // nil without native histograms
+	zero    int            // with them, the word of a shard that counts the native zero bucket;
+	//                        the dense native buckets follow it
+	shards int // a power of two
+	cells  [][len(instrumenting.Methods)]codeTable
+	folded atomic.Uint64
+	mu     sync.Mutex // serialises the rare creation of a cell
 	// snapshotMu serialises snapshots, which keep what they read of the exemplars in the cells.
 	snapshotMu sync.Mutex
 	// inFlight is sharded like the cells: a request adds and removes 1 on the same shard.
@@ -49,16 +52,32 @@ type cell struct {
 	// exemplars holds the latest sampled request of each bucket (+Inf last), made by the cell's
 	// first sampled request: a service that traces nothing pays no memory for them.
 	exemplars atomic.Pointer[[]exemplarSlot]
+	// overflow counts the native buckets above the dense ones, from hi+1 to top, not sharded: made
+	// by the series' first observation there.
+	overflow atomic.Pointer[[]atomic.Uint64]
 	// published is what the last snapshot read from exemplars, reused while a slot is unchanged so
 	// that a flush formats only new trace ids. Guarded by Aggregator.snapshotMu.
 	published []Exemplar
 }
 
+// Option changes how an aggregator counts.
+type Option func(*Aggregator)
+
+// NativeHistograms, when on, has the aggregator keep native histogram buckets beside the classic
+// ones, at a schema chosen for the range of the classic bounds (see native.go).
+func NativeHistograms(on bool) Option {
+	return func(a *Aggregator) {
+		if on {
+			a.native = newNativeLayout(a.buckets)
+		}
+	}
+}
+
 // NewAggregator returns an aggregator for the catch-all route other, whose id is 0, and the given
 // route names, ids 1 to len(routes); bucketBounds are the histogram's upper bounds in seconds,
-// increasing. Id 0 being the catch-all lets a decorator that knows no route (panic recovery) leave
-// the id at its zero value.
-func NewAggregator(other string, routes []string, bucketBounds []float64) *Aggregator {
+// increasing, at least one. Id 0 being the catch-all lets a decorator that knows no route (panic
+// recovery) leave the id at its zero value.
+func NewAggregator(other string, routes []string, bucketBounds []float64, opts ...Option) *Aggregator {
 	a := &Aggregator{
 		routes:  append([]string{other}, routes...),
 		ids:     make(map[string]int, len(routes)),
@@ -71,9 +90,17 @@ func NewAggregator(other string, routes []string, bucketBounds []float64) *Aggre
 	for _, b := range bucketBounds {
 		a.bounds = append(a.bounds, nanos(b))
 	}
-	// bucket counts, +Inf, sum; then rounded up to whole cache lines plus one spare line, so that
-	// no two shards share a line whatever the alignment of the allocation.
+	for _, o := range opts {
+		o(a)
+	}
+	// bucket counts, +Inf, sum, and the native zero and dense buckets; then rounded up to whole
+	// cache lines plus one spare line, so that no two shards share a line whatever the alignment
+	// of the allocation.
 	words := len(a.bounds) + 2
+	if a.native != nil {
+		a.zero = words
+		words += 1 + a.native.hi - a.native.lo + 1
+	}
 	a.stride = (words+7)/8*8 + 8
 	a.cells = make([][len(instrumenting.Methods)]codeTable, len(a.routes))
 	a.inFlight = make([]paddedInt64, a.shards)
@@ -152,14 +179,40 @@ func (a *Aggregator) end(token, route int, method string, code int, d time.Durat
 		a.folded.Add(1)
 	}
 	c := a.cell(route, instrumenting.MethodIndex(method), code)
+	base := token * a.stride
+	if a.native != nil {
+		a.observeNative(c, base, d) // before the classic bucket: see Snapshot
+	}
 	i := 0
 	for i < len(a.bounds) && int64(d) > a.bounds[i] {
 		i++
 	}
-	base := token * a.stride
 	c.counts[base+i].Add(1)
 	c.counts[base+len(a.bounds)+1].Add(uint64(max(d, 0)))
 	return c, i
+}
+
+func (a *Aggregator) observeNative(c *cell, base int, d time.Duration) {
+	n := a.native
+	switch k := n.bucket(d); {
+	case k < n.lo:
+		c.counts[base+a.zero].Add(1)
+	case k <= n.hi:
+		c.counts[base+a.zero+1+k-n.lo].Add(1)
+	default:
+		c.overflowBuckets(n)[k-n.hi-1].Add(1)
+	}
+}
+
+func (c *cell) overflowBuckets(n *nativeLayout) []atomic.Uint64 {
+	if p := c.overflow.Load(); p != nil {
+		return *p
+	}
+	fresh := make([]atomic.Uint64, n.top-n.hi)
+	if c.overflow.CompareAndSwap(nil, &fresh) {
+		return fresh
+	}
+	return *c.overflow.Load()
 }
 
 func (a *Aggregator) cell(route, method, code int) *cell {
@@ -199,9 +252,20 @@ type Series struct {
 	Count         uint64   // requests, the +Inf bucket; never less than any of Buckets
 	Sum           float64  // seconds
 	Buckets       []uint64 // cumulative counts per upper bound, as Prometheus exposes them
+	// ZeroCount and Native are the native histogram's zero bucket and its other buckets that hold
+	// an observation, by increasing key; with native histograms only.
+	ZeroCount uint64
+	Native    []NativeBucket
 	// Exemplars holds the latest sampled request per bucket, +Inf last; an empty TraceID marks a
 	// bucket without one. Nil when the series never had a sampled request.
 	Exemplars []Exemplar
+}
+
+// NativeBucket is one bucket of a native histogram: its key under the snapshot's schema, and the
+// observations it holds (not cumulative).
+type NativeBucket struct {
+	Key   int
+	Count uint64
 }
 
 // Exemplar is a sampled request that fell into a bucket: its trace id, duration and end time.
@@ -229,10 +293,19 @@ type Snapshot struct {
 	Bounds []float64
 	Folded uint64
 	Taken  time.Time
+	Native *NativeSchema // nil without native histograms
 }
 
-// Snapshot reads every cell. It allocates once for the series and once for all their buckets, so
-// its cost grows with the number of series, not of requests.
+// NativeSchema is the resolution of the native histograms: bucket k's upper bound is
+// 2^(k / 2^Schema) seconds; the zero bucket holds what is at most ZeroThreshold.
+type NativeSchema struct {
+	Schema        int32
+	ZeroThreshold float64
+}
+
+// Snapshot reads every cell. It allocates once for the series, once for all their buckets, and
+// once each for all their exemplars and native buckets (growing), so its cost grows with the
+// number of series, not of requests.
 func (a *Aggregator) Snapshot() *Snapshot {
 	a.snapshotMu.Lock()
 	defer a.snapshotMu.Unlock()
@@ -253,6 +326,11 @@ func (a *Aggregator) Snapshot() *Snapshot {
 	nb := len(a.bounds)
 	flat := make([]uint64, len(cells)*nb)
 	var exemplars []Exemplar // copied out of the cells: the next snapshot rewrites theirs
+	var native []NativeBucket
+	var nativeFrom []int // series k's native buckets are native[nativeFrom[k]:nativeFrom[k+1]]
+	if a.native != nil {
+		nativeFrom = make([]int, len(cells)+1)
+	}
 	for _, c := range cells {
 		if c.exemplars.Load() != nil {
 			exemplars = append(exemplars, make([]Exemplar, nb+1)...)
@@ -277,13 +355,58 @@ func (a *Aggregator) Snapshot() *Snapshot {
 			s.Count += s.Buckets[nb-1]
 		}
 		s.Sum = float64(sumNanos) / float64(time.Second)
+		if a.native != nil {
+			a.readNative(c, s, &native)
+			nativeFrom[k+1] = len(native)
+		}
 		if ex := c.readExemplars(); ex != nil && len(exemplars) >= len(ex) {
 			s.Exemplars = exemplars[:len(ex):len(ex)]
 			copy(s.Exemplars, ex)
 			exemplars = exemplars[len(ex):]
 		}
 	}
-	return &Snapshot{Series: labels, Bounds: a.buckets, Folded: a.folded.Load(), Taken: time.Now()}
+	snap := &Snapshot{Series: labels, Bounds: a.buckets, Folded: a.folded.Load(), Taken: time.Now()}
+	if a.native != nil {
+		snap.Native = &NativeSchema{Schema: a.native.schema, ZeroThreshold: a.native.zeroThreshold}
+		for k := range snap.Series { // slices of native, now that it has stopped growing
+			s := &snap.Series[k]
+			s.Native = native[nativeFrom[k]:nativeFrom[k+1]:nativeFrom[k+1]]
+		}
+	}
+	return snap
+}
+
+// readNative reads a cell's native buckets into s, appending them to native, after its classic
+// buckets were read. A request counts its native bucket before its classic one, so whatever the
+// classic read saw is in the native read: their total becomes the series' count, which no classic
+// bucket then exceeds and which equals the native buckets' sum, as Prometheus expects.
+func (a *Aggregator) readNative(c *cell, s *Series, native *[]NativeBucket) {
+	n := a.native
+	dense := n.hi - n.lo + 1
+	var total uint64
+	for sh := range a.shards {
+		s.ZeroCount += c.counts[sh*a.stride+a.zero].Load()
+	}
+	total += s.ZeroCount
+	for i := range dense {
+		var count uint64
+		for sh := range a.shards {
+			count += c.counts[sh*a.stride+a.zero+1+i].Load()
+		}
+		if count > 0 {
+			*native = append(*native, NativeBucket{Key: n.lo + i, Count: count})
+			total += count
+		}
+	}
+	if p := c.overflow.Load(); p != nil {
+		for i := range *p {
+			if count := (*p)[i].Load(); count > 0 {
+				*native = append(*native, NativeBucket{Key: n.hi + 1 + i, Count: count})
+				total += count
+			}
+		}
+	}
+	s.Count = total
 }
 
 // readExemplars reads the cell's exemplar slots into c.published, reusing what it read before for

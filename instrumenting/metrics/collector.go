@@ -94,7 +94,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- requests
 		ch <- &histogram{desc: c.duration, labels: prometheus.MakeLabelPairs(c.duration, []string{s.Method, s.Route, code}),
-			series: s, bounds: snap.Bounds}
+			series: s, bounds: snap.Bounds, native: snap.Native}
 	}
 	ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(c.agg.InFlight()))
 	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, c.build.Version, c.build.Revision, runtime.Version())
@@ -119,12 +119,15 @@ var posInf = math.Inf(1)
 // histogram is one series of the latency histogram, written straight from the snapshot: its
 // buckets point into the snapshot (which is never changed once published) instead of going
 // through a map as MustNewConstHistogram's do, and each bucket carries its exemplar. An exemplar
-// of the +Inf bucket gets an explicit +Inf bucket to ride on, as client_golang does.
+// of the +Inf bucket gets an explicit +Inf bucket to ride on, as client_golang does. With native
+// histograms the same metric carries the native buckets too, as client_golang's histograms do
+// when they have both (NewConstNativeHistogram makes native-only ones).
 type histogram struct {
 	desc   *prometheus.Desc
 	labels []*dto.LabelPair
 	series *Series
 	bounds []float64
+	native *NativeSchema
 }
 
 func (h *histogram) Desc() *prometheus.Desc { return h.desc }
@@ -149,9 +152,49 @@ func (h *histogram) Write(m *dto.Metric) error {
 			out.Bucket[i].Exemplar = exemplar(e)
 		}
 	}
+	if h.native != nil {
+		out.Schema, out.ZeroThreshold, out.ZeroCount = &h.native.Schema, &h.native.ZeroThreshold, &s.ZeroCount
+		out.PositiveSpan, out.PositiveDelta = nativeSpans(s.Native)
+		for _, b := range out.Bucket { // native exemplars are listed apart, by increasing value
+			if b.Exemplar != nil {
+				out.Exemplars = append(out.Exemplars, b.Exemplar)
+			}
+		}
+	}
 	m.Label = h.labels
 	m.Histogram = out
 	return nil
+}
+
+// nativeSpans encodes buckets (increasing keys) as the protobuf exposition wants them: spans of
+// consecutive buckets, each count a delta from the one before. A gap of one or two empty buckets
+// is written as zero deltas rather than a new span, as client_golang does.
+func nativeSpans(buckets []NativeBucket) ([]*dto.BucketSpan, []int64) {
+	if len(buckets) == 0 {
+		return nil, nil
+	}
+	spans := []*dto.BucketSpan{}
+	deltas := make([]int64, 0, len(buckets))
+	var prev int64
+	next := 0
+	for i, b := range buckets {
+		gap := b.Key - next
+		if i == 0 || gap > 2 {
+			offset, length := int32(gap), uint32(0)
+			spans = append(spans, &dto.BucketSpan{Offset: &offset, Length: &length})
+		} else {
+			for range gap {
+				deltas = append(deltas, -prev)
+				prev = 0
+			}
+			*spans[len(spans)-1].Length += uint32(gap)
+		}
+		deltas = append(deltas, int64(b.Count)-prev)
+		prev = int64(b.Count)
+		*spans[len(spans)-1].Length++
+		next = b.Key + 1
+	}
+	return spans, deltas
 }
 
 func exemplar(e *Exemplar) *dto.Exemplar {
