@@ -154,9 +154,10 @@ func (a *Aggregator) End(token, route int, method string, code int, d time.Durat
 }
 
 // EndSampled is End for a request whose trace was sampled: its trace id becomes the exemplar of
-// the request's bucket, replacing the one before. at is when the request ended, on the clock of
-// monotonic. It takes no lock: a request that finds another writing the same bucket's exemplar
-// leaves it to that one, which is as recent. A trace id longer than 32 bytes is not kept.
+// the request's bucket, replacing the one before, unless that one is less than exemplarGap older.
+// at is when the request ended, on the clock of monotonic. It takes no lock: a request that finds
+// another writing the same bucket's exemplar leaves it to that one, which is as recent. A trace id
+// longer than 32 bytes is not kept.
 func (a *Aggregator) EndSampled(token, route int, method string, code int, d, at time.Duration, traceID string) {
 	c, i := a.end(token, route, method, code, d)
 	slots := c.exemplars.Load()
@@ -442,11 +443,20 @@ type exemplarSlot struct {
 
 const maxTraceID = 32
 
+// exemplarGap is how long an exemplar stays before a later request of its bucket replaces it. Only
+// the latest of a flush interval is published; when every request is sampled, writing the slot for
+// each would make the cores take its cache line from each other on every request, which costs more
+// than the rest of the counting. Reading the slot's time leaves the line shared.
+const exemplarGap = int64(time.Millisecond)
+
 func (s *exemplarSlot) store(traceID string, value, at int64) {
 	if len(traceID) > maxTraceID {
 		return
 	}
 	seq := s.seq.Load()
+	if seq != 0 && at-s.at.Load() < exemplarGap {
+		return
+	}
 	if seq&1 == 1 || !s.seq.CompareAndSwap(seq, seq+1) {
 		return
 	}

@@ -73,6 +73,7 @@ func TestExemplarsOfSampledRequestsOnly(t *testing.T) {
 		{sampled("aaaa0000000000000000000000000003"), "/60ms"}, // +Inf
 	} {
 		_, _ = ok.Handle(r.ctx, service.Request{Method: "GET", Path: r.path})
+		time.Sleep(2 * time.Duration(exemplarGap)) // past the gap: the later one replaces it
 	}
 	_, _ = untraced.Handle(context.Background(), service.Request{Method: "GET", Path: "/0s"})
 	f.Flush()
@@ -122,6 +123,22 @@ func labelValue(m *dto.Metric, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestExemplarGap: a sampled request replaces its bucket's exemplar only when that one is at least
+// exemplarGap old.
+func TestExemplarGap(t *testing.T) {
+	agg := NewAggregator("other", nil, []float64{1})
+	gap := time.Duration(exemplarGap)
+	for _, r := range []struct {
+		id string
+		at time.Duration
+	}{{"first", time.Hour}, {"too soon", time.Hour + gap - 1}, {"later", time.Hour + gap}} {
+		agg.EndSampled(agg.Begin(), 0, "GET", 200, time.Millisecond, r.at, r.id)
+	}
+	if ex := agg.Snapshot().Series[0].Exemplars[0]; ex.TraceID != "later" || !ex.Time.Equal(epoch.Add(time.Hour+gap)) {
+		t.Fatalf("exemplar %+v, want the one a gap after the first", ex)
+	}
 }
 
 // TestExemplarsInOpenMetricsOnly: the OpenMetrics exposition shows the exemplars, with the trace
