@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,6 +72,15 @@ func TestExemplarsFollowSampling(t *testing.T) {
 			// one on the counter, one on the request's bucket
 			if len(ids) != 2 || ids[0] != echo.TraceID || ids[1] != echo.TraceID || len(echo.TraceID) != 32 {
 				t.Fatalf("exemplars %v, echo's trace id %q", ids, echo.TraceID)
+			}
+			// and the admin listener shows them to a scraper that negotiates OpenMetrics
+			req := httptest.NewRequest("GET", "/metrics", nil)
+			req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+			rec = httptest.NewRecorder()
+			a.admin.ServeHTTP(rec, req)
+			if want := `# {trace_id="` + echo.TraceID + `"}`; strings.Count(rec.Body.String(), want) != 2 ||
+				!strings.HasPrefix(rec.Header().Get("Content-Type"), "application/openmetrics-text") {
+				t.Fatalf("OpenMetrics /metrics (%s) lacks %s twice", rec.Header().Get("Content-Type"), want)
 			}
 		})
 	}

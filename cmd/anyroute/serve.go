@@ -184,9 +184,9 @@ func newAppWith(cfg config.Config, logger log.Logger, newService func([]service.
 		Logger:       log.With(logger, "component", "transport"),
 	})
 	a.admin = transport.NewAdminHandler(transport.AdminOptions{
-		Gatherer: a.registry,
-		Ready:    a.ready,
-		PProf:    cfg.Admin.PProf,
+		Metrics: metrics.NewExposition(a.registry, a.flusher), // encoded once per flush and format
+		Ready:   a.ready,
+		PProf:   cfg.Admin.PProf,
 	})
 	return a, nil
 }
