@@ -4,6 +4,7 @@ import (
 	"math"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,16 @@ type Collector struct {
 	folded       *prometheus.Desc
 	build        BuildInfo
 	codeLabels   []string
+
+	// labels holds the label pairs of each series, made on its first collect: a series' labels
+	// never change, and making them anew took a third of a collect's allocations.
+	labelsMu sync.Mutex
+	labels   map[seriesKey][]*dto.LabelPair
+}
+
+type seriesKey struct {
+	route, method string
+	code          int
 }
 
 // NewCollector returns the collector of the request metrics, named under namespace.
@@ -60,6 +71,7 @@ func NewCollector(namespace string, f *Flusher, build BuildInfo) *Collector {
 		folded: prometheus.NewDesc(name("metrics_folded_requests_total"),
 			"Requests whose route was not a configured rule and were counted under route \"other\" instead.", nil, nil),
 		codeLabels: codeStrings(),
+		labels:     map[seriesKey][]*dto.LabelPair{},
 	}
 }
 
@@ -85,16 +97,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	snap := c.flusher.Current()
 	for i := range snap.Series {
 		s := &snap.Series[i]
-		code := c.code(s.Code)
-		requests := prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(s.Count), s.Method, s.Route, code)
+		labels := c.labelPairs(s)
+		requests := &counter{desc: c.requests, labels: labels, value: float64(s.Count)}
 		if e, ok := Latest(s.Exemplars); ok {
-			requests = prometheus.MustNewMetricWithExemplars(requests, prometheus.Exemplar{
-				Value: 1, Labels: prometheus.Labels{traceIDLabel: e.TraceID}, Timestamp: e.Time,
-			})
+			requests.exemplar = exemplar(&e, &one)
 		}
 		ch <- requests
-		ch <- &histogram{desc: c.duration, labels: prometheus.MakeLabelPairs(c.duration, []string{s.Method, s.Route, code}),
-			series: s, bounds: snap.Bounds, native: snap.Native}
+		ch <- &histogram{desc: c.duration, labels: labels, series: s, bounds: snap.Bounds, native: snap.Native}
 	}
 	ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(c.agg.InFlight()))
 	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, c.build.Version, c.build.Revision, runtime.Version())
@@ -102,6 +111,18 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.flushes, prometheus.CounterValue, float64(c.flusher.flushes.Load()))
 	ch <- prometheus.MustNewConstMetric(c.lastFlush, prometheus.GaugeValue, float64(snap.Taken.UnixNano())/1e9)
 	ch <- prometheus.MustNewConstMetric(c.folded, prometheus.CounterValue, float64(snap.Folded))
+}
+
+func (c *Collector) labelPairs(s *Series) []*dto.LabelPair {
+	key := seriesKey{s.Route, s.Method, s.Code}
+	c.labelsMu.Lock()
+	defer c.labelsMu.Unlock()
+	labels, ok := c.labels[key]
+	if !ok {
+		labels = prometheus.MakeLabelPairs(c.requests, []string{s.Method, s.Route, c.code(s.Code)})
+		c.labels[key] = labels
+	}
+	return labels
 }
 
 func (c *Collector) code(code int) string {
@@ -114,7 +135,23 @@ func (c *Collector) code(code int) string {
 // traceIDLabel names the exemplars' one label: the trace id, as the tracing backend prints it.
 const traceIDLabel = "trace_id"
 
-var posInf = math.Inf(1)
+var posInf, one = math.Inf(1), 1.0
+
+// counter is one series of the request counter, with the exemplar of its latest sampled request.
+type counter struct {
+	desc     *prometheus.Desc
+	labels   []*dto.LabelPair
+	value    float64
+	exemplar *dto.Exemplar
+}
+
+func (c *counter) Desc() *prometheus.Desc { return c.desc }
+
+func (c *counter) Write(m *dto.Metric) error {
+	m.Label = c.labels
+	m.Counter = &dto.Counter{Value: &c.value, Exemplar: c.exemplar}
+	return nil
+}
 
 // histogram is one series of the latency histogram, written straight from the snapshot: its
 // buckets point into the snapshot (which is never changed once published) instead of going
@@ -149,7 +186,7 @@ func (h *histogram) Write(m *dto.Metric) error {
 	}
 	for i := range s.Exemplars {
 		if e := &s.Exemplars[i]; e.TraceID != "" && i < len(out.Bucket) {
-			out.Bucket[i].Exemplar = exemplar(e)
+			out.Bucket[i].Exemplar = exemplar(e, &e.Value)
 		}
 	}
 	if h.native != nil {
@@ -197,11 +234,13 @@ func nativeSpans(buckets []NativeBucket) ([]*dto.BucketSpan, []int64) {
 	return spans, deltas
 }
 
-func exemplar(e *Exemplar) *dto.Exemplar {
+// exemplar is e as the exposition carries it, with value: the request's duration on a bucket,
+// 1 on the counter (the increment).
+func exemplar(e *Exemplar, value *float64) *dto.Exemplar {
 	name := traceIDLabel
 	return &dto.Exemplar{
 		Label:     []*dto.LabelPair{{Name: &name, Value: &e.TraceID}},
-		Value:     &e.Value,
+		Value:     value,
 		Timestamp: timestamppb.New(e.Time),
 	}
 }
