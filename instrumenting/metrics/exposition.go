@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -30,6 +31,9 @@ type Exposition struct {
 
 	mu  sync.Mutex
 	gen *generation
+	// size is the largest page encoded so far: the next encoding's buffer starts that large, so
+	// the page is not copied through a dozen growing buffers.
+	size atomic.Int64
 }
 
 // NewExposition returns the /metrics handler of g, whose encodings last as long as a flush of f.
@@ -46,6 +50,7 @@ const gzipLevel = gzip.BestSpeed
 // far, each made once by the first scrape that asks for it while the others wait for it.
 type generation struct {
 	flushes uint64
+	size    *atomic.Int64 // Exposition.size
 
 	gathered sync.Once
 	families []*dto.MetricFamily
@@ -70,7 +75,7 @@ func (e *Exposition) current() *generation {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.gen == nil || e.gen.flushes != n {
-		e.gen = &generation{flushes: n, bodies: map[bodyKey]*body{}}
+		e.gen = &generation{flushes: n, size: &e.size, bodies: map[bodyKey]*body{}}
 	}
 	return e.gen
 }
@@ -94,16 +99,19 @@ func (g *generation) body(key bodyKey) []byte {
 			b.b = compress(g.body(bodyKey{format: key.format}))
 			return
 		}
-		b.b = encode(g.families, key.format)
+		b.b = encode(g.families, key.format, int(g.size.Load()))
+		if n := int64(len(b.b)); n > g.size.Load() {
+			g.size.Store(n) // racing encodings of two formats may both store: either size will do
+		}
 	})
 	return b.b
 }
 
-// encode writes families in format. A family that fails to encode is left out, and the rest
-// written, as promhttp's ContinueOnError does.
-func encode(families []*dto.MetricFamily, format expfmt.Format) []byte {
-	var buf bytes.Buffer
-	enc := expfmt.NewEncoder(&buf, format)
+// encode writes families in format, into a buffer of size bytes to begin with. A family that fails
+// to encode is left out, and the rest written, as promhttp's ContinueOnError does.
+func encode(families []*dto.MetricFamily, format expfmt.Format, size int) []byte {
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	enc := expfmt.NewEncoder(buf, format)
 	for _, mf := range families {
 		_ = enc.Encode(mf)
 	}
@@ -113,13 +121,22 @@ func encode(families []*dto.MetricFamily, format expfmt.Format) []byte {
 	return buf.Bytes()
 }
 
+// compress gzips b with a writer from gzips: the compressor's state is about a megabyte, which a
+// writer per flush would leave to the garbage collector every flush.
 func compress(b []byte) []byte {
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzipLevel) // the level is valid
+	buf := bytes.NewBuffer(make([]byte, 0, len(b)/4))
+	zw := gzips.Get().(*gzip.Writer)
+	zw.Reset(buf)
 	_, _ = zw.Write(b)
 	_ = zw.Close()
+	gzips.Put(zw)
 	return buf.Bytes()
 }
+
+var gzips = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzipLevel) // the level is valid
+	return zw
+}}
 
 // ServeHTTP negotiates the format from Accept (with its escaping scheme) and the content encoding
 // from Accept-Encoding as promhttp does, and writes the generation's body. A request that names
@@ -142,7 +159,7 @@ func (e *Exposition) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var b []byte
 	if names := r.URL.Query()["name[]"]; len(names) > 0 {
-		b = encode(only(families, names), format)
+		b = encode(only(families, names), format, 0)
 		if key.gzip {
 			b = compress(b)
 		}
