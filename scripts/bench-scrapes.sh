@@ -3,11 +3,12 @@
 # configured and about 800 label sets published, pinned to core 0; wrk sends requests across every
 # route on core 1, once quiet and once while 8 scrapers (bench/scrapers, on core 1 too) scrape
 # /metrics twice a second each, as Prometheus does (its Accept header, gzip). Rounds interleave the
-# cases; each storm run is compared with the quiet run of its own round and binary. The same runs
+# cases, alternating their order; each storm run is compared with the quiet run of its own round
+# and binary. The same runs
 # are made with the binary of BENCH_BASELINE_REF (default main; empty: none) for the side-by-side.
 # Prints a table and rewrites the "Scrapes" section of docs/benchmarks.md.
 #
-# Env: BENCH_DURATION (15s), BENCH_CONNECTIONS (64), BENCH_ROUNDS (3), BENCH_SCRAPERS (8),
+# Env: BENCH_DURATION (15s), BENCH_CONNECTIONS (64), BENCH_ROUNDS (5), BENCH_SCRAPERS (8),
 # BENCH_SCRAPE_RATE (2, per scraper per second), BENCH_BASELINE_REF (main),
 # BENCH_DOC (docs/benchmarks.md; empty: print only).
 set -euo pipefail
@@ -17,7 +18,7 @@ cd "$ROOT"
 export GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
 DURATION=${BENCH_DURATION:-15s}
 CONNS=${BENCH_CONNECTIONS:-64}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 SCRAPERS=${BENCH_SCRAPERS:-8}
 RATE=${BENCH_SCRAPE_RATE:-2}
 BASELINE=${BENCH_BASELINE_REF-main}
@@ -115,10 +116,17 @@ run() {
 	echo "bench-scrapes: round $ROUND: $bin $case: $rps req/s, p99 ${p99}µs, $series request series; $scrapes"
 }
 
+# Odd rounds run quiet first, even rounds the storm first, so that a machine slowing down or
+# speeding up through a round does not favour either.
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
 	for bin in "${BINARIES[@]}"; do
-		run "$bin" quiet
-		run "$bin" storm
+		if ((ROUND % 2)); then
+			run "$bin" quiet
+			run "$bin" storm
+		else
+			run "$bin" storm
+			run "$bin" quiet
+		fi
 	done
 done
 
@@ -159,7 +167,7 @@ section=$(
 	echo "## Scrapes: the API under a scrape storm"
 	echo
 	echo "Command: \`make bench\` (\`scripts/bench-scrapes.sh\`), $(date -u +%Y-%m-%d). Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(go version | awk '{print $3}')."
-	echo "anyroute runs with $ROUTES routes configured (each answering 503 to half its requests: about 800 request series, 11,200 bucket lines), pinned to core $SERVER_CPU; \`wrk -t1 -c$CONNS -d$DURATION\` walks every route with GET and POST on core $LOAD_CPU after a 3 s warm-up, once quiet and once while $SCRAPERS scrapers (\`bench/scrapers\`, on core $LOAD_CPU too) scrape \`/metrics\` $RATE times a second each, with Prometheus 2.42's Accept header and gzip. $ROUNDS rounds interleave the cases; each ratio is the storm's throughput over the quiet run's in the same round, for the same binary; the table shows medians. Target (issue 17): storm/quiet ≥ 0.95 with no scrape refused."
+	echo "anyroute runs with $ROUTES routes configured (each answering 503 to half its requests: about 800 request series, 11,200 bucket lines), pinned to core $SERVER_CPU; \`wrk -t1 -c$CONNS -d$DURATION\` walks every route with GET and POST on core $LOAD_CPU after a 3 s warm-up, once quiet and once while $SCRAPERS scrapers (\`bench/scrapers\`, on core $LOAD_CPU too) scrape \`/metrics\` $RATE times a second each, with Prometheus 2.42's Accept header and gzip. $ROUNDS rounds interleave the cases (quiet first in odd rounds, the storm first in even ones); each ratio is the storm's throughput over the quiet run's in the same round, for the same binary; the table shows medians. Target (issue 17): storm/quiet ≥ 0.95 with no scrape refused."
 	echo
 	echo "$table"
 	echo "<!-- scrapes:end -->"
