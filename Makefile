@@ -137,9 +137,10 @@ soak: ## a steady mixed load for SOAK_DURATION (not part of make test): errors, 
 	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags soak -count=1 -v -run '^TestSoak$$' -timeout 30m ./test/
 
 .PHONY: bench
-bench: bench-metrics ## micro-benchmarks, then the side-by-side load run against a bare server (writes docs/benchmarks.md)
+bench: bench-metrics ## micro-benchmarks, the load run against a bare server, the scrape-storm run (writes docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./bench/bare/ ./cmd/anyroute/
 	scripts/bench.sh
+	scripts/bench-scrapes.sh
 
 .PHONY: bench-metrics
 bench-metrics: ## micro-benchmarks of the metrics pipeline

@@ -57,6 +57,8 @@ type Metrics struct {
 	FlushInterval Duration  `json:"flush_interval"`
 	Buckets       []float64 `json:"buckets"`
 	MaxRoutes     int       `json:"max_routes"`
+	// NativeHistograms adds native buckets to the latency histogram, beside the classic ones.
+	NativeHistograms bool `json:"native_histograms"`
 }
 
 // Tracing chooses the tracing backend and its sampler.

@@ -354,3 +354,18 @@ func TestRestartOnly(t *testing.T) {
 		t.Fatalf("restart-only changes %v, want %v", got, want)
 	}
 }
+
+func TestNativeHistogramsKey(t *testing.T) {
+	if Default().Metrics.NativeHistograms {
+		t.Fatal("native histograms on by default")
+	}
+	cfg, err := Parse("native", []byte(`{"metrics": {"native_histograms": true}}`))
+	if err != nil || !cfg.Metrics.NativeHistograms {
+		t.Fatalf("native_histograms true: %v %+v", err, cfg.Metrics)
+	}
+	_, err = Parse("native", []byte(`{"metrics": {"native_histograms": "yes"}}`))
+	var ce *Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 1 || !strings.HasPrefix(ce.Problems[0].String(), "/metrics/native_histograms: ") {
+		t.Fatalf("a string for native_histograms: %v", err)
+	}
+}

@@ -13,6 +13,8 @@ import (
 
 // AdminOptions configure the admin handler.
 type AdminOptions struct {
+	// Metrics serves /metrics; without it, promhttp serves Gatherer.
+	Metrics  http.Handler
 	Gatherer prometheus.Gatherer
 	Ready    *atomic.Bool // /readyz answers 200 while true; shutdown sets it false before draining
 	PProf    bool
@@ -27,10 +29,14 @@ type AdminOptions struct {
 // /metrics like any other path and profiling is never exposed by accident.
 func NewAdminHandler(o AdminOptions) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{
-		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: 4, // a scrape storm must not eat the API's CPU
-	}))
+	metrics := o.Metrics
+	if metrics == nil {
+		metrics = promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{
+			ErrorHandling:       promhttp.ContinueOnError,
+			MaxRequestsInFlight: 4, // a scrape storm must not eat the API's CPU
+		})
+	}
+	mux.Handle("GET /metrics", metrics)
 	p := &probes{}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if p.unhealthy.Load() {

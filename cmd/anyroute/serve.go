@@ -128,7 +128,8 @@ func newAppWith(cfg config.Config, logger log.Logger, inner service.Middleware) 
 
 	// Request metrics: the hot path adds into the aggregator, the flusher publishes it, the
 	// collector serves what was published.
-	agg := metrics.NewAggregator(service.OtherRoute, routeNames(cfg.Routes), cfg.Metrics.Buckets)
+	agg := metrics.NewAggregator(service.OtherRoute, routeNames(cfg.Routes), cfg.Metrics.Buckets,
+		metrics.NativeHistograms(cfg.Metrics.NativeHistograms))
 	a.flusher = metrics.NewFlusher(agg, cfg.Metrics.FlushInterval.D())
 	a.agg = agg
 	a.rejected = func(status int) { agg.End(agg.Begin(), 0, "", status, 0) } // no route, no method, no duration
@@ -180,7 +181,7 @@ func newAppWith(cfg config.Config, logger log.Logger, inner service.Middleware) 
 			Help: "Requests whose handling panicked and were answered 500."})
 		a.registry.MustRegister(panics)
 		svc = service.Recover(log.With(logger, "component", "service"), a.tracing.TraceID, panics)(svc)
-		svc = metrics.Counting(agg)(svc) // outside Recover, so a panicked request is counted too
+		svc = metrics.Counting(agg, a.tracing.SampledTraceID)(svc) // outside Recover, so a panicked request is counted too; sampled ones leave exemplars
 	}
 
 	// The endpoint and its middlewares; endpoint.Chain lists the outermost first.
@@ -201,7 +202,7 @@ func newAppWith(cfg config.Config, logger log.Logger, inner service.Middleware) 
 	})
 	a.reloader = newReloader(a, cfg, a.registry, logger)
 	a.admin = transport.NewAdminHandler(transport.AdminOptions{
-		Gatherer:    a.registry,
+		Metrics:     metrics.NewExposition(a.registry, a.flusher), // encoded once per flush and format
 		Ready:       a.ready,
 		PProf:       cfg.Admin.PProf,
 		Lifecycle:   a.reloader,

@@ -7,25 +7,38 @@ import (
 	"github.com/anyroute/anyroute/service"
 )
 
+// TraceIDFunc returns the trace id of the request in ctx when its trace is sampled, and false
+// otherwise; tracing.Tracing's SampledTraceID is one. It must not allocate when it answers false.
+type TraceIDFunc func(ctx context.Context) (traceID string, sampled bool)
+
 // Counting returns a service middleware that records every answer in agg: route, method, status
 // and how long the service took. It costs a few atomic adds and no allocation, so it can stay on
-// for every request.
-func Counting(agg *Aggregator) service.Middleware {
+// for every request. With traceID (nil: none), a request whose trace is sampled also leaves its
+// trace id as the exemplar of its bucket.
+func Counting(agg *Aggregator, traceID TraceIDFunc) service.Middleware {
 	return func(next service.Service) service.Service {
-		return &counting{next: next, agg: agg}
+		return &counting{next: next, agg: agg, traceID: traceID}
 	}
 }
 
 type counting struct {
-	next service.Service
-	agg  *Aggregator
+	next    service.Service
+	agg     *Aggregator
+	traceID TraceIDFunc
 }
 
 func (c *counting) Handle(ctx context.Context, req service.Request) (service.Response, error) {
 	token := c.agg.Begin()
 	begin := monotonic()
 	resp, err := c.next.Handle(ctx, req)
-	c.agg.End(token, resp.RouteID, req.Method, resp.Status, monotonic()-begin)
+	end := monotonic()
+	if c.traceID != nil {
+		if id, ok := c.traceID(ctx); ok {
+			c.agg.EndSampled(token, resp.RouteID, req.Method, resp.Status, end-begin, end, id)
+			return resp, err
+		}
+	}
+	c.agg.End(token, resp.RouteID, req.Method, resp.Status, end-begin)
 	return resp, err
 }
 
@@ -34,5 +47,5 @@ var epoch = time.Now()
 
 // monotonic reads only the monotonic clock: time.Since of a time that carries a monotonic reading
 // skips the wall clock, which time.Now also reads and which costs as much again on some virtual
-// machines. A duration needs nothing more.
+// machines. A duration needs nothing more; an exemplar's wall time is epoch plus this reading.
 func monotonic() time.Duration { return time.Since(epoch) }

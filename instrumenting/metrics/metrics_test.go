@@ -187,8 +187,8 @@ func (f fixedService) Handle(context.Context, service.Request) (service.Response
 func TestCountingRecordsEveryAnswer(t *testing.T) {
 	agg := NewAggregator("other", []string{"r"}, []float64{1})
 	r := agg.RouteID("r")
-	ok := Counting(agg)(fixedService{resp: service.Response{Status: 201, RouteID: r}})
-	gone := Counting(agg)(fixedService{resp: service.Response{Status: 499, RouteID: r}, err: context.Canceled})
+	ok := Counting(agg, nil)(fixedService{resp: service.Response{Status: 201, RouteID: r}})
+	gone := Counting(agg, nil)(fixedService{resp: service.Response{Status: 499, RouteID: r}, err: context.Canceled})
 	for range 3 {
 		_, _ = ok.Handle(context.Background(), service.Request{Method: "PUT"})
 	}
@@ -206,7 +206,7 @@ func TestCountingRecordsEveryAnswer(t *testing.T) {
 
 func TestCountingDoesNotAllocate(t *testing.T) {
 	agg := NewAggregator("other", []string{"r"}, []float64{0.1, 1})
-	svc := Counting(agg)(fixedService{resp: service.Response{Status: 200}})
+	svc := Counting(agg, nil)(fixedService{resp: service.Response{Status: 200}})
 	ctx, req := context.Background(), service.Request{Method: "GET", Path: "/"}
 	_, _ = svc.Handle(ctx, req) // the first answer of a code creates its cell
 	if n := testing.AllocsPerRun(1000, func() { _, _ = svc.Handle(ctx, req) }); n != 0 {

@@ -37,6 +37,9 @@ type Backend interface {
 	// Span returns the trace id of a span the tracer started, in hex as the library prints it (32
 	// digits, or 16 for a 64-bit id), and whether the span is sampled: recorded and sent.
 	Span(span opentracing.Span) (traceID string, sampled bool)
+	// Sampled reports whether a span the tracer started is sampled, as Span does, without
+	// formatting its trace id: the request path asks it of every request and must not allocate.
+	Sampled(span opentracing.Span) bool
 	// Headers names the request headers the tracer reads trace context from, in lower case; a name
 	// ending in '*' is a prefix. Requests with none of them skip extraction, which allocates.
 	Headers() []string
@@ -91,6 +94,22 @@ func (t *Tracing) TraceID(ctx context.Context) string {
 	}
 	id, _ := t.b.Span(span)
 	return id
+}
+
+// SampledTraceID returns the trace id of the span in ctx when that span is sampled: recorded and
+// sent, so that the id names a trace the backend will hold. A request without a span, an unsampled
+// one, or tracing off, answers ("", false) without allocating. The counting decorator asks it of
+// every request, to attach the trace of a sampled one to the metrics as an exemplar.
+func (t *Tracing) SampledTraceID(ctx context.Context) (string, bool) {
+	if t.b == nil {
+		return "", false
+	}
+	span := opentracing.SpanFromContext(ctx)
+	if span == nil || !t.b.Sampled(span) {
+		return "", false
+	}
+	id, _ := t.b.Span(span)
+	return id, id != ""
 }
 
 // Server returns the endpoint middleware that records one server span per request, with go-kit's

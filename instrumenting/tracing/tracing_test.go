@@ -38,6 +38,11 @@ func (m mockBackend) Span(span opentracing.Span) (string, bool) {
 	return strconv.Itoa(sc.TraceID), sc.Sampled
 }
 
+func (m mockBackend) Sampled(span opentracing.Span) bool {
+	_, sampled := m.Span(span)
+	return sampled
+}
+
 func TestServerSpan(t *testing.T) {
 	tests := []struct {
 		name          string

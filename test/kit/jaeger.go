@@ -71,6 +71,23 @@ func (j JaegerQuery) Traces(ctx context.Context, service string) ([]Trace, error
 	return resp.Data, nil
 }
 
+// HasTrace reports whether Jaeger holds a trace of the id, with spans.
+func (j JaegerQuery) HasTrace(ctx context.Context, traceID string) (bool, error) {
+	code, body := Do(ctx, http.MethodGet, j.URL+"/api/traces/"+url.PathEscape(traceID), nil, nil)
+	switch code {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return false, nil
+	default:
+		return false, fmt.Errorf("jaeger trace %s: %d %.300s", traceID, code, body)
+	}
+	var resp struct{ Data []Trace }
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		return false, fmt.Errorf("jaeger trace %s: %w", traceID, err)
+	}
+	return len(resp.Data) == 1 && len(resp.Data[0].Spans) > 0, nil
+}
+
 // Jaeger is a real Jaeger v2 (all-in-one, in-memory storage) that a test runs from the binary
 // scripts/tools.sh builds, with the project's config and every listener moved to a free
 // loopback port.

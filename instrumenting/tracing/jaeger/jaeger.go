@@ -90,6 +90,11 @@ func (b *backend) Span(span opentracing.Span) (string, bool) {
 	return tracing.HexID(id.High, id.Low), sc.IsSampled()
 }
 
+func (b *backend) Sampled(span opentracing.Span) bool {
+	s, ok := span.(*jaeger.Span)
+	return ok && s.SpanContext().IsSampled()
+}
+
 // Headers are uber-trace-id with jaeger's debug and baggage headers, and B3 in both forms.
 func (b *backend) Headers() []string {
 	return []string{"uber-trace-id", "jaeger-debug-id", "jaeger-baggage", "uberctx-*", "b3", "x-b3-*"}

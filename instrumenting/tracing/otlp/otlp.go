@@ -90,6 +90,14 @@ func (b *backend) Span(span opentracing.Span) (string, bool) {
 	return sc.TraceID().String(), sc.IsSampled()
 }
 
+func (b *backend) Sampled(span opentracing.Span) bool {
+	sc, ok := span.Context().(interface {
+		TraceID() trace.TraceID
+		IsSampled() bool
+	})
+	return ok && sc.TraceID().IsValid() && sc.IsSampled()
+}
+
 // Headers are W3C trace context's and baggage.
 func (b *backend) Headers() []string { return []string{"traceparent", "tracestate", "baggage"} }
 

@@ -21,6 +21,8 @@ import (
 	kitendpoint "github.com/go-kit/kit/endpoint"
 	kithttp "github.com/go-kit/kit/transport/http"
 	"github.com/go-kit/log"
+	"github.com/opentracing/opentracing-go"
+	"github.com/opentracing/opentracing-go/ext"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/anyroute/anyroute/config"
@@ -74,6 +76,9 @@ type Suite struct {
 	// Callers build the headers by which a caller hands over its trace (32 hex digits) and span
 	// (16 hex digits), in each of the backend's formats.
 	Callers map[string]func(traceID, spanID string) map[string]string
+	// SampledAllocs is what Backend.Sampled may allocate: 0 but for a library that hands out its
+	// span context only by value, boxed into an interface.
+	SampledAllocs float64
 }
 
 // Config is a tracing config of the backend with every endpoint at a closed port.
@@ -119,6 +124,7 @@ func (s Suite) Run(t *testing.T) {
 	t.Run("DroppedSpansAreCounted", s.testDroppedSpansAreCounted)
 	t.Run("StuckBackendFillsTheQueue", s.testStuckBackendFillsTheQueue)
 	t.Run("Samplers", s.testSamplers)
+	t.Run("SampledTraceID", s.testSampledTraceID)
 	t.Run("RefusesUnknownSampler", s.testRefusesUnknownSampler)
 	t.Run("BigBaggageIsBounded", s.testBigBaggageIsBounded)
 }
@@ -326,6 +332,43 @@ func (s Suite) testSamplers(t *testing.T) {
 		if sampled < tc.min || sampled > tc.max {
 			t.Errorf("%s %g: %d of %d sampled, want %d..%d", tc.sampler.Type, tc.sampler.Param, sampled, n, tc.min, tc.max)
 		}
+	}
+}
+
+// testSampledTraceID: Sampled agrees with Span, and SampledTraceID (what the counting decorator
+// asks of every request, for exemplars) gives the trace id of a sampled span only; for an unsampled
+// span, or none, it answers without allocating.
+func (s Suite) testSampledTraceID(t *testing.T) {
+	for _, param := range []float64{1, 0} {
+		cfg := s.Config(t)
+		cfg.Sampler = config.Sampler{Type: "const", Param: param}
+		b, _ := s.Start(t, cfg, nil)
+		tr := tracing.New(b)
+		span := b.Tracer(ext.SpanKindRPCServerEnum).StartSpan("x")
+		ctx := opentracing.ContextWithSpan(context.Background(), span)
+		id, sampled := b.Span(span)
+		if b.Sampled(span) != sampled || sampled != (param == 1) {
+			t.Errorf("const %g: Sampled %v, Span says %v", param, b.Sampled(span), sampled)
+		}
+		got, ok := tr.SampledTraceID(ctx)
+		if ok != sampled || (ok && got != id) || (!ok && got != "") {
+			t.Errorf("const %g: SampledTraceID (%q, %v), span %q sampled %v", param, got, ok, id, sampled)
+		}
+		if !sampled {
+			if n := testing.AllocsPerRun(100, func() { _, _ = tr.SampledTraceID(ctx) }); n != s.SampledAllocs {
+				t.Errorf("SampledTraceID of an unsampled span: %v allocations, want %v", n, s.SampledAllocs)
+			}
+		}
+		if n := testing.AllocsPerRun(100, func() { _ = b.Sampled(span) }); n != s.SampledAllocs {
+			t.Errorf("const %g: Sampled allocates %v times, want %v", param, n, s.SampledAllocs)
+		}
+		span.Finish()
+		if _, ok := tr.SampledTraceID(context.Background()); ok {
+			t.Error("SampledTraceID without a span")
+		}
+	}
+	if id, ok := tracing.New(nil).SampledTraceID(context.Background()); ok || id != "" {
+		t.Errorf("tracing off: SampledTraceID (%q, %v)", id, ok)
 	}
 }
 

@@ -83,6 +83,13 @@ func (b *backend) Span(span opentracing.Span) (string, bool) {
 	return tracing.HexID(sc.TraceID.High, sc.TraceID.Low), sc.Sampled == nil || *sc.Sampled
 }
 
+// Sampled allocates once: the library returns a span's context only as a struct boxed into an
+// interface, and has no other way to ask.
+func (b *backend) Sampled(span opentracing.Span) bool {
+	sc, ok := span.Context().(zipkinot.SpanContext)
+	return ok && (sc.Sampled == nil || *sc.Sampled)
+}
+
 // Headers are B3's, multi (X-B3-*) and single (b3).
 func (b *backend) Headers() []string { return []string{"b3", "x-b3-*"} }
 
