@@ -70,6 +70,17 @@ func TestSystemTracesSpanEveryHop(t *testing.T) {
 					return p.metrics(t).Sum("app_requests_total", "code", "200") == n
 				})
 			}
+			// And every call, on the side that made it.
+			for _, c := range []struct {
+				p           *proc
+				route, call string
+			}{{frontend, "shop", "checkout"}, {checkout, "checkout", "inventory"}, {checkout, "checkout", "payment"}} {
+				kit.WaitFor(t, 5*time.Second, fmt.Sprintf("%s's calls to %s counted", c.route, c.call), func() bool {
+					m := c.p.metrics(t)
+					return m.Sum("app_upstream_requests_total", "route", c.route, "call", c.call, "code", "200") == n &&
+						m.HistogramCount("app_upstream_request_duration_seconds", "route", c.route, "call", c.call) == n
+				})
+			}
 		})
 	}
 }

@@ -77,11 +77,16 @@ func TestFailingUpstreams(t *testing.T) {
 			}
 		}
 	}
-	kit.WaitUntil(t, 10*time.Second, "every request counted, the goroutines back to their number before", func() (bool, string, error) {
+	kit.WaitUntil(t, 10*time.Second, "every request and call counted, the goroutines back to their number before", func() (bool, string, error) {
 		m := p.metrics(t)
-		counts := fmt.Sprintf("502: %v, 200: %v, goroutines %v (before %v)",
-			m.Sum("app_requests_total", "code", "502"), m.Sum("app_requests_total", "code", "200"), m.Sum("go_goroutines"), baseline)
+		calls := func(route, code string) float64 {
+			return m.Sum("app_upstream_requests_total", "route", route, "code", code)
+		}
+		counts := fmt.Sprintf("502: %v, 200: %v, calls down/error %v hole/timeout %v slow/timeout %v ignore/error %v, goroutines %v (before %v)",
+			m.Sum("app_requests_total", "code", "502"), m.Sum("app_requests_total", "code", "200"),
+			calls("down", "error"), calls("hole", "timeout"), calls("slow", "timeout"), calls("ignore", "error"), m.Sum("go_goroutines"), baseline)
 		return m.Sum("app_requests_total", "code", "502") == 15 && m.Sum("app_requests_total", "route", "ignore", "code", "200") == 5 &&
+			calls("down", "error") == 5 && calls("hole", "timeout") == 5 && calls("slow", "timeout") == 5 && calls("ignore", "error") == 5 &&
 			m.Sum("go_goroutines") <= baseline+2, counts, nil
 	})
 }

@@ -97,9 +97,11 @@ type app struct {
 	// tracing's Close flushes the spans still buffered: the last actor of the run group calls it,
 	// once the API has drained.
 	tracing *tracing.Tracing
-	// router is the business core, whose rules a reload replaces; agg keeps their counts.
+	// router is the business core, whose rules a reload replaces; agg and calls keep the counts
+	// of their requests and their upstream calls.
 	router   *service.Router
 	agg      *metrics.Aggregator
+	calls    *metrics.Aggregator
 	reloader *reloader
 	// rejected counts an answer net/http wrote by itself; inFlight is the requests being answered.
 	rejected func(status int)
@@ -128,9 +130,14 @@ func newAppWith(cfg config.Config, logger log.Logger, inner service.Middleware) 
 
 	// Request metrics: the hot path adds into the aggregator, the flusher publishes it, the
 	// collector serves what was published.
-	agg := metrics.NewAggregator(service.OtherRoute, routeNames(cfg.Routes), cfg.Metrics.Buckets,
+	// Upstream calls go through an aggregator of their own, by route and call, flushed with it.
+	// Reloads add routes and calls; a name that goes keeps its counts: at most 4 × max_routes
+	// names are ever counted apart.
+	bound := metrics.MaxRoutes(4*cfg.Metrics.MaxRoutes + 1)
+	agg := metrics.NewAggregator(service.OtherRoute, nil, cfg.Metrics.Buckets, bound,
 		metrics.NativeHistograms(cfg.Metrics.NativeHistograms))
-	a.flusher = metrics.NewFlusher(agg, cfg.Metrics.FlushInterval.D())
+	a.calls = metrics.NewAggregator("", nil, cfg.Metrics.Buckets, bound)
+	a.flusher = metrics.NewFlusherWithCalls(agg, a.calls, cfg.Metrics.FlushInterval.D())
 	a.agg = agg
 	a.rejected = func(status int) { agg.End(agg.Begin(), 0, "", status, 0) } // no route, no method, no duration
 	a.inFlight = agg.InFlight
@@ -157,16 +164,16 @@ func newAppWith(cfg config.Config, logger log.Logger, inner service.Middleware) 
 	a.tracing = tracing.New(backend)
 
 	// The upstream client: a go-kit client endpoint, a client span around every call.
-	caller := transport.NewCaller(transport.ClientOptions{
+	caller := metrics.CountingCaller(a.calls)(transport.NewCaller(transport.ClientOptions{
 		Before:     []kithttp.RequestFunc{a.tracing.ContextToHTTP(logger)},
 		After:      []kithttp.ClientResponseFunc{a.tracing.ClientAfter()},
 		Middleware: a.tracing.Client(),
-	})
+	}))
 
 	// The service and its decorators, innermost first.
 	var svc service.Service
 	{
-		rules := routeRules(cfg, agg)
+		rules := a.routeRules(cfg)
 		opts := service.Options{Caller: caller, MaxHops: cfg.MaxHops, Random: service.NewRandom(cfg.Seed)}
 		if a.router, err = service.New(rules, opts); err != nil {
 			_ = a.tracing.Close(context.Background())
@@ -214,7 +221,7 @@ func newAppWith(cfg config.Config, logger log.Logger, inner service.Middleware) 
 
 // replaceRules swaps in the route rules of a config that passed its checks.
 func (a *app) replaceRules(cfg config.Config) error {
-	return a.router.Replace(routeRules(cfg, a.agg), service.Options{MaxHops: cfg.MaxHops, Random: service.NewRandom(cfg.Seed)})
+	return a.router.Replace(a.routeRules(cfg), service.Options{MaxHops: cfg.MaxHops, Random: service.NewRandom(cfg.Seed)})
 }
 
 // errDrainCut is serveConfig's error when requests were still running as the drain ended (the
@@ -457,21 +464,16 @@ func instanceName() string {
 	return "unknown"
 }
 
-// routeNames are the route label values, in rule order.
-func routeNames(routes []config.Route) []string {
-	names := make([]string, len(routes))
-	for i, r := range routes {
-		names[i] = r.Name
-	}
-	return names
-}
-
-// routeRules are the service's rules, each with the aggregator's id of its route.
-func routeRules(cfg config.Config, agg *metrics.Aggregator) []service.Rule {
+// routeRules are the service's rules, each route and each call with the id the aggregators
+// count it under (registered if new).
+func (a *app) routeRules(cfg config.Config) []service.Rule {
 	rules := make([]service.Rule, len(cfg.Routes))
 	for i, r := range cfg.Routes {
 		rules[i] = r.Rule(cfg.HTTP)
-		rules[i].ID = agg.RouteID(r.Name)
+		rules[i].ID = a.agg.Register(r.Name)
+		for j := range rules[i].Calls {
+			rules[i].Calls[j].ID = a.calls.Register(metrics.CallSlot(r.Name, rules[i].Calls[j].Name))
+		}
 	}
 	return rules
 }

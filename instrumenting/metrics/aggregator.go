@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,23 +18,36 @@ import (
 // cumulative, so a snapshot never loses or double-counts an observation, however the reads
 // interleave with the writes.
 type Aggregator struct {
-	routes  []string       // route label of each route id; id 0 is the catch-all
-	ids     map[string]int // route id by name
-	bounds  []int64        // histogram upper bounds in nanoseconds
-	buckets []float64      // the same bounds in seconds, for the exposition
-	stride  int            // words per shard in a cell: bucket counts, +Inf, sum, native, padding
-	native  *nativeLayout  // nil without native histograms
-	zero    int            // with them, the word of a shard that counts the native zero bucket;
+	// routes is the label and the cells of each route id, id 0 the catch-all. Register grows it
+	// copy-on-write under mu; a request reads it with one atomic load.
+	routes    atomic.Pointer[routeTable]
+	ids       map[string]int // route id by name; guarded by mu
+	maxRoutes int            // Register refuses past this many routes, the catch-all included
+	bounds    []int64        // histogram upper bounds in nanoseconds
+	buckets   []float64      // the same bounds in seconds, for the exposition
+	stride    int            // words per shard in a cell: bucket counts, +Inf, sum, native, padding
+	native    *nativeLayout  // nil without native histograms
+	zero      int            // with them, the word of a shard that counts the native zero bucket;
 	//                        the dense native buckets follow it
 	shards int // a power of two
-	cells  [][len(instrumenting.Methods)]codeTable
 	folded atomic.Uint64
-	mu     sync.Mutex // serialises the rare creation of a cell
+	mu     sync.Mutex // serialises the rare creation of a cell or a route
 	// snapshotMu serialises snapshots, which keep what they read of the exemplars in the cells.
 	snapshotMu sync.Mutex
 	// inFlight is sharded like the cells: a request adds and removes 1 on the same shard.
 	inFlight []paddedInt64
 }
+
+// routeTable is the aggregator's routes as of one Register: their labels and cells, by id. The
+// cells of a route never move, so a table that grows keeps pointing at the same ones.
+type routeTable struct {
+	names []string
+	cells []*[len(instrumenting.Methods)]codeTable
+}
+
+// DefaultMaxRoutes bounds the routes an aggregator counts apart, the catch-all included, so that
+// reloads that keep adding names cannot grow the series without bound.
+const DefaultMaxRoutes = 1024
 
 type paddedInt64 struct {
 	atomic.Int64
@@ -63,6 +77,16 @@ type cell struct {
 // Option changes how an aggregator counts.
 type Option func(*Aggregator)
 
+// MaxRoutes bounds the routes the aggregator counts apart (the catch-all included): past it, a
+// new name is counted under the catch-all. 0 or less: DefaultMaxRoutes.
+func MaxRoutes(n int) Option {
+	return func(a *Aggregator) {
+		if n > 0 {
+			a.maxRoutes = n
+		}
+	}
+}
+
 // NativeHistograms, when on, has the aggregator keep native histogram buckets beside the classic
 // ones, at a schema chosen for the range of the classic bounds (see native.go).
 func NativeHistograms(on bool) Option {
@@ -79,13 +103,10 @@ func NativeHistograms(on bool) Option {
 // recovery) leave the id at its zero value.
 func NewAggregator(other string, routes []string, bucketBounds []float64, opts ...Option) *Aggregator {
 	a := &Aggregator{
-		routes:  append([]string{other}, routes...),
-		ids:     make(map[string]int, len(routes)),
-		buckets: append([]float64(nil), bucketBounds...),
-		shards:  shardCount(),
-	}
-	for i, r := range routes {
-		a.ids[r] = i + 1
+		ids:       make(map[string]int, len(routes)),
+		maxRoutes: DefaultMaxRoutes,
+		buckets:   append([]float64(nil), bucketBounds...),
+		shards:    shardCount(),
 	}
 	for _, b := range bucketBounds {
 		a.bounds = append(a.bounds, nanos(b))
@@ -102,9 +123,36 @@ func NewAggregator(other string, routes []string, bucketBounds []float64, opts .
 		words += 1 + a.native.hi - a.native.lo + 1
 	}
 	a.stride = (words+7)/8*8 + 8
-	a.cells = make([][len(instrumenting.Methods)]codeTable, len(a.routes))
 	a.inFlight = make([]paddedInt64, a.shards)
+	a.routes.Store(&routeTable{names: []string{other}, cells: []*[len(instrumenting.Methods)]codeTable{{}}})
+	for _, r := range routes {
+		a.Register(r)
+	}
 	return a
+}
+
+// Register returns the id of the named route, giving it one if it has none: a reload that brings a
+// new route counts it from 0, and a route a reload removed keeps its id and its counts, published
+// until the process ends, so that no counter goes down. Past the aggregator's MaxRoutes a new name
+// gets 0, the catch-all's id. Callers resolve ids once per route, never per request.
+func (a *Aggregator) Register(name string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if id, ok := a.ids[name]; ok {
+		return id
+	}
+	t := a.routes.Load()
+	if len(t.names) >= a.maxRoutes {
+		return 0
+	}
+	grown := &routeTable{
+		names: append(slices.Clip(t.names), name),
+		cells: append(slices.Clip(t.cells), &[len(instrumenting.Methods)]codeTable{}),
+	}
+	a.routes.Store(grown)
+	id := len(grown.names) - 1
+	a.ids[name] = id
+	return id
 }
 
 // shardCount gives each core a few shards: a random shard then seldom collides with another core.
@@ -125,9 +173,12 @@ func nanos(seconds float64) int64 {
 	return int64(seconds * float64(time.Second))
 }
 
-// RouteID returns the id to record a request of the named route under: 0, the catch-all, for a
-// name the aggregator was not given. Callers resolve it once per route, never per request.
-func (a *Aggregator) RouteID(name string) int { return a.ids[name] }
+// RouteID returns the id of a registered route, 0 (the catch-all's) for a name that is not.
+func (a *Aggregator) RouteID(name string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ids[name]
+}
 
 func (a *Aggregator) shard() int { return int(rand.Uint32()) & (a.shards - 1) }
 
@@ -175,11 +226,12 @@ func (a *Aggregator) EndSampled(token, route int, method string, code int, d, at
 // end counts the request and returns its cell and bucket.
 func (a *Aggregator) end(token, route int, method string, code int, d time.Duration) (*cell, int) {
 	a.inFlight[token].Add(-1)
-	if route < 0 || route >= len(a.routes) {
+	routes := a.routes.Load()
+	if route < 0 || route >= len(routes.cells) {
 		route = 0
 		a.folded.Add(1)
 	}
-	c := a.cell(route, instrumenting.MethodIndex(method), code)
+	c := a.cell(routes.cells[route], instrumenting.MethodIndex(method), code)
 	base := token * a.stride
 	if a.native != nil {
 		a.observeNative(c, base, d) // before the classic bucket: see Snapshot
@@ -216,8 +268,8 @@ func (c *cell) overflowBuckets(n *nativeLayout) []atomic.Uint64 {
 	return *c.overflow.Load()
 }
 
-func (a *Aggregator) cell(route, method, code int) *cell {
-	t := &a.cells[route][method]
+func (a *Aggregator) cell(route *[len(instrumenting.Methods)]codeTable, method, code int) *cell {
+	t := &route[method]
 	if cs := t.cells.Load(); cs != nil {
 		for _, c := range *cs {
 			if c.code == code {
@@ -291,6 +343,9 @@ func Latest(exemplars []Exemplar) (Exemplar, bool) {
 // Snapshot is what one flush publishes.
 type Snapshot struct {
 	Series []Series
+	// Calls are the upstream calls' series, when the flusher has their aggregator: Route holds
+	// CallSlot's "route/call", Method is unused.
+	Calls  []Series
 	Bounds []float64
 	Folded uint64
 	Taken  time.Time
@@ -312,15 +367,16 @@ func (a *Aggregator) Snapshot() *Snapshot {
 	defer a.snapshotMu.Unlock()
 	var cells []*cell
 	var labels []Series
-	for r := range a.cells {
-		for m := range a.cells[r] {
-			p := a.cells[r][m].cells.Load()
+	routes := a.routes.Load()
+	for r, route := range routes.cells {
+		for m := range route {
+			p := route[m].cells.Load()
 			if p == nil {
 				continue
 			}
 			for _, c := range *p {
 				cells = append(cells, c)
-				labels = append(labels, Series{Route: a.routes[r], Method: instrumenting.Methods[m], Code: c.code})
+				labels = append(labels, Series{Route: routes.names[r], Method: instrumenting.Methods[m], Code: c.code})
 			}
 		}
 	}

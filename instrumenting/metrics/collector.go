@@ -4,6 +4,7 @@ import (
 	"math"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +33,8 @@ type Collector struct {
 	flushes      *prometheus.Desc
 	lastFlush    *prometheus.Desc
 	folded       *prometheus.Desc
+	calls        *prometheus.Desc
+	callDuration *prometheus.Desc
 	build        BuildInfo
 	codeLabels   []string
 
@@ -44,11 +47,13 @@ type Collector struct {
 type seriesKey struct {
 	route, method string
 	code          int
+	call          bool // an upstream call's series: route holds its CallSlot
 }
 
 // NewCollector returns the collector of the request metrics, named under namespace.
 func NewCollector(namespace string, f *Flusher, build BuildInfo) *Collector {
 	labels := []string{"method", "route", "code"}
+	callLabels := []string{"route", "call", "code"}
 	name := func(n string) string { return prometheus.BuildFQName(namespace, "", n) }
 	return &Collector{
 		flusher: f,
@@ -70,6 +75,10 @@ func NewCollector(namespace string, f *Flusher, build BuildInfo) *Collector {
 			"When the request metrics served now were taken, in Unix seconds.", nil, nil),
 		folded: prometheus.NewDesc(name("metrics_folded_requests_total"),
 			"Requests whose route was not a configured rule and were counted under route \"other\" instead.", nil, nil),
+		calls: prometheus.NewDesc(name("upstream_requests_total"),
+			"Upstream calls made, by route rule, call and status code (timeout, error or canceled when no answer came).", callLabels, nil),
+		callDuration: prometheus.NewDesc(name("upstream_request_duration_seconds"),
+			"Time an upstream call took, by route rule, call and status code (timeout, error or canceled when no answer came).", callLabels, nil),
 		codeLabels: codeStrings(),
 		labels:     map[seriesKey][]*dto.LabelPair{},
 	}
@@ -87,7 +96,7 @@ func codeStrings() []string {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.requests, c.duration, c.inFlight, c.buildInfo,
-		c.flushSeconds, c.flushes, c.lastFlush, c.folded} {
+		c.flushSeconds, c.flushes, c.lastFlush, c.folded, c.calls, c.callDuration} {
 		ch <- d
 	}
 }
@@ -105,6 +114,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- requests
 		ch <- &histogram{desc: c.duration, labels: labels, series: s, bounds: snap.Bounds, native: snap.Native}
 	}
+	for i := range snap.Calls {
+		s := &snap.Calls[i]
+		labels := c.callLabelPairs(s)
+		ch <- &counter{desc: c.calls, labels: labels, value: float64(s.Count)}
+		ch <- &histogram{desc: c.callDuration, labels: labels, series: s, bounds: snap.Bounds}
+	}
 	ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(c.agg.InFlight()))
 	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, c.build.Version, c.build.Revision, runtime.Version())
 	ch <- prometheus.MustNewConstMetric(c.flushSeconds, prometheus.GaugeValue, time.Duration(c.flusher.lastTook.Load()).Seconds())
@@ -114,7 +129,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (c *Collector) labelPairs(s *Series) []*dto.LabelPair {
-	key := seriesKey{s.Route, s.Method, s.Code}
+	key := seriesKey{route: s.Route, method: s.Method, code: s.Code}
 	c.labelsMu.Lock()
 	defer c.labelsMu.Unlock()
 	labels, ok := c.labels[key]
@@ -125,9 +140,31 @@ func (c *Collector) labelPairs(s *Series) []*dto.LabelPair {
 	return labels
 }
 
+// callLabelPairs are the labels of an upstream call's series: its route and call, from the slot
+// name, and its code.
+func (c *Collector) callLabelPairs(s *Series) []*dto.LabelPair {
+	key := seriesKey{route: s.Route, code: s.Code, call: true}
+	c.labelsMu.Lock()
+	defer c.labelsMu.Unlock()
+	labels, ok := c.labels[key]
+	if !ok {
+		route, call, _ := strings.Cut(s.Route, "/")
+		labels = prometheus.MakeLabelPairs(c.calls, []string{route, call, c.code(s.Code)})
+		c.labels[key] = labels
+	}
+	return labels
+}
+
 func (c *Collector) code(code int) string {
-	if code >= 0 && code < len(c.codeLabels) {
+	switch {
+	case code >= 0 && code < len(c.codeLabels):
 		return c.codeLabels[code]
+	case code == CodeTimeout:
+		return "timeout"
+	case code == CodeError:
+		return "error"
+	case code == CodeCanceled:
+		return "canceled"
 	}
 	return strconv.Itoa(code)
 }

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/anyroute/anyroute/service"
@@ -49,3 +50,42 @@ var epoch = time.Now()
 // skips the wall clock, which time.Now also reads and which costs as much again on some virtual
 // machines. A duration needs nothing more; an exemplar's wall time is epoch plus this reading.
 func monotonic() time.Duration { return time.Since(epoch) }
+
+// Codes of calls that got no answer, in the upstream metrics' code label.
+const (
+	CodeTimeout  = -1 // the call took longer than its timeout
+	CodeError    = -2 // no answer: refused, reset, unresolvable, not HTTP
+	CodeCanceled = -3 // the request itself ended (the client left, the server stopped)
+)
+
+// CallSlot is the name an upstream call is registered under in the calls' aggregator: its route's
+// and its own, which config names keep free of "/".
+func CallSlot(route, call string) string { return route + "/" + call }
+
+// CountingCaller returns the decorator of an upstream Caller that records every call in agg (the
+// calls' aggregator, by the call's ID from CallSlot): its status, or the code of why none came,
+// and how long it took.
+func CountingCaller(agg *Aggregator) func(service.Caller) service.Caller {
+	return func(next service.Caller) service.Caller { return &countingCaller{next: next, agg: agg} }
+}
+
+type countingCaller struct {
+	next service.Caller
+	agg  *Aggregator
+}
+
+func (c *countingCaller) Call(ctx context.Context, req service.CallRequest) service.CallResult {
+	token := c.agg.Begin()
+	res := c.next.Call(ctx, req)
+	code := res.Status
+	switch {
+	case errors.Is(res.Err, service.ErrCallTimeout):
+		code = CodeTimeout
+	case errors.Is(res.Err, service.ErrNoAnswer):
+		code = CodeError
+	case res.Err != nil:
+		code = CodeCanceled
+	}
+	c.agg.End(token, req.ID, "", code, res.Duration)
+	return res
+}
