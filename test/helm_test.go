@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -99,6 +100,7 @@ func TestHelmChartRenders(t *testing.T) {
 				checkMonitors(t, r)
 				checkScrapeAnnotations(t, r, false)
 			}},
+		{name: "reload by restart", release: "anyroute", args: []string{"-f", demoValues, "--set", "configReload=restart"}, check: func(t *testing.T, r *rendered) {}},
 		{name: "full config", release: "anyroute", args: []string{"-f", fullConfig, "--set", "terminationGracePeriodSeconds=60"}, check: func(t *testing.T, r *rendered) {
 			want := readJSONFile(t, "../config/examples/full.json")
 			if got := parseJSON(t, r.configJSON); !reflect.DeepEqual(got, want) {
@@ -356,6 +358,7 @@ func TestHelmKnowsItsKubernetes(t *testing.T) {
 // rendered is one `helm template` output, every document decoded into its API type.
 type rendered struct {
 	release, fullname string
+	args              []string // helm template's value arguments
 	objects           []metav1.Object
 	kinds             []string
 
@@ -402,7 +405,7 @@ func renderChart(t *testing.T, release string, args ...string) *rendered {
 	if err != nil {
 		t.Fatalf("helm template %v: %v\n%s", args, err, stderr)
 	}
-	r := &rendered{release: release, fullname: release}
+	r := &rendered{release: release, fullname: release, args: args}
 	if !strings.Contains(release, "anyroute") {
 		r.fullname = release + "-anyroute"
 	}
@@ -753,15 +756,41 @@ func checkConfig(t *testing.T, r *rendered) {
 	}
 	r.config = cfg
 
-	sum := sha256.Sum256([]byte(strings.TrimSuffix(data, "\n")))
-	if got := r.server.Spec.Template.Annotations["checksum/config"]; got != hex.EncodeToString(sum[:]) {
-		t.Errorf("checksum/config %q is not the sha256 of config.json", got)
+	// The checksum that rolls the pods: of config.json with configReload restart; with inPlace
+	// (the default) of its keys a reload cannot apply, so a change of the routes alone reloads.
+	want, of := configChecksum(t, data, nil), "config.json"
+	if !strings.Contains(strings.Join(r.args, " "), "configReload=restart") {
+		want, of = configChecksum(t, data, config.Reloadable), "config.json without "+strings.Join(config.Reloadable, ", ")
+	}
+	if got := r.server.Spec.Template.Annotations["checksum/config"]; got != want {
+		t.Errorf("checksum/config %q is not the sha256 of %s", got, of)
 	}
 	shutdown := cfg.Shutdown.DrainDelay.D() + cfg.Shutdown.Grace.D() + cfg.Shutdown.MetricsLinger.D()
 	tgps := r.server.Spec.Template.Spec.TerminationGracePeriodSeconds
 	if tgps == nil || time.Duration(*tgps)*time.Second <= shutdown {
 		t.Errorf("terminationGracePeriodSeconds %v must exceed shutdown drain_delay + grace + metrics_linger (%s)", tgps, shutdown)
 	}
+}
+
+// configChecksum is the sha256 of the config document as the chart's toPrettyJson writes it, the
+// keys omit left out: numbers kept as written, keys sorted, two spaces of indent.
+func configChecksum(t *testing.T, doc string, omit []string) string {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(doc))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range omit {
+		delete(m, k)
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func checkGracePeriod(t *testing.T, r *rendered, want int64) {
@@ -1021,5 +1050,26 @@ func TestHelmSystemValues(t *testing.T) {
 	}
 	if len(calls["frontend"]) != 1 || len(calls["checkout"]) != 2 {
 		t.Errorf("calls %v: want frontend → checkout → inventory, payment", calls)
+	}
+}
+
+// TestHelmConfigReload: with configReload inPlace (the default), an upgrade that changes only the
+// routes leaves the pods' checksum as it was (anyroute reloads them itself), and one that changes a
+// key a reload cannot apply rolls them; with restart, any change rolls them.
+func TestHelmConfigReload(t *testing.T) {
+	checksum := func(args ...string) string {
+		r := renderChart(t, "anyroute", append([]string{"-f", demoValues}, args...)...)
+		return r.server.Spec.Template.Annotations["checksum/config"]
+	}
+	base := checksum()
+	if checksum("--set", "config.routes[0].status=201") != base || checksum("--set", "config.max_hops=3") != base {
+		t.Error("inPlace: a change of the routes or max_hops rolls the pods")
+	}
+	if checksum("--set", "config.shutdown.grace=20s") == base {
+		t.Error("inPlace: a change of shutdown.grace, which a reload cannot apply, does not roll the pods")
+	}
+	restart := checksum("--set", "configReload=restart")
+	if checksum("--set", "configReload=restart,config.routes[0].status=201") == restart {
+		t.Error("restart: a change of the routes does not roll the pods")
 	}
 }
