@@ -299,9 +299,12 @@ func serveConfig(o options, cfg config.Config, logger log.Logger) error {
 		})
 	}
 	{ // API listener: on interrupt, stop accepting and let in-flight requests finish within grace.
-		// Requests still running then are cut: their context is cancelled with the cause
-		// service.ErrStopping, so they are answered and counted 503, and given a moment to write
-		// that before the connections close.
+		// The drain closes the listener itself and turns keep-alives off, then waits for the
+		// connections to close, before it calls Shutdown: net/http drops a request it reads once
+		// Shutdown has begun, and this way every connection the listener took gets its answer.
+		// Requests still running when grace ends are cut: their context is cancelled with the
+		// cause service.ErrStopping, so they are answered and counted 503, and given a moment to
+		// write that before the connections close.
 		base, cut := context.WithCancelCause(context.Background())
 		defer cut(nil)
 		srv := newAPIServer(cfg.HTTP, a.api, logger)
@@ -314,6 +317,9 @@ func serveConfig(o options, cfg config.Config, logger log.Logger) error {
 			ready.Store(false)
 			ctx, cancel := context.WithTimeout(force, cfg.Shutdown.Grace.D())
 			defer cancel()
+			_ = apiLn.Close()
+			srv.SetKeepAlivesEnabled(false) // closes the idle connections; answers close theirs
+			waitCtx(ctx, cfg.Shutdown.Grace.D(), func() bool { return apiLn.Open() == 0 })
 			if err := srv.Shutdown(ctx); err != nil {
 				inFlight := a.inFlight()
 				_ = level.Warn(logger).Log("msg", "API drain cut short", "err", err, "in_flight", inFlight)
@@ -324,12 +330,6 @@ func serveConfig(o options, cfg config.Config, logger log.Logger) error {
 			}
 			_ = level.Info(logger).Log("msg", "API stopped", "connections_accepted", apiLn.Accepted())
 		})
-	}
-	if o.configFile != "" { // Config watcher: a change of the file's content reloads it.
-		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error {
-			return watchFile(ctx, o.configFile, logger, func() { _ = a.reloader.reload("file change") })
-		}, func(error) { cancel() })
 	}
 	{ // Flusher: its interrupt runs after the API drained and flushes once more, so the last
 		// scrape before the admin listener closes sees every answered request.
@@ -426,8 +426,9 @@ func stdLogger(logger log.Logger) *stdlog.Logger {
 	return stdlog.New(log.NewStdlibAdapter(level.Warn(log.With(logger, "component", "http"))), "", 0)
 }
 
+// serveUntilClosed serves until the server or its listener is closed, which is not an error.
 func serveUntilClosed(srv *http.Server, ln net.Listener) error {
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
 	return nil
