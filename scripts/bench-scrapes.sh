@@ -1,27 +1,31 @@
 #!/usr/bin/env bash
 # Scrape-storm load benchmark: what 16 scrapes a second cost the API. anyroute runs with 200 routes
 # configured and about 800 label sets published, pinned to core 0; wrk sends requests across every
-# route on core 1, once quiet and once while 8 scrapers (bench/scrapers, on core 1 too) scrape
-# /metrics twice a second each, as Prometheus does (its Accept header, gzip). Rounds interleave the
-# cases, alternating their order; each storm run is compared with the quiet run of its own round
-# and binary. The same runs
-# are made with the binary of BENCH_BASELINE_REF (default main; empty: none) for the side-by-side.
-# Prints a table and rewrites the "Scrapes" section of docs/benchmarks.md.
+# route on core 1, in windows that alternate quiet and storm, where 8 scrapers (bench/scrapers, on
+# core 1 too) scrape /metrics twice a second each, as Prometheus does (its Accept header, gzip).
+# Each storm window is compared with its quiet neighbour, on the same warm server, so that a
+# machine whose speed drifts (a shared one) favours neither. The same runs are made with the binary
+# of BENCH_BASELINE_REF (default 3c32b1d, before the cached exposition; empty: none) for the
+# side-by-side. Prints a table and
+# rewrites the "Scrapes" section of docs/benchmarks.md.
 #
-# Env: BENCH_DURATION (15s), BENCH_CONNECTIONS (64), BENCH_ROUNDS (5), BENCH_SCRAPERS (8),
-# BENCH_SCRAPE_RATE (2, per scraper per second), BENCH_BASELINE_REF (main),
+# Env: BENCH_WINDOW (5s), BENCH_PAIRS (6 a round), BENCH_ROUNDS (3), BENCH_CONNECTIONS (64),
+# BENCH_SCRAPERS (8), BENCH_SCRAPE_RATE (2, per scraper per second), BENCH_BASELINE_REF (3c32b1d),
 # BENCH_DOC (docs/benchmarks.md; empty: print only).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
-DURATION=${BENCH_DURATION:-15s}
+WINDOW=${BENCH_WINDOW:-5s}
+PAIRS=${BENCH_PAIRS:-6}
 CONNS=${BENCH_CONNECTIONS:-64}
-ROUNDS=${BENCH_ROUNDS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
 SCRAPERS=${BENCH_SCRAPERS:-8}
 RATE=${BENCH_SCRAPE_RATE:-2}
-BASELINE=${BENCH_BASELINE_REF-main}
+# The baseline: the last commit before the cached exposition, when /metrics was promhttp gathering
+# and encoding on every scrape, at most 4 at a time.
+BASELINE=${BENCH_BASELINE_REF-3c32b1d}
 DOC=${BENCH_DOC-docs/benchmarks.md}
 OUT=.build/bench-scrapes
 SERVER_CPU=0
@@ -84,58 +88,76 @@ RESULTS=$OUT/results.tsv
 API=127.0.0.1:18390
 ADMIN=127.0.0.1:18391
 
-# run BINARY CASE: one measurement; appends round, binary, case, req/s, wrk p99 (µs), series,
-# scrape summary to $RESULTS.
-run() {
-	local bin=$1 case=$2
-	taskset -c "$SERVER_CPU" "$OUT/$bin" -config "$CONFIG" -http.addr "$API" -admin.addr "$ADMIN" >"$OUT/$bin-$case.log" 2>&1 &
+# cpu_ticks PID: the CPU time the process has used, user and system, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# window BIN PID CASE PAIR: one measured window of the running server; appends round, binary,
+# case, req/s, wrk p99 (µs), series, scrape summary, the server's CPU time per request (µs) over the
+# window, and the pair to $RESULTS.
+window() {
+	local bin=$1 pid=$2 case=$3 pair=$4 slug="$OUT/$1-$ROUND-$4-$3"
+	local scrapes="-" scrapers=""
+	if [[ $case == storm ]]; then
+		taskset -c "$LOAD_CPU" "$OUT/scrapers" -url "http://$ADMIN/metrics" -n "$SCRAPERS" -rate "$RATE" \
+			-duration "$WINDOW" >"$slug.scrapes" &
+		scrapers=$!
+	fi
+	local cpu_before cpu_after
+	cpu_before=$(cpu_ticks "$pid")
+	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$WINDOW" --latency -s "$LUA" "http://$API" >"$slug.wrk"
+	cpu_after=$(cpu_ticks "$pid")
+	if [[ -n $scrapers ]]; then
+		wait "$scrapers" || true
+		scrapes=$(cat "$slug.scrapes")
+	fi
+	local rps p99 requests cpu_us
+	rps=$(awk '/^Requests\/sec/ {print $2}' "$slug.wrk")
+	requests=$(awk '/ requests in / {print $1}' "$slug.wrk")
+	cpu_us=$(awk -v t=$((cpu_after - cpu_before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
+	p99=$(awk '$1 == "99%" {v = $2; n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else print n * 1000000}' "$slug.wrk")
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ROUND" "$bin" "$case" "$rps" "$p99" "$SERIES" "$scrapes" "$cpu_us" "$pair" >>"$RESULTS"
+	echo "bench-scrapes: round $ROUND pair $pair: $bin $case: $rps req/s, p99 ${p99}µs, ${cpu_us} µs of CPU a request; $scrapes"
+}
+
+# serve BIN: start the server, warm it up (every series made and flushed), then measure PAIRS
+# pairs of windows, quiet and storm, in alternating order: adjacent windows share the state of a
+# machine whose speed drifts, so each pair's ratio is fair even when the rounds' speeds differ.
+serve() {
+	local bin=$1
+	taskset -c "$SERVER_CPU" "$OUT/$bin" -config "$CONFIG" -http.addr "$API" -admin.addr "$ADMIN" >"$OUT/$bin-$ROUND.log" 2>&1 &
 	local pid=$!
 	pids+=("$pid")
 	wait_http "http://$ADMIN/readyz"
 	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d3s -s "$LUA" "http://$API" >/dev/null
 	sleep 1.2 # a flush: every series of the warm-up is on the page
-	local series
-	series=$(curl -fsS "http://$ADMIN/metrics" | grep -c '^app_requests_total{' || true)
-	local scrapes="-"
-	if [[ $case == storm ]]; then
-		taskset -c "$LOAD_CPU" "$OUT/scrapers" -url "http://$ADMIN/metrics" -n "$SCRAPERS" -rate "$RATE" \
-			-duration "$DURATION" >"$OUT/$bin-$case.scrapes" &
-		local scrapers=$!
-	fi
-	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$LUA" "http://$API" >"$OUT/$bin-$case.wrk"
-	if [[ $case == storm ]]; then
-		wait "$scrapers" || true
-		scrapes=$(cat "$OUT/$bin-$case.scrapes")
-	fi
+	SERIES=$(curl -fsS "http://$ADMIN/metrics" | grep -c '^app_requests_total{' || true)
+	for ((pair = 1; pair <= PAIRS; pair++)); do
+		if (((pair + ROUND) % 2)); then
+			window "$bin" "$pid" quiet "$pair"
+			window "$bin" "$pid" storm "$pair"
+		else
+			window "$bin" "$pid" storm "$pair"
+			window "$bin" "$pid" quiet "$pair"
+		fi
+	done
 	kill "$pid"
 	wait "$pid" 2>/dev/null || true
-	local rps p99
-	rps=$(awk '/^Requests\/sec/ {print $2}' "$OUT/$bin-$case.wrk")
-	p99=$(awk '$1 == "99%" {v = $2; n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else print n * 1000000}' "$OUT/$bin-$case.wrk")
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ROUND" "$bin" "$case" "$rps" "$p99" "$series" "$scrapes" >>"$RESULTS"
-	echo "bench-scrapes: round $ROUND: $bin $case: $rps req/s, p99 ${p99}µs, $series request series; $scrapes"
 }
 
-# Odd rounds run quiet first, even rounds the storm first, so that a machine slowing down or
-# speeding up through a round does not favour either.
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
 	for bin in "${BINARIES[@]}"; do
-		if ((ROUND % 2)); then
-			run "$bin" quiet
-			run "$bin" storm
-		else
-			run "$bin" storm
-			run "$bin" quiet
-		fi
+		serve "$bin"
 	done
 done
 
 median() { sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-# ratio BIN: storm req/s over quiet req/s of the same round.
+# ratio BIN N: the storm window's column N over the quiet window's of the same pair (req/s: N=4),
+# or the quiet window's over the storm window's (CPU per request: N=8, inverse).
 ratio() {
-	awk -F'\t' -v bin="$1" '
-		$2 == bin && $3 == "quiet" {q[$1] = $4}
-		$2 == bin && $3 == "storm" {printf "%.3f\n", $4 / q[$1]}
+	awk -F'\t' -v bin="$1" -v c="$2" -v inverse="${3:-}" '
+		$2 == bin && $3 == "quiet" {q[$1 " " $9] = $c}
+		$2 == bin && $3 == "storm" {s[$1 " " $9] = $c}
+		END {for (r in s) if (r in q) printf "%.3f\n", inverse ? q[r] / s[r] : s[r] / q[r]}
 	' "$RESULTS"
 }
 column() { awk -F'\t' -v bin="$1" -v c="$2" -v n="$3" '$2 == bin && $3 == c {print $n}' "$RESULTS"; }
@@ -144,15 +166,17 @@ scrape() { column "$1" storm 7 | tr ' ' '\n' | awk -F= -v f="$2" '$1 == f {print
 sum() { awk '{s += $1} END {print s + 0}'; }
 
 name_of() {
-	if [[ $1 == anyroute ]]; then echo "anyroute (this tree)"; else echo "anyroute at $BASELINE (before)"; fi
+	if [[ $1 == anyroute ]]; then echo "anyroute (this tree)"; else echo "anyroute at $BASELINE (promhttp per scrape)"; fi
 }
 table=$(
-	echo "| server | quiet req/s | storm req/s | storm/quiet (range) | scrapes ok / refused / failed | scrape p50 / p99 (ms) | request series | gzipped page |"
-	echo "|---|---|---|---|---|---|---|---|"
+	echo "| server | quiet req/s | storm req/s | storm/quiet (range) | CPU µs a request, quiet / storm | CPU quiet/storm (range) | scrapes ok / refused / failed | scrape p50 / p99 (ms) | request series | gzipped page |"
+	echo "|---|---|---|---|---|---|---|---|---|---|"
 	for bin in "${BINARIES[@]}"; do
-		printf '| %s | %.0f | %.0f | **%.3f** (%s–%s) | %s / %s / %s | %s / %s | %s | %s B |\n' "$(name_of "$bin")" \
+		printf '| %s | %.0f | %.0f | **%.3f** (%s–%s) | %s / %s | **%.3f** (%s–%s) | %s / %s / %s | %s / %s | %s | %s B |\n' "$(name_of "$bin")" \
 			"$(column "$bin" quiet 4 | median)" "$(column "$bin" storm 4 | median)" \
-			"$(ratio "$bin" | median)" "$(ratio "$bin" | sort -g | head -1)" "$(ratio "$bin" | sort -g | tail -1)" \
+			"$(ratio "$bin" 4 | median)" "$(ratio "$bin" 4 | sort -g | head -1)" "$(ratio "$bin" 4 | sort -g | tail -1)" \
+			"$(column "$bin" quiet 8 | median)" "$(column "$bin" storm 8 | median)" \
+			"$(ratio "$bin" 8 inverse | median)" "$(ratio "$bin" 8 inverse | sort -g | head -1)" "$(ratio "$bin" 8 inverse | sort -g | tail -1)" \
 			"$(scrape "$bin" ok | sum)" "$(scrape "$bin" refused | sum)" "$(scrape "$bin" failed | sum)" \
 			"$(scrape "$bin" p50_ms | median)" "$(scrape "$bin" p99_ms | median)" \
 			"$(column "$bin" quiet 6 | median)" "$(scrape "$bin" gzip_bytes | median)"
@@ -167,7 +191,7 @@ section=$(
 	echo "## Scrapes: the API under a scrape storm"
 	echo
 	echo "Command: \`make bench\` (\`scripts/bench-scrapes.sh\`), $(date -u +%Y-%m-%d). Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(go version | awk '{print $3}')."
-	echo "anyroute runs with $ROUTES routes configured (each answering 503 to half its requests: about 800 request series, 11,200 bucket lines), pinned to core $SERVER_CPU; \`wrk -t1 -c$CONNS -d$DURATION\` walks every route with GET and POST on core $LOAD_CPU after a 3 s warm-up, once quiet and once while $SCRAPERS scrapers (\`bench/scrapers\`, on core $LOAD_CPU too) scrape \`/metrics\` $RATE times a second each, with Prometheus 2.42's Accept header and gzip. $ROUNDS rounds interleave the cases (quiet first in odd rounds, the storm first in even ones); each ratio is the storm's throughput over the quiet run's in the same round, for the same binary; the table shows medians. Target (issue 17): storm/quiet ≥ 0.95 with no scrape refused."
+	echo "anyroute runs with $ROUTES routes configured (each answering 503 to half its requests: about 800 request series, 11,200 bucket lines), pinned to core $SERVER_CPU. After a 3 s warm-up, \`wrk -t1 -c$CONNS -d$WINDOW\` walks every route with GET and POST on core $LOAD_CPU in windows that alternate quiet and storm: during a storm window $SCRAPERS scrapers (\`bench/scrapers\`, on core $LOAD_CPU too) scrape \`/metrics\` $RATE times a second each, with Prometheus 2.42's Accept header and gzip. $ROUNDS rounds of $PAIRS pairs of windows for each binary, one warm server a round, the pairs' order alternating; each ratio compares a storm window with its quiet neighbour, and the table shows medians over the pairs. The server's CPU time per request over each window (from \`/proc/PID/stat\`) is shown too: on a machine shared with other work, where the server may not get its core to itself, CPU quiet/storm is the throughput ratio a server with a whole core would see. Target (issue 17): storm/quiet ≥ 0.95 with no scrape refused."
 	echo
 	echo "$table"
 	echo "<!-- scrapes:end -->"
