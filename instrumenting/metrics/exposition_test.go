@@ -57,7 +57,13 @@ func newLoadedRegistry(t testing.TB) (*prometheus.Registry, *Flusher, *Aggregato
 	return reg, f, agg
 }
 
-func scrapeWith(t testing.TB, h http.Handler, target, accept, encoding string) (*http.Response, []byte) {
+// answer is what a scrape got: its status, headers and body, uncompressed.
+type answer struct {
+	StatusCode int
+	Header     http.Header
+}
+
+func scrapeWith(t testing.TB, h http.Handler, target, accept, encoding string) (answer, []byte) {
 	t.Helper()
 	req := httptest.NewRequest("GET", target, nil)
 	if accept != "" {
@@ -68,9 +74,8 @@ func scrapeWith(t testing.TB, h http.Handler, target, accept, encoding string) (
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	resp := rec.Result()
 	b := rec.Body.Bytes()
-	if resp.Header.Get("Content-Encoding") == "gzip" {
+	if rec.Header().Get("Content-Encoding") == "gzip" {
 		zr, err := gzip.NewReader(bytes.NewReader(b))
 		if err != nil {
 			t.Fatalf("%s / %s: gzip: %v", accept, encoding, err)
@@ -79,7 +84,7 @@ func scrapeWith(t testing.TB, h http.Handler, target, accept, encoding string) (
 			t.Fatal(err)
 		}
 	}
-	return resp, b
+	return answer{StatusCode: rec.Code, Header: rec.Header()}, b
 }
 
 // TestExpositionIsPromhttps: for every Accept and Accept-Encoding header, the cached exposition
