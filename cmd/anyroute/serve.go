@@ -331,6 +331,12 @@ func serveConfig(o options, cfg config.Config, logger log.Logger) error {
 			_ = level.Info(logger).Log("msg", "API stopped", "connections_accepted", apiLn.Accepted())
 		})
 	}
+	if o.configFile != "" { // Config watcher: a change of the file's content reloads it.
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			return watchFile(ctx, o.configFile, logger, func() { _ = a.reloader.reload("file change") })
+		}, func(error) { cancel() })
+	}
 	{ // Flusher: its interrupt runs after the API drained and flushes once more, so the last
 		// scrape before the admin listener closes sees every answered request.
 		g.Add(a.flusher.Run, func(error) { a.flusher.Stop() })

@@ -111,7 +111,7 @@ func WaitHTTP(t testing.TB, p *Proc, url string, header http.Header, timeout tim
 	WaitUntil(t, timeout, what, func() (bool, string, error) {
 		if p != nil {
 			if ended, err := p.Exited(); ended {
-				return false, "", fmt.Errorf("%s ended (%v); its output ends:\n%s", p.Name, err, p.Tail(40))
+				return false, "", fmt.Errorf("%s ended (%w); its output ends:\n%s", p.Name, err, p.Tail(40))
 			}
 		}
 		code, body := do(pollClient, context.Background(), http.MethodGet, url, header.Clone(), nil)
