@@ -52,6 +52,7 @@ func TestFailingUpstreams(t *testing.T) {
   {"name": "ignore", "match": "/ignore", "on_call_error": "ignore", "calls": [{"name": "down", "url": "http://%s/", "timeout": "500ms"}]}
 ]}`, closed, hole, slow.api, closed))
 	baseline := p.metrics(t).Sum("go_goroutines")
+	slowest := map[string]time.Duration{}
 	for _, tt := range []struct {
 		path, callErr string
 		status        int
@@ -75,8 +76,10 @@ func TestFailingUpstreams(t *testing.T) {
 			if took > tt.within+time.Second {
 				t.Errorf("%s: answered after %v, the call's timeout is %v", tt.path, took, tt.within)
 			}
+			slowest[tt.path] = max(slowest[tt.path], took)
 		}
 	}
+	t.Logf("slowest answers: %v", slowest)
 	kit.WaitUntil(t, 10*time.Second, "every request and call counted, the goroutines back to their number before", func() (bool, string, error) {
 		m := p.metrics(t)
 		calls := func(route, code string) float64 {
