@@ -153,6 +153,10 @@ func newAppWith(cfg config.Config, logger log.Logger, inner service.Middleware) 
 	if err != nil {
 		return nil, err
 	}
+	sample, err := tracing.NewSampler(cfg.Tracing.Sampler)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
 	var backend tracing.Backend
 	if newBackend, ok := tracingBackends[cfg.Tracing.Backend]; ok {
 		if backend, err = newBackend(cfg.Tracing, reporting); err != nil {
@@ -161,7 +165,7 @@ func newAppWith(cfg config.Config, logger log.Logger, inner service.Middleware) 
 	} else if cfg.Tracing.Backend != "none" {
 		return nil, fmt.Errorf("tracing: unknown backend %q", cfg.Tracing.Backend)
 	}
-	a.tracing = tracing.New(backend)
+	a.tracing = tracing.New(backend, sample)
 
 	// The upstream client: a go-kit client endpoint, a client span around every call.
 	caller := metrics.CountingCaller(a.calls)(transport.NewCaller(transport.ClientOptions{

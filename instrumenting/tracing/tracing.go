@@ -43,6 +43,10 @@ type Backend interface {
 	// Headers names the request headers the tracer reads trace context from, in lower case; a name
 	// ending in '*' is a prefix. Requests with none of them skip extraction, which allocates.
 	Headers() []string
+	// NotSampled writes into h the trace context of a trace that is not sampled, with the given
+	// ids, in the backend's formats: what the calls of a request the Sampler turned down carry, so
+	// that the services they reach follow its decision rather than sample on their own.
+	NotSampled(h http.Header, traceHigh, traceLow, spanID uint64)
 	// Close sends the spans still buffered and releases the reporter, giving up when ctx ends.
 	// It is called once, after the last request has finished.
 	Close(ctx context.Context) error
@@ -59,14 +63,19 @@ const MaxTraceHeaderBytes = 8192
 
 // Tracing holds the decorators of one backend. Made with a nil Backend (tracing off), every
 // decorator it returns is the identity and TraceID always "".
+//
+// A request that starts a trace is traced only when the Sampler says so: one it turns down gets no
+// span at all, so the backend's tracer is left to sample every root it is given. Such a request has
+// no trace id; its calls carry a trace context marked not sampled (Backend.NotSampled).
 type Tracing struct {
 	b       Backend
+	sample  Sampler
 	headers headerSet
 }
 
-// New returns the decorators of b; nil means tracing is off.
-func New(b Backend) *Tracing {
-	t := &Tracing{b: b}
+// New returns the decorators of b with the head sampler sample; a nil b means tracing is off.
+func New(b Backend, sample Sampler) *Tracing {
+	t := &Tracing{b: b, sample: sample}
 	if b != nil {
 		t.headers = newHeaderSet(b.Headers())
 	}
@@ -113,7 +122,8 @@ func (t *Tracing) SampledTraceID(ctx context.Context) (string, bool) {
 }
 
 // Server returns the endpoint middleware that records one server span per request, with go-kit's
-// TraceServer. The span continues the caller's trace when HTTPToContext found one, is named
+// TraceServer: every request that continues a caller's trace (HTTPToContext found one), and of those
+// that start one, those the Sampler picks; the others pass untouched. The span is named
 // "HTTP <METHOD>" (non-standard methods share "HTTP OTHER", so operation names stay as bounded as
 // the metric labels) and carries http.method, http.url (the path, never the query),
 // http.status_code, route, and error=true when the status is 5xx. The trace id goes into the
@@ -126,7 +136,13 @@ func (t *Tracing) Server() kitendpoint.Middleware {
 	// mark it as an error is decided by the status, below.
 	server := kitot.TraceServer(t.b.Tracer(ext.SpanKindRPCServerEnum), "HTTP", kitot.WithIgnoreBusinessError(true))
 	return func(next kitendpoint.Endpoint) kitendpoint.Endpoint {
-		return server(t.tagServerSpan(next))
+		traced := server(t.tagServerSpan(next))
+		return func(ctx context.Context, request any) (any, error) {
+			if opentracing.SpanFromContext(ctx) == nil && !t.sample() { // no caller's trace: a root
+				return next(ctx, request)
+			}
+			return traced(ctx, request)
+		}
 	}
 }
 
