@@ -185,14 +185,29 @@ HELM         := HELM_CACHE_HOME=$(CURDIR)/.tools/helm/cache HELM_CONFIG_HOME=$(C
 CHART        := deployments/helm/anyroute
 DEMO_VALUES  := deployments/helm/values-demo.yaml
 
+# The PrometheusRule is off by default: lint it on too.
+MONITORING_VALUES := --set prometheusRule.enabled=true
+
 .PHONY: helm-lint
-helm-lint: ## helm lint --strict the chart and render it, with default and with demo values
+helm-lint: ## helm lint --strict the chart and render it, with default and with demo values, and with the alerts on
 	scripts/tools.sh helm
 	$(HELM) lint --strict $(CHART)
 	$(HELM) lint --strict $(CHART) -f $(DEMO_VALUES)
+	$(HELM) lint --strict $(CHART) $(MONITORING_VALUES)
 	$(HELM) template anyroute $(CHART) >/dev/null
 	$(HELM) template anyroute $(CHART) -f $(DEMO_VALUES) >/dev/null
-	@echo "helm-lint: chart lints and renders with default and demo values"
+	$(HELM) template anyroute $(CHART) -f $(DEMO_VALUES) $(MONITORING_VALUES) >/dev/null
+	@echo "helm-lint: chart lints and renders with default and demo values, and with the alerts on"
+
+# The alerts' promtool unit tests alone; make test runs them (and against the chart's rendering)
+# in the external tests (test/alerts_test.go).
+ALERTS := deployments/compose/prometheus-alerts
+
+.PHONY: alerts
+alerts: ## promtool check and unit-test the alert rules (deployments/compose/prometheus-alerts*.yml)
+	scripts/deps.sh promtool
+	promtool check rules $(ALERTS).yml
+	promtool test rules $(ALERTS)_test.yml
 
 .PHONY: clean
 clean: ## remove build outputs (not the tools)

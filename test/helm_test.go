@@ -101,6 +101,16 @@ func TestHelmChartRenders(t *testing.T) {
 				checkScrapeAnnotations(t, r, false)
 			}},
 		{name: "reload by restart", release: "anyroute", args: []string{"-f", demoValues, "--set", "configReload=restart"}, check: func(t *testing.T, r *rendered) {}},
+		{name: "alerts", release: "web", args: []string{"--set", "prometheusRule.enabled=true"},
+			check: func(t *testing.T, r *rendered) {
+				r.wantKinds(t, "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PrometheusRule", "Service", "ServiceAccount")
+				checkPrometheusRule(t, r, nil)
+			}},
+		{name: "alerts for kube-prometheus-stack", release: "anyroute", args: []string{"--set-json",
+			`prometheusRule={"enabled": true, "labels": {"release": "kube-prometheus-stack"}}`},
+			check: func(t *testing.T, r *rendered) {
+				checkPrometheusRule(t, r, map[string]string{"release": "kube-prometheus-stack"})
+			}},
 		{name: "full config", release: "anyroute", args: []string{"-f", fullConfig, "--set", "terminationGracePeriodSeconds=60"}, check: func(t *testing.T, r *rendered) {
 			want := readJSONFile(t, "../config/examples/full.json")
 			if got := parseJSON(t, r.configJSON); !reflect.DeepEqual(got, want) {
@@ -146,6 +156,10 @@ func TestHelmValuesSchemaRejects(t *testing.T) {
 			[]string{"terminationGracePeriodSeconds (12) must exceed config.shutdown drain_delay + grace + metrics_linger (15s)"}},
 		{"min above max", "hpa:\n  minReplicas: 6\n  maxReplicas: 5\n",
 			[]string{"hpa.minReplicas (6) must not exceed hpa.maxReplicas (5)"}},
+		{"availability as a percentage", "prometheusRule:\n  availability: 99.9\n",
+			[]string{schemaErr, "at '/prometheusRule/availability'"}},
+		{"latency bound not a bucket", "config:\n  metrics:\n    buckets: [0.1, 1, 10]\nprometheusRule:\n  enabled: true\n",
+			[]string{"prometheusRule.latency.bound (0.5) must be one of config.metrics.buckets ([0.1 1 10])"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -370,6 +384,7 @@ type rendered struct {
 	pdbs            []*policyv1.PodDisruptionBudget
 	serviceMonitors []*monitoringv1.ServiceMonitor
 	podMonitors     []*monitoringv1.PodMonitor
+	prometheusRules []*monitoringv1.PrometheusRule
 
 	server     *appsv1.Deployment // the anyroute Deployment
 	siege      *appsv1.Deployment // the load generator, when rendered
@@ -466,6 +481,8 @@ func (r *rendered) add(doc []byte) error {
 		err = decodeInto(r, &r.serviceMonitors, doc)
 	case "monitoring.coreos.com/v1, Kind=PodMonitor":
 		err = decodeInto(r, &r.podMonitors, doc)
+	case "monitoring.coreos.com/v1, Kind=PrometheusRule":
+		err = decodeInto(r, &r.prometheusRules, doc)
 	default:
 		return fmt.Errorf("rendered %s: add its API type to the decoder", gvk)
 	}
@@ -1071,5 +1088,43 @@ func TestHelmConfigReload(t *testing.T) {
 	restart := checksum("--set", "configReload=restart")
 	if checksum("--set", "configReload=restart,config.routes[0].status=201") == restart {
 		t.Error("restart: a change of the routes does not roll the pods")
+	}
+}
+
+// metricSelector finds each anyroute metric in a rule's expression with its label matchers.
+var metricSelector = regexp.MustCompile(`\b(app_[a-z_]+)(\{[^}]*\})?`)
+
+// checkPrometheusRule asserts the PrometheusRule: the compose file's alerts, every series read
+// through the default selector (the release's namespace and Deployment pods), the labels given.
+func checkPrometheusRule(t *testing.T, r *rendered, labels map[string]string) {
+	t.Helper()
+	if len(r.prometheusRules) != 1 || r.prometheusRules[0].Name != r.fullname {
+		t.Fatalf("want one PrometheusRule %q, got %d", r.fullname, len(r.prometheusRules))
+	}
+	pr := r.prometheusRules[0]
+	for k, v := range labels {
+		if pr.Labels[k] != v {
+			t.Errorf("PrometheusRule label %s = %q, want %q", k, pr.Labels[k], v)
+		}
+	}
+	selector := fmt.Sprintf(`namespace=%q, pod=~"%s-[a-z0-9]+-[a-z0-9]+"`, testNamespace, r.fullname)
+	var alerts []string
+	for _, g := range pr.Spec.Groups {
+		for _, rule := range g.Rules {
+			alerts = append(alerts, rule.Alert)
+			expr := rule.Expr.String()
+			matches := metricSelector.FindAllStringSubmatch(expr, -1)
+			if len(matches) == 0 {
+				t.Errorf("%s: reads no anyroute metric: %s", rule.Alert, expr)
+			}
+			for _, m := range matches {
+				if !strings.HasPrefix(m[2], "{"+selector) {
+					t.Errorf("%s: %s%s is not read through the release's selector {%s}", rule.Alert, m[1], m[2], selector)
+				}
+			}
+		}
+	}
+	if want := composeAlertNames(t); !slices.Equal(alerts, want) {
+		t.Errorf("PrometheusRule alerts %v, want the compose file's %v", alerts, want)
 	}
 }
