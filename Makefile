@@ -185,11 +185,11 @@ HELM         := HELM_CACHE_HOME=$(CURDIR)/.tools/helm/cache HELM_CONFIG_HOME=$(C
 CHART        := deployments/helm/anyroute
 DEMO_VALUES  := deployments/helm/values-demo.yaml
 
-# The PrometheusRule is off by default: lint it on too.
-MONITORING_VALUES := --set prometheusRule.enabled=true
+# The dashboard ConfigMap and the PrometheusRule are off by default: lint them on too.
+MONITORING_VALUES := --set dashboards.enabled=true,prometheusRule.enabled=true
 
 .PHONY: helm-lint
-helm-lint: ## helm lint --strict the chart and render it, with default and with demo values, and with the alerts on
+helm-lint: ## helm lint --strict the chart and render it, with default and with demo values, and with the dashboard and alerts on
 	scripts/tools.sh helm
 	$(HELM) lint --strict $(CHART)
 	$(HELM) lint --strict $(CHART) -f $(DEMO_VALUES)
@@ -197,7 +197,7 @@ helm-lint: ## helm lint --strict the chart and render it, with default and with 
 	$(HELM) template anyroute $(CHART) >/dev/null
 	$(HELM) template anyroute $(CHART) -f $(DEMO_VALUES) >/dev/null
 	$(HELM) template anyroute $(CHART) -f $(DEMO_VALUES) $(MONITORING_VALUES) >/dev/null
-	@echo "helm-lint: chart lints and renders with default and demo values, and with the alerts on"
+	@echo "helm-lint: chart lints and renders with default and demo values, and with the dashboard and alerts on"
 
 # The alerts' promtool unit tests alone; make test runs them (and against the chart's rendering)
 # in the external tests (test/alerts_test.go).

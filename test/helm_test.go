@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
@@ -101,14 +102,17 @@ func TestHelmChartRenders(t *testing.T) {
 				checkScrapeAnnotations(t, r, false)
 			}},
 		{name: "reload by restart", release: "anyroute", args: []string{"-f", demoValues, "--set", "configReload=restart"}, check: func(t *testing.T, r *rendered) {}},
-		{name: "alerts", release: "web", args: []string{"--set", "prometheusRule.enabled=true"},
+		{name: "dashboard and alerts", release: "web", args: []string{"--set", "dashboards.enabled=true,prometheusRule.enabled=true"},
 			check: func(t *testing.T, r *rendered) {
-				r.wantKinds(t, "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PrometheusRule", "Service", "ServiceAccount")
+				r.wantKinds(t, "ConfigMap", "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PrometheusRule", "Service", "ServiceAccount")
+				checkDashboardConfigMap(t, r, map[string]string{"grafana_dashboard": "1"}, nil)
 				checkPrometheusRule(t, r, nil)
 			}},
-		{name: "alerts for kube-prometheus-stack", release: "anyroute", args: []string{"--set-json",
-			`prometheusRule={"enabled": true, "labels": {"release": "kube-prometheus-stack"}}`},
+		{name: "dashboard for another sidecar", release: "anyroute", args: []string{"--set-json",
+			`dashboards={"enabled": true, "labels": {"dashboards": "grafana"}, "annotations": {"grafana_folder": "anyroute"}}`,
+			"--set-json", `prometheusRule={"enabled": true, "labels": {"release": "kube-prometheus-stack"}}`},
 			check: func(t *testing.T, r *rendered) {
+				checkDashboardConfigMap(t, r, map[string]string{"dashboards": "grafana"}, map[string]string{"grafana_folder": "anyroute"})
 				checkPrometheusRule(t, r, map[string]string{"release": "kube-prometheus-stack"})
 			}},
 		{name: "full config", release: "anyroute", args: []string{"-f", fullConfig, "--set", "terminationGracePeriodSeconds=60"}, check: func(t *testing.T, r *rendered) {
@@ -158,6 +162,8 @@ func TestHelmValuesSchemaRejects(t *testing.T) {
 			[]string{"hpa.minReplicas (6) must not exceed hpa.maxReplicas (5)"}},
 		{"availability as a percentage", "prometheusRule:\n  availability: 99.9\n",
 			[]string{schemaErr, "at '/prometheusRule/availability'"}},
+		{"dashboard without a sidecar label", "dashboards:\n  enabled: true\n  labels:\n    grafana_dashboard: null\n",
+			[]string{schemaErr, "at '/dashboards/labels'"}},
 		{"latency bound not a bucket", "config:\n  metrics:\n    buckets: [0.1, 1, 10]\nprometheusRule:\n  enabled: true\n",
 			[]string{"prometheusRule.latency.bound (0.5) must be one of config.metrics.buckets ([0.1 1 10])"}},
 	}
@@ -514,6 +520,26 @@ func (r *rendered) wantKinds(t *testing.T, kinds ...string) {
 	}
 }
 
+// configMap returns the ConfigMap of that name, failing the test when there is none; a ConfigMap
+// other than the config and the dashboard is an error.
+func (r *rendered) configMap(t *testing.T, name string) *corev1.ConfigMap {
+	t.Helper()
+	var found *corev1.ConfigMap
+	for _, cm := range r.configMaps {
+		switch cm.Name {
+		case name:
+			found = cm
+		case r.fullname, r.fullname + "-dashboard":
+		default:
+			t.Errorf("unexpected ConfigMap %q", cm.Name)
+		}
+	}
+	if found == nil {
+		t.Fatalf("no ConfigMap %q rendered", name)
+	}
+	return found
+}
+
 func (r *rendered) hpa(t *testing.T) *autoscalingv2.HorizontalPodAutoscaler {
 	t.Helper()
 	if len(r.hpas) != 1 {
@@ -752,10 +778,8 @@ func appVersion(t *testing.T) string {
 // package, then checks what depends on it: the checksum annotation that rolls the pods, and a
 // termination grace period longer than the shutdown.
 func checkConfig(t *testing.T, r *rendered) {
-	if len(r.configMaps) != 1 || r.configMaps[0].Name != r.fullname {
-		t.Fatalf("want one ConfigMap %q, got %d", r.fullname, len(r.configMaps))
-	}
-	data, ok := r.configMaps[0].Data["config.json"]
+	cm := r.configMap(t, r.fullname)
+	data, ok := cm.Data["config.json"]
 	if !ok {
 		t.Fatal("ConfigMap has no config.json")
 	}
@@ -1088,6 +1112,30 @@ func TestHelmConfigReload(t *testing.T) {
 	restart := checksum("--set", "configReload=restart")
 	if checksum("--set", "configReload=restart,config.routes[0].status=201") == restart {
 		t.Error("restart: a change of the routes does not roll the pods")
+	}
+}
+
+// checkDashboardConfigMap asserts the dashboard's ConfigMap: the sidecar's labels, the
+// annotations given, and the chart's dashboards/anyroute.json byte for byte.
+func checkDashboardConfigMap(t *testing.T, r *rendered, labels, annotations map[string]string) {
+	t.Helper()
+	cm := r.configMap(t, r.fullname+"-dashboard")
+	for k, v := range labels {
+		if cm.Labels[k] != v {
+			t.Errorf("dashboard ConfigMap label %s = %q, want %q (the sidecar's)", k, cm.Labels[k], v)
+		}
+	}
+	if len(annotations) > 0 || len(cm.Annotations) > 0 {
+		if !reflect.DeepEqual(cm.Annotations, annotations) {
+			t.Errorf("dashboard ConfigMap annotations %v, want %v", cm.Annotations, annotations)
+		}
+	}
+	want, err := os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cm.Data) != 1 || cm.Data["anyroute.json"] != string(want) {
+		t.Errorf("dashboard ConfigMap data (keys %v) is not %s as it is", slices.Collect(maps.Keys(cm.Data)), dashboardFile)
 	}
 }
 
