@@ -112,14 +112,19 @@ image: docker-check ## build the anyroute image IMAGE (anyroute:latest): docker 
 images: image ## every image the stack and the container tests need, named in .build/images.env
 	$(if $(no_registry),$(NO_REGISTRY_SH) stack,$(normal_stack))
 
-.PHONY: up
-up: images ## start the local stack: anyroute, Prometheus, Jaeger, siege (README: Run the stack)
-	ANYROUTE_IMAGE=$(IMAGE) $(COMPOSE) up -d
-	@echo "frontend http://127.0.0.1:$${ANYROUTE_HTTP_PORT:-18080}  Prometheus http://127.0.0.1:$${PROMETHEUS_PORT:-19090}  Jaeger http://127.0.0.1:$${JAEGER_UI_PORT:-16686}"
+# GRAFANA=1 adds the compose file's grafana service (profile grafana; it pulls grafana/grafana, so
+# only where a registry answers).
+GRAFANA ?=
 
+.PHONY: up
+up: images ## start the local stack: anyroute, Prometheus, Jaeger, siege; GRAFANA=1 adds Grafana (README: Run the stack)
+	ANYROUTE_IMAGE=$(IMAGE) $(COMPOSE) $(if $(GRAFANA),--profile grafana) up -d
+	@echo "frontend http://127.0.0.1:$${ANYROUTE_HTTP_PORT:-18080}  Prometheus http://127.0.0.1:$${PROMETHEUS_PORT:-19090}  Jaeger http://127.0.0.1:$${JAEGER_UI_PORT:-16686}$(if $(GRAFANA),  Grafana http://127.0.0.1:$${GRAFANA_PORT:-13000})"
+
+# With the profile on, so that a Grafana started by GRAFANA=1 goes too (down pulls nothing).
 .PHONY: down
-down: docker-check ## stop the local stack and remove its volumes
-	$(COMPOSE) down -v
+down: docker-check ## stop the local stack (Grafana included) and remove its volumes
+	$(COMPOSE) --profile grafana down -v
 
 # testcontainers: no reaper (its image cannot be pulled; the tests remove what they start), and
 # published ports looked up on 127.0.0.1 (the default guess is wrong inside a container).
