@@ -291,7 +291,8 @@ func TestHelmAdapterRulesAgree(t *testing.T) {
 }
 
 // TestHelmNotes renders NOTES.txt (helm template skips it, and helm install --dry-run wants a
-// cluster) through a copy of the chart, and checks it tells how to watch the HPA and stop the load.
+// cluster) through a copy of the chart, and checks it tells how to watch the HPA and stop the load,
+// and where the dashboard and the alerts went.
 func TestHelmNotes(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "anyroute")
 	copyTree(t, chartDir, dir)
@@ -308,7 +309,8 @@ func TestHelmNotes(t *testing.T) {
 		t.Fatal(err)
 	}
 	stdout, stderr, err := runHelm(t, "template", "anyroute", dir, "--kube-version", helmKubeVersion,
-		"-n", testNamespace, "-f", demoValues, "--show-only", "templates/zz-notes.yaml")
+		"-n", testNamespace, "-f", demoValues, "--set", "dashboards.enabled=true,prometheusRule.enabled=true",
+		"--show-only", "templates/zz-notes.yaml")
 	if err != nil {
 		t.Fatalf("helm template: %v\n%s", err, stderr)
 	}
@@ -322,6 +324,8 @@ func TestHelmNotes(t *testing.T) {
 		`kubectl get --raw "/apis/custom.metrics.k8s.io/v1beta1/namespaces/demo/pods/*/avg_requests"`,
 		"kubectl -n demo scale deploy/anyroute-siege --replicas=0",
 		"http://anyroute.demo.svc:8080/api/hello",
+		"the ConfigMap anyroute-dashboard in namespace demo carries\nthe anyroute dashboard for the Grafana sidecar (labels grafana_dashboard=1)",
+		"kubectl -n demo get prometheusrule anyroute",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("NOTES.txt lacks %q:\n%s", want, text)
