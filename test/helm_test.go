@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
@@ -101,6 +102,19 @@ func TestHelmChartRenders(t *testing.T) {
 				checkScrapeAnnotations(t, r, false)
 			}},
 		{name: "reload by restart", release: "anyroute", args: []string{"-f", demoValues, "--set", "configReload=restart"}, check: func(t *testing.T, r *rendered) {}},
+		{name: "dashboard and alerts", release: "web", args: []string{"--set", "dashboards.enabled=true,prometheusRule.enabled=true"},
+			check: func(t *testing.T, r *rendered) {
+				r.wantKinds(t, "ConfigMap", "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PrometheusRule", "Service", "ServiceAccount")
+				checkDashboardConfigMap(t, r, map[string]string{"grafana_dashboard": "1"}, nil)
+				checkPrometheusRule(t, r, nil)
+			}},
+		{name: "dashboard for another sidecar", release: "anyroute", args: []string{"--set-json",
+			`dashboards={"enabled": true, "labels": {"dashboards": "grafana"}, "annotations": {"grafana_folder": "anyroute"}}`,
+			"--set-json", `prometheusRule={"enabled": true, "labels": {"release": "kube-prometheus-stack"}}`},
+			check: func(t *testing.T, r *rendered) {
+				checkDashboardConfigMap(t, r, map[string]string{"dashboards": "grafana"}, map[string]string{"grafana_folder": "anyroute"})
+				checkPrometheusRule(t, r, map[string]string{"release": "kube-prometheus-stack"})
+			}},
 		{name: "full config", release: "anyroute", args: []string{"-f", fullConfig, "--set", "terminationGracePeriodSeconds=60"}, check: func(t *testing.T, r *rendered) {
 			want := readJSONFile(t, "../config/examples/full.json")
 			if got := parseJSON(t, r.configJSON); !reflect.DeepEqual(got, want) {
@@ -146,6 +160,12 @@ func TestHelmValuesSchemaRejects(t *testing.T) {
 			[]string{"terminationGracePeriodSeconds (12) must exceed config.shutdown drain_delay + grace + metrics_linger (15s)"}},
 		{"min above max", "hpa:\n  minReplicas: 6\n  maxReplicas: 5\n",
 			[]string{"hpa.minReplicas (6) must not exceed hpa.maxReplicas (5)"}},
+		{"availability as a percentage", "prometheusRule:\n  availability: 99.9\n",
+			[]string{schemaErr, "at '/prometheusRule/availability'"}},
+		{"dashboard without a sidecar label", "dashboards:\n  enabled: true\n  labels:\n    grafana_dashboard: null\n",
+			[]string{schemaErr, "at '/dashboards/labels'"}},
+		{"latency bound not a bucket", "config:\n  metrics:\n    buckets: [0.1, 1, 10]\nprometheusRule:\n  enabled: true\n",
+			[]string{"prometheusRule.latency.bound (0.5) must be one of config.metrics.buckets ([0.1 1 10])"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -271,7 +291,8 @@ func TestHelmAdapterRulesAgree(t *testing.T) {
 }
 
 // TestHelmNotes renders NOTES.txt (helm template skips it, and helm install --dry-run wants a
-// cluster) through a copy of the chart, and checks it tells how to watch the HPA and stop the load.
+// cluster) through a copy of the chart, and checks it tells how to watch the HPA and stop the load,
+// and where the dashboard and the alerts went.
 func TestHelmNotes(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "anyroute")
 	copyTree(t, chartDir, dir)
@@ -288,7 +309,8 @@ func TestHelmNotes(t *testing.T) {
 		t.Fatal(err)
 	}
 	stdout, stderr, err := runHelm(t, "template", "anyroute", dir, "--kube-version", helmKubeVersion,
-		"-n", testNamespace, "-f", demoValues, "--show-only", "templates/zz-notes.yaml")
+		"-n", testNamespace, "-f", demoValues, "--set", "dashboards.enabled=true,prometheusRule.enabled=true",
+		"--show-only", "templates/zz-notes.yaml")
 	if err != nil {
 		t.Fatalf("helm template: %v\n%s", err, stderr)
 	}
@@ -302,6 +324,8 @@ func TestHelmNotes(t *testing.T) {
 		`kubectl get --raw "/apis/custom.metrics.k8s.io/v1beta1/namespaces/demo/pods/*/avg_requests"`,
 		"kubectl -n demo scale deploy/anyroute-siege --replicas=0",
 		"http://anyroute.demo.svc:8080/api/hello",
+		"the ConfigMap anyroute-dashboard in namespace demo carries\nthe anyroute dashboard for the Grafana sidecar (labels grafana_dashboard=1)",
+		"kubectl -n demo get prometheusrule anyroute",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("NOTES.txt lacks %q:\n%s", want, text)
@@ -370,6 +394,7 @@ type rendered struct {
 	pdbs            []*policyv1.PodDisruptionBudget
 	serviceMonitors []*monitoringv1.ServiceMonitor
 	podMonitors     []*monitoringv1.PodMonitor
+	prometheusRules []*monitoringv1.PrometheusRule
 
 	server     *appsv1.Deployment // the anyroute Deployment
 	siege      *appsv1.Deployment // the load generator, when rendered
@@ -466,6 +491,8 @@ func (r *rendered) add(doc []byte) error {
 		err = decodeInto(r, &r.serviceMonitors, doc)
 	case "monitoring.coreos.com/v1, Kind=PodMonitor":
 		err = decodeInto(r, &r.podMonitors, doc)
+	case "monitoring.coreos.com/v1, Kind=PrometheusRule":
+		err = decodeInto(r, &r.prometheusRules, doc)
 	default:
 		return fmt.Errorf("rendered %s: add its API type to the decoder", gvk)
 	}
@@ -495,6 +522,26 @@ func (r *rendered) wantKinds(t *testing.T, kinds ...string) {
 	if !slices.Equal(r.kinds, kinds) {
 		t.Errorf("rendered kinds %v, want %v", r.kinds, kinds)
 	}
+}
+
+// configMap returns the ConfigMap of that name, failing the test when there is none; a ConfigMap
+// other than the config and the dashboard is an error.
+func (r *rendered) configMap(t *testing.T, name string) *corev1.ConfigMap {
+	t.Helper()
+	var found *corev1.ConfigMap
+	for _, cm := range r.configMaps {
+		switch cm.Name {
+		case name:
+			found = cm
+		case r.fullname, r.fullname + "-dashboard":
+		default:
+			t.Errorf("unexpected ConfigMap %q", cm.Name)
+		}
+	}
+	if found == nil {
+		t.Fatalf("no ConfigMap %q rendered", name)
+	}
+	return found
 }
 
 func (r *rendered) hpa(t *testing.T) *autoscalingv2.HorizontalPodAutoscaler {
@@ -735,10 +782,8 @@ func appVersion(t *testing.T) string {
 // package, then checks what depends on it: the checksum annotation that rolls the pods, and a
 // termination grace period longer than the shutdown.
 func checkConfig(t *testing.T, r *rendered) {
-	if len(r.configMaps) != 1 || r.configMaps[0].Name != r.fullname {
-		t.Fatalf("want one ConfigMap %q, got %d", r.fullname, len(r.configMaps))
-	}
-	data, ok := r.configMaps[0].Data["config.json"]
+	cm := r.configMap(t, r.fullname)
+	data, ok := cm.Data["config.json"]
 	if !ok {
 		t.Fatal("ConfigMap has no config.json")
 	}
@@ -1071,5 +1116,67 @@ func TestHelmConfigReload(t *testing.T) {
 	restart := checksum("--set", "configReload=restart")
 	if checksum("--set", "configReload=restart,config.routes[0].status=201") == restart {
 		t.Error("restart: a change of the routes does not roll the pods")
+	}
+}
+
+// checkDashboardConfigMap asserts the dashboard's ConfigMap: the sidecar's labels, the
+// annotations given, and the chart's dashboards/anyroute.json byte for byte.
+func checkDashboardConfigMap(t *testing.T, r *rendered, labels, annotations map[string]string) {
+	t.Helper()
+	cm := r.configMap(t, r.fullname+"-dashboard")
+	for k, v := range labels {
+		if cm.Labels[k] != v {
+			t.Errorf("dashboard ConfigMap label %s = %q, want %q (the sidecar's)", k, cm.Labels[k], v)
+		}
+	}
+	if len(annotations) > 0 || len(cm.Annotations) > 0 {
+		if !reflect.DeepEqual(cm.Annotations, annotations) {
+			t.Errorf("dashboard ConfigMap annotations %v, want %v", cm.Annotations, annotations)
+		}
+	}
+	want, err := os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cm.Data) != 1 || cm.Data["anyroute.json"] != string(want) {
+		t.Errorf("dashboard ConfigMap data (keys %v) is not %s as it is", slices.Collect(maps.Keys(cm.Data)), dashboardFile)
+	}
+}
+
+// metricSelector finds each anyroute metric in a rule's expression with its label matchers.
+var metricSelector = regexp.MustCompile(`\b(app_[a-z_]+)(\{[^}]*\})?`)
+
+// checkPrometheusRule asserts the PrometheusRule: the compose file's alerts, every series read
+// through the default selector (the release's namespace and Deployment pods), the labels given.
+func checkPrometheusRule(t *testing.T, r *rendered, labels map[string]string) {
+	t.Helper()
+	if len(r.prometheusRules) != 1 || r.prometheusRules[0].Name != r.fullname {
+		t.Fatalf("want one PrometheusRule %q, got %d", r.fullname, len(r.prometheusRules))
+	}
+	pr := r.prometheusRules[0]
+	for k, v := range labels {
+		if pr.Labels[k] != v {
+			t.Errorf("PrometheusRule label %s = %q, want %q", k, pr.Labels[k], v)
+		}
+	}
+	selector := fmt.Sprintf(`namespace=%q, pod=~"%s-[a-z0-9]+-[a-z0-9]+"`, testNamespace, r.fullname)
+	var alerts []string
+	for _, g := range pr.Spec.Groups {
+		for _, rule := range g.Rules {
+			alerts = append(alerts, rule.Alert)
+			expr := rule.Expr.String()
+			matches := metricSelector.FindAllStringSubmatch(expr, -1)
+			if len(matches) == 0 {
+				t.Errorf("%s: reads no anyroute metric: %s", rule.Alert, expr)
+			}
+			for _, m := range matches {
+				if !strings.HasPrefix(m[2], "{"+selector) {
+					t.Errorf("%s: %s%s is not read through the release's selector {%s}", rule.Alert, m[1], m[2], selector)
+				}
+			}
+		}
+	}
+	if want := composeAlertNames(t); !slices.Equal(alerts, want) {
+		t.Errorf("PrometheusRule alerts %v, want the compose file's %v", alerts, want)
 	}
 }

@@ -7,12 +7,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/anyroute/anyroute/test/kit"
 )
@@ -120,6 +124,12 @@ func TestCompose(t *testing.T) {
 	kit.WaitHTTP(t, nil, jaegerURL+"/api/services", nil, 60*time.Second)
 	prom := kit.NewPromT(t, promURL)
 	prom.WaitEquals(t, `sum(up{job="anyroute"})`, float64(len(services)), 30*time.Second) // 5 s scrape interval
+	waitAlertsEvaluated(t, prom, filepath.Join(repoRoot, "deployments", "compose", "prometheus-alerts.yml"))
+	// Grafana is on request only (profile grafana): `up` without the profile leaves it out, so no
+	// grafana/grafana pull is ever attempted here.
+	if id := strings.TrimSpace(c.must(time.Minute, "ps", "-q", "grafana")); id != "" {
+		t.Fatalf("compose started grafana (%s) without its profile", id)
+	}
 
 	const rounds = 4
 	traceIDs := sendTraffic(t, api, composeCalls, rounds)
@@ -187,4 +197,54 @@ func waitHealthy(t *testing.T, id string, timeout time.Duration) {
 		}
 		return status == "healthy", status, nil
 	})
+}
+
+// waitAlertsEvaluated waits until Prometheus has loaded every alert of the rules file and
+// evaluated each without error: the file is mounted where prometheus.yml's rule_files looks.
+func waitAlertsEvaluated(t *testing.T, prom *kit.Prom, file string) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `json:"alert"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	if err := yaml.Unmarshal(data, &rules); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	want := map[string]bool{}
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			want[r.Alert] = true
+		}
+	}
+	kit.WaitUntil(t, 30*time.Second, fmt.Sprintf("Prometheus to evaluate the %d alerts of %s", len(want), filepath.Base(file)), func() (bool, string, error) {
+		res, err := prom.API.Rules(context.Background(), nil)
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		health := map[string]string{}
+		for _, g := range res.Groups {
+			for _, r := range g.Rules {
+				if a, ok := r.(promv1.AlertingRule); ok {
+					health[a.Name] = string(a.Health)
+					if a.Health == promv1.RuleHealthBad {
+						return false, "", fmt.Errorf("alert %s: %s", a.Name, a.LastError)
+					}
+				}
+			}
+		}
+		for name := range want {
+			if health[name] != string(promv1.RuleHealthGood) {
+				return false, fmt.Sprintf("%v", health), nil
+			}
+		}
+		return true, "", nil
+	})
+	t.Logf("Prometheus evaluates the %d alerts of %s", len(want), filepath.Base(file))
 }
