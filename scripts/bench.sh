@@ -13,7 +13,9 @@
 # BENCH_IDLE_CONNECTIONS (5000; 0: no memory figures), BENCH_CASES (case ids to run, default
 # all: bare none jaeger-prob jaeger-const otlp-const podinfo go-httpbin fortio bare-call
 # anyroute-call), BENCH_PORT_BASE (18100: the run uses the 80 ports from there, loopback only),
-# BENCH_DOC (docs/benchmarks.md, or none when BENCH_CASES is set; empty: print only).
+# BENCH_DOC (docs/benchmarks.md, or none when BENCH_CASES is set; empty: print only), BENCH_README
+# (README.md: its performance paragraph is rewritten with the doc), BENCH_MIN_BUSY (0.9: a ratio
+# whose server or baseline used less of its core than this is marked inconclusive).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,6 +29,10 @@ ROUNDS=${BENCH_ROUNDS:-5}
 IDLE_CONNS=${BENCH_IDLE_CONNECTIONS:-5000}
 PORT_BASE=${BENCH_PORT_BASE:-18100}
 DOC=${BENCH_DOC-docs/benchmarks.md}
+README=${BENCH_README-README.md}
+# A ratio is conclusive only when the servers had their core to themselves: each used at least
+# this share of it (the rest of the time it waited for the load core, or the machine ran others).
+MIN_BUSY=${BENCH_MIN_BUSY:-0.9}
 # A run of some cases only prints, unless BENCH_DOC is set: the doc's tables are of whole runs.
 [[ -z ${BENCH_CASES:-} || -n ${BENCH_DOC+set} ]] || DOC=
 OUT=.build/bench
@@ -312,11 +318,12 @@ memory() { # CASE
 	sleep 1
 	local idle held open closed
 	idle=$(rss_of "$pid")
-	taskset -c "$LOAD_CPU" "$OUT/conns" -addr "127.0.0.1:$port" -path "${REQUEST[$c]}" -n "$IDLE_CONNS" -hold 10m \
-		>"$OUT/conns-$c.out" 2>"$OUT/conns-$c.err" &
+	# Each case's connections come from a loopback address of their own (see bench/conns).
+	taskset -c "$LOAD_CPU" "$OUT/conns" -addr "127.0.0.1:$port" -source "127.0.1.$((port - PORT_BASE + 1))" \
+		-path "${REQUEST[$c]}" -n "$IDLE_CONNS" -hold 10m >"$OUT/conns-$c.out" 2>"$OUT/conns-$c.err" &
 	local cpid=$!
 	pids+=("$cpid")
-	for _ in $(seq 600); do
+	for _ in $(seq 1800); do
 		grep -q '^open' "$OUT/conns-$c.out" && break
 		sleep 0.1
 	done
@@ -363,14 +370,25 @@ summary() {
 	rs=$(ratio "$@")
 	printf '**%.3f** (%s–%s)' "$(median <<<"$rs")" "$(lowest <<<"$rs")" "$(highest <<<"$rs")"
 }
+busy() { column "$1" 9 | median; }
+# saturated CASE...: every case's server used at least MIN_BUSY of its core (median over rounds).
+saturated() {
+	local c
+	for c in "$@"; do
+		awk -v b="$(busy "$c")" -v m="$MIN_BUSY" 'BEGIN {exit !(b >= m)}' || return 1
+	done
+}
 verdict() { # CASE: the target beside the median ratio
-	local t=${TARGET[$1]:-} m
+	local c=$1 t=${TARGET[$1]:-} m v
 	[[ -n $t ]] || return 0
-	m=$(ratio "$1" 3 | median)
-	if awk -v m="$m" -v t="$t" 'BEGIN {exit !(m >= t)}'; then echo "≥ $t: met"; else echo "≥ $t: **missed**"; fi
+	m=$(ratio "$c" 3 | median)
+	if awk -v m="$m" -v t="$t" 'BEGIN {exit !(m >= t)}'; then v="≥ $t: met"; else v="≥ $t: **missed**"; fi
+	saturated "$c" "${BASE[$c]}" || v="$v, inconclusive (server core busy $(fmt "$(busy "$c")" %.2f), baseline $(fmt "$(busy "${BASE[$c]}")" %.2f), under $MIN_BUSY)"
+	echo "$v"
 }
 errors_of() { column "$1" 10 | sort -u | tr '\n' ' ' | sed 's/ $//'; }
-fmt() { awk -v v="$1" 'BEGIN {if (v == "-") print v; else printf "%.0f", v}'; }
+# fmt VALUE [FORMAT]: a number as FORMAT (default %.0f); "-" stays.
+fmt() { awk -v v="$1" -v f="${2:-%.0f}" 'BEGIN {if (v == "-" || v == "") print "-"; else printf f, v}'; }
 
 ran() { [[ " ${RUN[*]} " == *" $1 "* ]]; }
 row() { # CASE: the columns every load table shares
@@ -378,7 +396,7 @@ row() { # CASE: the columns every load table shares
 	# shellcheck disable=SC2016 # the backticks are Markdown
 	printf '| %s | `GET %s` | %s | %s | %s | %s | %s | %s | %s / %s | %s |' "${NAME[$c]}" "${REQUEST[$c]}" \
 		"$(fmt "$(column "$c" 3 | median)")" "$(fmt "$(column "$c" 4 | median)")" "$(fmt "$(column "$c" 5 | median)")" \
-		"$(column "$c" 8 | median)" "$(column "$c" 9 | median)" \
+		"$(fmt "$(column "$c" 8 | median)" %.1f)" "$(fmt "$(column "$c" 9 | median)" %.2f)" \
 		"$(if [[ -n ${BASE[$c]:-} ]]; then summary "$c" 3; else echo "1 (baseline)"; fi)" \
 		"$(column "$c" 6 | highest)" "$(column "$c" 7 | highest)" "$(errors_of "$c")"
 }
@@ -395,7 +413,7 @@ tracing_table=$(
 		if [[ $c == bare ]]; then
 			echo "$(row "$c") 1 | 1 | |"
 		else
-			echo "$(row "$c") $(ratio "$c" 5 | median)× | $(ratio "$c" 8 | median)× | $t |"
+			echo "$(row "$c") $(fmt "$(ratio "$c" 5 | median)" %.2f)× | $(fmt "$(ratio "$c" 8 | median)" %.2f)× | $t |"
 		fi
 	done
 )
@@ -418,7 +436,7 @@ peers_table=$(
 		fi
 		# shellcheck disable=SC2016 # the backticks are Markdown
 		printf '| %s | `GET %s` | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${NAME[$c]}" "${REQUEST[$c]}" "${DOES[$c]}" "${COMPARABLE[$c]}" \
-			"$(fmt "$(column "$c" 3 | median)")" "$(fmt "$(column "$c" 5 | median)")" "$(column "$c" 8 | median)" \
+			"$(fmt "$(column "$c" 3 | median)")" "$(fmt "$(column "$c" 5 | median)")" "$(fmt "$(column "$c" 8 | median)" %.1f)" \
 			"$(summary "$c" 3)" "$(if ran none; then summary none 3 "$c"; else echo -; fi)" "$(errors_of "$c")"
 	done
 )
@@ -430,17 +448,17 @@ call_table=$(
 		if [[ $c == bare-call ]]; then
 			t="" cr=1
 		else
-			t=$(verdict "$c") cr="$(ratio "$c" 8 | median)×"
+			t=$(verdict "$c") cr="$(fmt "$(ratio "$c" 8 | median)" %.2f)×"
 		fi
-		echo "$(row "$c") $cr | $t | $(column "$c" 11 | median), $(column "$c" 11 | highest) | $(fmt "$(column "$c" 12 | median)") | $(column "$c" 13 | median) |"
+		echo "$(row "$c") $cr | $t | $(fmt "$(column "$c" 11 | median)"), $(column "$c" 11 | highest) | $(fmt "$(column "$c" 12 | median)") | $(fmt "$(column "$c" 13 | median)") |"
 	done
 )
 memory_table=$(
-	echo "| server | RSS idle (MiB) | RSS with $IDLE_CONNS idle keep-alive connections (MiB) | per connection (KiB) | connections open / established at the server / closed by it while held |"
+	echo "| server | RSS idle (MiB) | RSS with $IDLE_CONNS idle keep-alive connections (MiB) | per connection established (KiB) | connections open / established at the server / closed by it while held |"
 	echo "|---|---|---|---|---|"
 	while IFS=$'\t' read -r c idle held open est closed; do
 		printf '| %s | %s | %s | %s | %s / %s / %s |\n' "${NAME[$c]}" "$idle" "$held" \
-			"$(awk -v a="$idle" -v b="$held" -v n="$open" 'BEGIN {if (n > 0) printf "%.1f", (b - a) * 1024 / n; else print "-"}')" \
+			"$(awk -v a="$idle" -v b="$held" -v n="$est" 'BEGIN {if (n > 0) printf "%.1f", (b - a) * 1024 / n; else print "-"}')" \
 			"$open" "$est" "$closed"
 	done <"$MEMORY"
 )
@@ -457,12 +475,19 @@ echo
 echo "bench: load average $LOAD_BEFORE before the run, $LOAD_AFTER after"
 
 [[ -n $DOC ]] || exit 0
+# The busy range over the cases that ran, when any was under MIN_BUSY.
+NOISY=$(for c in "${RUN[@]}"; do busy "$c"; done | sort -g | awk -v m="$MIN_BUSY" '
+	NR == 1 {lo = $1} {hi = $1; if ($1 < m) n++} END {if (n) printf "%.2f–%.2f", lo, hi}')
 section=$(
 	echo "<!-- load:begin (written by scripts/bench.sh) -->"
 	echo "## Load: anyroute, its peers and a bare net/http server, side by side"
 	echo
 	echo "Command: \`make bench\` (\`scripts/bench.sh\`), $(date -u +%Y-%m-%d). Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(go version | awk '{print $3}'), $(wrk --version 2>&1 | awk 'NR == 1 {print $1, $2}'); load average (1, 5, 15 min) $LOAD_BEFORE before the run, $LOAD_AFTER after."
 	echo "Each server runs alone, pinned to core $SERVER_CPU; \`wrk -t1 -c$CONNS -d$DURATION --latency\` runs on core $LOAD_CPU after a $WARMUP warm-up, always a \`GET\` with only a Host header. $ROUNDS rounds interleave every case (forward in odd rounds, backward in even ones); the tables show medians over the rounds, and each ratio is taken against the baseline measured in the same round, its range over the rounds in brackets. Server CPU per request is the server process's user + system time during the measured run over the requests wrk completed; \"core busy\" is that time over the run's wall time (near 1: the server's core was the bottleneck; well under 1: the load core or the machine was). Jaeger (the tracing cases' agent and OTLP receiver) and the upstream of the call cases share the load core."
+	if [[ -n $NOISY ]]; then
+		echo
+		echo "**This run is not conclusive:** the servers did not have their core to themselves (median core busy $NOISY, under $MIN_BUSY), because the machine was running other work (see the load average) or the load core was the bottleneck. Its ratios measure the machine's noise as much as the servers, and each verdict says so; CPU per request, which does not depend on how much of the core a server got, is the steadier figure in such a run, though contention inflates it too."
+	fi
 	echo
 	echo "### anyroute against bare net/http, by tracing backend"
 	echo
@@ -478,13 +503,13 @@ section=$(
 	echo
 	echo "### One upstream call"
 	echo
-	echo "anyroute with one route whose every request calls an upstream (\`{\"name\": \"hop\", \"match\": \"/*\", \"calls\": [{\"name\": \"up\", \"url\": \"http://127.0.0.1:$UP_PORT/up/{path}\", \"timeout\": \"1s\"}]}\`), against the bare server with \`-upstream\`, which makes the same call (\`GET\`, x-request-id and hop headers, 1 s timeout, the answer nested in the echo) with the same client settings (\`http.DefaultTransport\` cloned, no proxy, 64 kept-alive connections per host, as \`transport/client.go\`). The upstream is a plain anyroute on the load core, started fresh for each run; it reports the TCP connections it accepted when its API stops (\`connections_accepted\`) and the calls it answered (\`app_requests_total\`), counted over the warm-up and the measured run together. Connections are reused when that count stays near the $CONNS client connections however many calls were made. Target (issue 17): ≥ 0.90 of the bare caller."
+	echo "anyroute with one route whose every request calls an upstream (\`{\"name\": \"hop\", \"match\": \"/*\", \"calls\": [{\"name\": \"up\", \"url\": \"http://127.0.0.1:$UP_PORT/up/{path}\", \"timeout\": \"1s\"}]}\`), against the bare server with \`-upstream\`, which makes the same call (\`GET\`, x-request-id and hop headers, 1 s timeout, the answer nested in the echo) with the same client settings (\`http.DefaultTransport\` cloned, no proxy, 64 kept-alive connections per host, as \`transport/client.go\`). The upstream is a plain anyroute on the load core, started fresh for each run; it reports the TCP connections it accepted when its API stops (\`connections_accepted\`) and the calls it answered (\`app_requests_total\`), counted over the warm-up and the measured run together. Connections are reused when that count stays near the $CONNS client connections however many calls were made: the connections open 1 s into the measured run are the live pool, and the total is up to about twice it, because when the warm-up's wrk stops it closes its connections with requests in flight, which cancels their calls, and a cancelled call closes its connection. Target (issue 17): ≥ 0.90 of the bare caller."
 	echo
 	echo "$call_table"
 	echo
 	echo "### Memory"
 	echo
-	echo "RSS one second after the server's first request, then with $IDLE_CONNS keep-alive connections open and idle (\`bench/conns\`: each sends one request, reads the answer and stays open), one second after the last opened; the file limit raised to its hard limit for the run."
+	echo "RSS one second after the server's first request, then with $IDLE_CONNS keep-alive connections open and idle (\`bench/conns\`: each sends one request, reads the answer and stays open), one second after the last opened, each server's connections from a loopback address of their own; the file limit raised to its hard limit for the run. A server that closes idle connections shows fewer established than opened (go-httpbin sets no idle timeout, so its 5 s read timeout closes idle connections), and the figure per connection is over those established."
 	echo
 	echo "$memory_table"
 	echo "<!-- load:end -->"
@@ -499,3 +524,44 @@ else
 	printf '\n%s\n' "$section" >>"$DOC"
 fi
 echo "bench: wrote $DOC"
+
+# The README's performance paragraph: the ratios of this run, no absolute numbers.
+[[ -n $README ]] && grep -q '<!-- perf:begin' "$README" || exit 0
+med() { fmt "$(ratio "$@" | median)" %.2f; }
+rng() {
+	local rs
+	rs=$(ratio "$@")
+	printf '%s–%s' "$(fmt "$(lowest <<<"$rs")" %.2f)" "$(fmt "$(highest <<<"$rs")" %.2f)"
+}
+mem() { awk -F'\t' -v c="$1" -v n="$2" '$1 == c {print $n}' "$MEMORY"; }
+paragraph=$(
+	echo "<!-- perf:begin (written by scripts/bench.sh) -->"
+	s="\`make bench\` measures anyroute beside a bare net/http server answering the same JSON echo, in one run of $ROUNDS interleaved rounds; the figures are ratios of the bare server's, medians over the rounds with their range ([docs/benchmarks.md](docs/benchmarks.md) has the tables, the peers' requests and the method)."
+	if ran none; then
+		s="$s With metrics on and tracing off anyroute serves **$(med none 3)** ($(rng none 3)) of the bare server's throughput, at $(med none 8)× its CPU per request"
+		ran jaeger-prob && s="$s; with jaeger probabilistic 0.01 **$(med jaeger-prob 3)**"
+		ran jaeger-const && s="$s; tracing every request, jaeger **$(med jaeger-const 3)** ($(rng jaeger-const 3))"
+		ran otlp-const && s="$s and otlp **$(med otlp-const 3)** ($(rng otlp-const 3))"
+		s="$s."
+	fi
+	if ran anyroute-call; then
+		s="$s A route that makes one upstream call per request serves **$(med anyroute-call 3)** ($(rng anyroute-call 3)) of a bare server making the same call with the same client settings, over kept-alive connections: the upstream accepted $(fmt "$(column anyroute-call 11 | median)") connections in a run of $(fmt "$(column anyroute-call 12 | median)") calls."
+	fi
+	peers=""
+	for c in podinfo go-httpbin fortio; do
+		ran "$c" && ran none && peers="$peers${peers:+, }$(med none 3 "$c")× ${NAME[$c]}'s"
+	done
+	[[ -z $peers ]] || s="$s Against the peers users pick instead, anyroute with tracing off serves $peers throughput (podinfo's request does comparable work: JSON and per-request metrics)."
+	if [[ -s $MEMORY ]] && [[ -n $(mem none 2) && -n $(mem bare 2) ]]; then
+		s="$s With $IDLE_CONNS idle keep-alive connections open its RSS is $(awk -v a="$(mem none 3)" -v b="$(mem bare 3)" 'BEGIN {printf "%.2f", a / b}')× the bare server's (idle, $(awk -v a="$(mem none 2)" -v b="$(mem bare 2)" 'BEGIN {printf "%.1f", a / b}')×)."
+	fi
+	[[ -z $NOISY ]] || s="$s These figures come from a run on a machine busy with other work (the servers' cores $NOISY busy): they are noisy, and the benchmark doc marks its verdicts inconclusive."
+	fold -s -w 100 <<<"$s" | sed 's/ *$//'
+	echo "<!-- perf:end -->"
+)
+awk -v p="$paragraph" '
+	/<!-- perf:begin/ {print p; skip = 1; next}
+	/<!-- perf:end -->/ {skip = 0; next}
+	!skip {print}
+' "$README" >"$README.tmp" && mv "$README.tmp" "$README"
+echo "bench: wrote the performance paragraph of $README"

@@ -3,8 +3,13 @@
 // idle, as a kept-alive client connection does between requests. Once every connection is open it
 // prints "open N" (N the connections that got an answer) and holds them until -hold passes or it
 // is signalled; connections the server closes meanwhile are counted and printed at the end.
+// Signalled while still opening, it prints how many it had opened.
 //
-//	conns -addr 127.0.0.1:18190 -n 5000 -path /bench/x -hold 60s
+// -source gives the connections a local address of their own (any of 127.0.0.0/8 on loopback):
+// tens of thousands of connections closed by earlier runs linger in TIME_WAIT on the client's
+// side, and the kernel's search for a free ephemeral port of 127.0.0.1 slows down with them.
+//
+//	conns -addr 127.0.0.1:18190 -source 127.0.1.1 -n 5000 -path /bench/x -hold 60s
 package main
 
 import (
@@ -28,7 +33,19 @@ func main() {
 	path := flag.String("path", "/", "request path of each connection's one request")
 	parallel := flag.Int("parallel", 64, "connections being opened at once")
 	hold := flag.Duration("hold", time.Minute, "how long to hold the connections open")
+	source := flag.String("source", "", "local IP address of the connections (default: the system's choice)")
 	flag.Parse()
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
+	if *source != "" {
+		ip := net.ParseIP(*source)
+		if ip == nil {
+			fmt.Fprintf(os.Stderr, "conns: -source %q is not an IP address\n", *source)
+			os.Exit(2)
+		}
+		dialer.LocalAddr = &net.TCPAddr{IP: ip}
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
 
 	var (
 		mu     sync.Mutex
@@ -38,11 +55,17 @@ func main() {
 		wg     sync.WaitGroup
 		slots  = make(chan struct{}, *parallel)
 	)
-	for range *n {
-		slots <- struct{}{}
+	stopped := false
+	for i := 0; i < *n && !stopped; i++ {
+		select {
+		case slots <- struct{}{}:
+		case <-sig:
+			stopped = true
+			continue
+		}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			c, err := dial(*addr, *path)
+			c, err := dial(dialer, *addr, *path)
 			if err != nil {
 				failed.Add(1)
 				first.CompareAndSwap(nil, err.Error())
@@ -58,6 +81,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "conns: %d connections failed, the first: %v\n", f, first.Load())
 	}
 	fmt.Printf("open %d\n", len(open))
+	if stopped {
+		fmt.Fprintf(os.Stderr, "conns: signalled after opening %d of %d connections\n", len(open), *n)
+		return
+	}
 
 	// A connection the server closes becomes readable (EOF): watch each for that.
 	var closed atomic.Int64
@@ -69,8 +96,6 @@ func main() {
 			}
 		}()
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
 	select {
 	case <-sig:
 	case <-time.After(*hold):
@@ -79,8 +104,8 @@ func main() {
 }
 
 // dial opens one connection and makes one request on it, leaving it idle and kept alive.
-func dial(addr, path string) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+func dial(d *net.Dialer, addr, path string) (net.Conn, error) {
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
