@@ -38,7 +38,7 @@ MIN_BUSY=${BENCH_MIN_BUSY:-0.9}
 OUT=.build/bench
 SERVER_CPU=0
 LOAD_CPU=1
-TOOLS=.tools/bin
+TOOLS=${TOOLS_DIR:-.tools}/bin # where scripts/tools.sh puts them
 TICK=$(getconf CLK_TCK)
 mkdir -p "$OUT"
 rm -f "$OUT"/*.log "$OUT"/*.wrk
@@ -497,7 +497,7 @@ section=$(
 	echo
 	echo "### Peers"
 	echo
-	echo "Built from the Go module proxy at pinned versions by \`scripts/tools.sh\` (\`go install\` takes all three), each run with its per-request log off and otherwise its defaults. Each is asked for the nearest it has to a JSON echo of method and path; none has exactly that: podinfo's \`/api/echo\` answers the posted body (empty for a \`GET\`: a 202 with no body), so \`/headers\`; go-httpbin's \`/anything\` is such an echo; fortio's \`/debug\` is a text one (its \`/\` answers an empty 200)."
+	echo "Built from the Go module proxy at pinned versions by \`scripts/tools.sh\` (\`go install\` takes all three), each run with its per-request log off and otherwise its defaults. Each is asked for the nearest it has to a JSON echo of method and path; none has exactly that: podinfo's \`/api/echo\` answers the posted body (empty for a \`GET\`: a 202 with no body), so \`/headers\`; go-httpbin's \`/anything\` is such an echo; fortio's \`/debug\` is a text one (its \`/\` answers an empty 200). Builds: $(for t in podinfo go-httpbin fortio; do printf '%s: %s; ' "$t" "$(cat .tools/stamps/"$t"-* 2>/dev/null || echo "not built")"; done | sed 's/; $/./')"
 	echo
 	echo "$peers_table"
 	echo
