@@ -142,10 +142,14 @@ soak: ## a steady mixed load for SOAK_DURATION (not part of make test): errors, 
 	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags soak -count=1 -v -run '^TestSoak$$' -timeout 30m ./test/
 
 .PHONY: bench
-bench: bench-metrics ## micro-benchmarks, the load run against a bare server, the scrape-storm run (writes docs/benchmarks.md)
+bench: bench-metrics ## micro-benchmarks, the load run (peers, tracing, upstream call, memory), the scrape-storm run (writes docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./bench/bare/ ./cmd/anyroute/
 	scripts/bench.sh
 	scripts/bench-scrapes.sh
+
+.PHONY: bench-load
+bench-load: ## the load run alone: anyroute, its peers and bare net/http side by side (BENCH_DURATION, BENCH_ROUNDS, BENCH_CASES)
+	scripts/bench.sh
 
 .PHONY: bench-metrics
 bench-metrics: ## micro-benchmarks of the metrics pipeline

@@ -30,9 +30,15 @@ ETCD_VERSION=v3.5.21
 K8S_VERSION=v1.37.2
 K8S_STAGING_VERSION=v0.37.2
 PROMETHEUS_ADAPTER_VERSION=v0.12.0
+# Peers of the load benchmark (scripts/bench.sh). podinfo's tags have no "v" prefix, so the proxy
+# knows 6.9.2 (what @latest gives) only by this pseudo-version of its commit.
+PODINFO_VERSION=v1.8.1-0.20250910200901-e86405a8674e
+PODINFO_RELEASE=6.9.2
+GO_HTTPBIN_VERSION=v2.26.0
+FORTIO_VERSION=v1.63.0 # @latest (1.75.x) needs a module the proxy refuses
 
 TOOLS=(golangci-lint govulncheck helm jaeger etcd kube-apiserver
-	kube-controller-manager kubectl prometheus-adapter)
+	kube-controller-manager kubectl prometheus-adapter podinfo go-httpbin fortio)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS_DIR=${TOOLS_DIR:-$ROOT/.tools}
@@ -58,6 +64,9 @@ version_of() {
 	etcd) echo "$ETCD_VERSION" ;;
 	kube-apiserver | kube-controller-manager | kubectl) echo "$K8S_VERSION" ;;
 	prometheus-adapter) echo "$PROMETHEUS_ADAPTER_VERSION" ;;
+	podinfo) echo "$PODINFO_VERSION" ;;
+	go-httpbin) echo "$GO_HTTPBIN_VERSION" ;;
+	fortio) echo "$FORTIO_VERSION" ;;
 	*) return 1 ;;
 	esac
 }
@@ -212,6 +221,24 @@ build_prometheus-adapter() {
 	(cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath \
 		-o "$BIN/.prometheus-adapter.tmp" ./cmd/adapter)
 	mv -f "$BIN/.prometheus-adapter.tmp" "$BIN/prometheus-adapter"
+}
+
+# The benchmark's peers: go install takes all three (none has a replace directive in its go.mod;
+# fortio's is commented out), each stamped with its release as its own build would be.
+build_podinfo() {
+	local rev=${PODINFO_VERSION##*-}
+	go_install github.com/stefanprodan/podinfo/cmd/podinfo "$PODINFO_VERSION" \
+		-ldflags "-X github.com/stefanprodan/podinfo/pkg/version.REVISION=$rev"
+	STAMP_NOTE="podinfo $PODINFO_RELEASE (commit $rev), $STAMP_NOTE"
+}
+
+build_go-httpbin() {
+	go_install github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin "$GO_HTTPBIN_VERSION" \
+		-ldflags "-X main.version=$GO_HTTPBIN_VERSION"
+}
+
+build_fortio() {
+	go_install fortio.org/fortio "$FORTIO_VERSION"
 }
 
 # ensure NAME: build NAME unless its binary and its current stamp exist.
