@@ -114,14 +114,19 @@ image: docker-check ## build the anyroute image IMAGE (anyroute:latest): docker 
 images: image ## every image the stack and the container tests need, named in .build/images.env
 	$(if $(no_registry),$(NO_REGISTRY_SH) stack,$(normal_stack))
 
-.PHONY: up
-up: images ## start the local stack: anyroute, Prometheus, Jaeger, siege (README: Run the stack)
-	ANYROUTE_IMAGE=$(IMAGE) $(COMPOSE) up -d
-	@echo "anyroute http://127.0.0.1:$${ANYROUTE_HTTP_PORT:-18080}  Prometheus http://127.0.0.1:$${PROMETHEUS_PORT:-19090}  Jaeger http://127.0.0.1:$${JAEGER_UI_PORT:-16686}"
+# GRAFANA=1 adds the compose file's grafana service (profile grafana; it pulls grafana/grafana, so
+# only where a registry answers).
+GRAFANA ?=
 
+.PHONY: up
+up: images ## start the local stack: anyroute, Prometheus, Jaeger, siege; GRAFANA=1 adds Grafana (README: Run the stack)
+	ANYROUTE_IMAGE=$(IMAGE) $(COMPOSE) $(if $(GRAFANA),--profile grafana) up -d
+	@echo "frontend http://127.0.0.1:$${ANYROUTE_HTTP_PORT:-18080}  Prometheus http://127.0.0.1:$${PROMETHEUS_PORT:-19090}  Jaeger http://127.0.0.1:$${JAEGER_UI_PORT:-16686}$(if $(GRAFANA),  Grafana http://127.0.0.1:$${GRAFANA_PORT:-13000})"
+
+# With the profile on, so that a Grafana started by GRAFANA=1 goes too (down pulls nothing).
 .PHONY: down
-down: docker-check ## stop the local stack and remove its volumes
-	$(COMPOSE) down -v
+down: docker-check ## stop the local stack (Grafana included) and remove its volumes
+	$(COMPOSE) --profile grafana down -v
 
 # testcontainers: no reaper (its image cannot be pulled; the tests remove what they start), and
 # published ports looked up on 127.0.0.1 (the default guess is wrong inside a container).
@@ -139,8 +144,13 @@ soak: ## a steady mixed load for SOAK_DURATION (not part of make test): errors, 
 	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags soak -count=1 -v -run '^TestSoak$$' -timeout 30m ./test/
 
 .PHONY: bench
-bench: bench-metrics ## micro-benchmarks, then the side-by-side load run against a bare server (writes docs/benchmarks.md)
+bench: bench-metrics ## micro-benchmarks, the load run (peers, tracing, upstream call, memory), the scrape-storm run (writes docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./bench/bare/ ./cmd/anyroute/
+	scripts/bench.sh
+	scripts/bench-scrapes.sh
+
+.PHONY: bench-load
+bench-load: ## the load run alone: anyroute, its peers and bare net/http side by side (BENCH_DURATION, BENCH_ROUNDS, BENCH_CASES)
 	scripts/bench.sh
 
 .PHONY: bench-metrics
@@ -186,15 +196,30 @@ HELM         := HELM_CACHE_HOME=$(CURDIR)/.tools/helm/cache HELM_CONFIG_HOME=$(C
 CHART        := deployments/helm/anyroute
 DEMO_VALUES  := deployments/helm/values-demo.yaml
 
+# The dashboard ConfigMap and the PrometheusRule are off by default: lint them on too.
+MONITORING_VALUES := --set dashboards.enabled=true,prometheusRule.enabled=true
+
 .PHONY: helm-lint
-helm-lint: ## helm lint --strict the chart and render it, with default, demo and KEDA values
+helm-lint: ## helm lint --strict the chart and render it, with default and with demo values, with KEDA, and with the dashboard and alerts on
 	scripts/tools.sh helm
 	$(HELM) lint --strict $(CHART)
 	$(HELM) lint --strict $(CHART) -f $(DEMO_VALUES)
+	$(HELM) lint --strict $(CHART) $(MONITORING_VALUES)
 	$(HELM) lint --strict $(CHART) -f $(DEMO_VALUES) --set hpa.enabled=false,keda.enabled=true
 	$(HELM) template anyroute $(CHART) >/dev/null
 	$(HELM) template anyroute $(CHART) -f $(DEMO_VALUES) >/dev/null
-	@echo "helm-lint: chart lints and renders with default, demo and KEDA values"
+	$(HELM) template anyroute $(CHART) -f $(DEMO_VALUES) $(MONITORING_VALUES) >/dev/null
+	@echo "helm-lint: chart lints and renders with default and demo values, with KEDA, and with the dashboard and alerts on"
+
+# The alerts' promtool unit tests alone; make test runs them (and against the chart's rendering)
+# in the external tests (test/alerts_test.go).
+ALERTS := deployments/compose/prometheus-alerts
+
+.PHONY: alerts
+alerts: ## promtool check and unit-test the alert rules (deployments/compose/prometheus-alerts*.yml)
+	scripts/deps.sh promtool
+	promtool check rules $(ALERTS).yml
+	promtool test rules $(ALERTS)_test.yml
 
 .PHONY: clean
 clean: ## remove build outputs (not the tools)

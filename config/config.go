@@ -46,6 +46,9 @@ type HTTP struct {
 type Admin struct {
 	Addr  string `json:"addr"`
 	PProf bool   `json:"pprof"`
+	// Lifecycle turns on the admin port's mutations (reload, the effective config, route patches,
+	// probe toggles), as Prometheus' --web.enable-lifecycle does; off, they answer 403.
+	Lifecycle bool `json:"lifecycle"`
 }
 
 // Metrics configures the request metrics and their flusher.
@@ -54,6 +57,8 @@ type Metrics struct {
 	FlushInterval Duration  `json:"flush_interval"`
 	Buckets       []float64 `json:"buckets"`
 	MaxRoutes     int       `json:"max_routes"`
+	// NativeHistograms adds native buckets to the latency histogram, beside the classic ones.
+	NativeHistograms bool `json:"native_histograms"`
 }
 
 // Tracing chooses the tracing backend and its sampler.

@@ -332,3 +332,40 @@ func TestRouteRule(t *testing.T) {
 		t.Errorf("implicit cap %v, max_delay %v; want %v", b.Latency.Max, b.MaxDelay, want)
 	}
 }
+
+func TestRestartOnly(t *testing.T) {
+	running := Default()
+	next := Default()
+	next.Routes = []Route{{Name: "a", Match: "/a"}}
+	next.MaxHops = 3
+	seed := uint64(7)
+	next.Seed = &seed
+	if ps := RestartOnly(running, next); len(ps) != 0 {
+		t.Fatalf("routes, seed and max_hops are reloadable, got %v", ps)
+	}
+	next.HTTP.Addr = ":9999"
+	next.Tracing.Backend = "otlp"
+	next.Metrics.Buckets = []float64{1, 2}
+	var got []string
+	for _, p := range RestartOnly(running, next) {
+		got = append(got, p.Pointer)
+	}
+	if want := []string{"/http/addr", "/metrics/buckets", "/tracing/backend"}; !slices.Equal(got, want) {
+		t.Fatalf("restart-only changes %v, want %v", got, want)
+	}
+}
+
+func TestNativeHistogramsKey(t *testing.T) {
+	if Default().Metrics.NativeHistograms {
+		t.Fatal("native histograms on by default")
+	}
+	cfg, err := Parse("native", []byte(`{"metrics": {"native_histograms": true}}`))
+	if err != nil || !cfg.Metrics.NativeHistograms {
+		t.Fatalf("native_histograms true: %v %+v", err, cfg.Metrics)
+	}
+	_, err = Parse("native", []byte(`{"metrics": {"native_histograms": "yes"}}`))
+	var ce *Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 1 || !strings.HasPrefix(ce.Problems[0].String(), "/metrics/native_histograms: ") {
+		t.Fatalf("a string for native_histograms: %v", err)
+	}
+}

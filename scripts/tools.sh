@@ -31,10 +31,16 @@ ETCD_VERSION=v3.5.21
 K8S_VERSION=v1.37.2
 K8S_STAGING_VERSION=v0.37.2
 PROMETHEUS_ADAPTER_VERSION=v0.12.0
+# Peers of the load benchmark (scripts/bench.sh). podinfo's tags have no "v" prefix, so the proxy
+# knows 6.9.2 (what @latest gives) only by this pseudo-version of its commit.
+PODINFO_VERSION=v1.8.1-0.20250910200901-e86405a8674e
+PODINFO_RELEASE=6.9.2
+GO_HTTPBIN_VERSION=v2.26.0
+FORTIO_VERSION=v1.63.0 # @latest (1.75.x) needs a module the proxy refuses
 KEDA_VERSION=v2.21.0 # keda-operator, keda-adapter and the CRDs (keda-crds)
 
 TOOLS=(golangci-lint govulncheck helm jaeger etcd kube-apiserver
-	kube-controller-manager kubectl prometheus-adapter)
+	kube-controller-manager kubectl prometheus-adapter podinfo go-httpbin fortio)
 TOOLS+=(keda-operator keda-adapter)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -62,6 +68,9 @@ version_of() {
 	kube-apiserver | kube-controller-manager | kubectl) echo "$K8S_VERSION" ;;
 	prometheus-adapter) echo "$PROMETHEUS_ADAPTER_VERSION" ;;
 	keda-operator | keda-adapter) echo "$KEDA_VERSION" ;;
+	podinfo) echo "$PODINFO_VERSION" ;;
+	go-httpbin) echo "$GO_HTTPBIN_VERSION" ;;
+	fortio) echo "$FORTIO_VERSION" ;;
 	*) return 1 ;;
 	esac
 }
@@ -237,6 +246,23 @@ build_keda() {
 
 build_keda-operator() { build_keda keda-operator operator; }
 build_keda-adapter() { build_keda keda-adapter adapter; }
+# The benchmark's peers: go install takes all three (none has a replace directive in its go.mod;
+# fortio's is commented out), each stamped with its release as its own build would be.
+build_podinfo() {
+	local rev=${PODINFO_VERSION##*-}
+	go_install github.com/stefanprodan/podinfo/cmd/podinfo "$PODINFO_VERSION" \
+		-ldflags "-X github.com/stefanprodan/podinfo/pkg/version.REVISION=$rev"
+	STAMP_NOTE="podinfo $PODINFO_RELEASE (commit $rev), $STAMP_NOTE"
+}
+
+build_go-httpbin() {
+	go_install github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin "$GO_HTTPBIN_VERSION" \
+		-ldflags "-X main.version=$GO_HTTPBIN_VERSION"
+}
+
+build_fortio() {
+	go_install fortio.org/fortio "$FORTIO_VERSION"
+}
 
 # ensure NAME: build NAME unless its binary and its current stamp exist.
 ensure() {

@@ -88,7 +88,7 @@ func (e *CallError) status() int {
 
 // makeCalls makes the rule's calls and returns their results in the rule's order, and the first
 // failure, when the rule fails on one. Sequential calls stop at that failure.
-func (s *service) makeCalls(ctx context.Context, r *rule, req Request, requestID string) ([]CallResult, *CallError) {
+func (s *table) makeCalls(ctx context.Context, r *rule, req Request, requestID string) ([]CallResult, *CallError) {
 	results := make([]CallResult, len(r.Calls))
 	make1 := func(i int) {
 		c := r.Calls[i]

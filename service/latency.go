@@ -89,7 +89,7 @@ func (l Latency) compile() (sampler, error) {
 		sigma := (math.Log(float64(l.P99)) - mu) / z99
 		draw = func(r *Random) float64 { return math.Exp(mu + sigma*r.NormFloat64()) }
 	case "percentiles":
-		if !(0 <= l.P50 && l.P50 <= l.P90 && l.P90 <= l.P99) {
+		if l.P50 < 0 || l.P50 > l.P90 || l.P90 > l.P99 {
 			return nil, fmt.Errorf("percentiles need p50 <= p90 <= p99, got %s, %s, %s", l.P50, l.P90, l.P99)
 		}
 		q := percentileKnots(l)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -113,7 +114,16 @@ type rule struct {
 	latency sampler
 }
 
-type service struct {
+// Router is anyroute's Service: it answers by a table of rules, and Replace swaps in another table
+// while requests are answered. A request reads the table once, when it starts, so it runs under
+// the rules it started with and never sees half of a new set.
+type Router struct {
+	caller Caller
+	table  atomic.Pointer[table]
+}
+
+// table is one compiled set of rules with what they share.
+type table struct {
 	rules   []rule
 	other   rule
 	caller  Caller
@@ -121,16 +131,41 @@ type service struct {
 	random  *Random
 }
 
-// New compiles the rules into a Service. Rules are tried in order; the first whose pattern and
-// methods match answers.
-func New(rules []Rule, o Options) (Service, error) {
+// New compiles the rules into a Router. Rules are tried in order; the first whose pattern and
+// methods match answers. o.Caller makes the calls of every table the Router will have.
+func New(rules []Rule, o Options) (*Router, error) {
+	r := &Router{caller: o.Caller}
+	if err := r.Replace(rules, o); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Replace compiles the rules and, when they all compile, makes them the ones every request from
+// now on is answered by; o.Caller is ignored (the Router keeps its own). On an error the rules in
+// use stay.
+func (rt *Router) Replace(rules []Rule, o Options) error {
+	t, err := compile(rules, o, rt.caller)
+	if err != nil {
+		return err
+	}
+	rt.table.Store(t)
+	return nil
+}
+
+// Handle answers by the current table.
+func (rt *Router) Handle(ctx context.Context, req Request) (Response, error) {
+	return rt.table.Load().Handle(ctx, req)
+}
+
+func compile(rules []Rule, o Options, caller Caller) (*table, error) {
 	if o.MaxHops == 0 {
 		o.MaxHops = 10
 	}
 	if o.Random == nil {
 		o.Random = NewRandom(nil)
 	}
-	s := &service{other: rule{Rule: Rule{Name: OtherRoute, Status: 200}}, caller: o.Caller, maxHops: o.MaxHops, random: o.Random}
+	s := &table{other: rule{Rule: Rule{Name: OtherRoute, Status: 200}}, caller: caller, maxHops: o.MaxHops, random: o.Random}
 	for i, r := range rules {
 		m, err := ParseMatch(r.Match)
 		if err != nil {
@@ -140,7 +175,7 @@ func New(rules []Rule, o Options) (Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("route %d (%s): %w", i, r.Name, err)
 		}
-		if len(r.Calls) > 0 && o.Caller == nil {
+		if len(r.Calls) > 0 && caller == nil {
 			return nil, fmt.Errorf("route %d (%s) makes calls, and the service has no caller", i, r.Name)
 		}
 		if r.Status == 0 {
@@ -156,7 +191,7 @@ func New(rules []Rule, o Options) (Service, error) {
 // rule's calls are made, then its latency waited for; the status is the override's, else a failed
 // call's, else the error mix's, else the rule's. A request whose context ends during the wait is
 // answered 499 (the client left), or 503 when the cause is ErrStopping (the server cut it).
-func (s *service) Handle(ctx context.Context, req Request) (Response, error) {
+func (s *table) Handle(ctx context.Context, req Request) (Response, error) {
 	r := s.find(req.Method, req.Path)
 	resp := Response{Status: r.Status, Route: r.Name, RouteID: r.ID, Padding: r.BodyBytes, RequestID: req.RequestID}
 	if resp.RequestID == "" {
@@ -216,7 +251,7 @@ func (s *service) Handle(ctx context.Context, req Request) (Response, error) {
 	return resp, nil
 }
 
-func (s *service) find(method, path string) *rule {
+func (s *table) find(method, path string) *rule {
 	for i := range s.rules {
 		r := &s.rules[i]
 		if (len(r.Methods) == 0 || slices.Contains(r.Methods, method)) && r.match.Matches(path) {
@@ -227,7 +262,7 @@ func (s *service) find(method, path string) *rule {
 }
 
 // delay is the override's, else a draw from the rule's latency.
-func (s *service) delay(r *rule, o override) time.Duration {
+func (s *table) delay(r *rule, o override) time.Duration {
 	switch {
 	case o.hasDelay:
 		return o.delay
@@ -238,7 +273,7 @@ func (s *service) delay(r *rule, o override) time.Duration {
 }
 
 // injected returns the status of the mix's share one draw falls in, 0 for none.
-func (s *service) injected(r *rule) int {
+func (s *table) injected(r *rule) int {
 	if len(r.Errors) == 0 {
 		return 0
 	}

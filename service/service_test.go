@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -184,5 +185,53 @@ func TestRecoverAnswers500(t *testing.T) {
 		if !strings.Contains(logged.String(), want) {
 			t.Errorf("log lacks %q: %s", want, logged.String())
 		}
+	}
+}
+
+// TestReplaceIsAtomic: while tables are swapped as fast as they can be, every answer comes from
+// one table or the other, never half of each (the status from one, the padding from the other),
+// and a set of rules that does not compile leaves the current one in place.
+func TestReplaceIsAtomic(t *testing.T) {
+	tableOf := func(n int) []Rule {
+		return []Rule{{ID: 1, Name: "r", Match: "/*", Status: 200 + n, BodyBytes: n}}
+	}
+	r, err := New(tableOf(1), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var swaps sync.WaitGroup
+	swaps.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := r.Replace(tableOf(1+i%2), Options{}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	seen := map[int]int{}
+	deadline := time.Now().Add(10 * time.Second)
+	for n := 0; n < 20000 || (len(seen) < 2 && time.Now().Before(deadline)); n++ {
+		resp, _ := r.Handle(context.Background(), Request{Method: "GET", Path: "/x"})
+		if resp.Status-200 != resp.Padding {
+			t.Fatalf("status %d with padding %d: half of one table, half of another", resp.Status, resp.Padding)
+		}
+		seen[resp.Status]++
+	}
+	close(stop)
+	swaps.Wait()
+	if len(seen) != 2 {
+		t.Errorf("answers %v: want both tables seen", seen)
+	}
+	if err := r.Replace([]Rule{{Name: "bad", Match: "/a*"}}, Options{}); err == nil {
+		t.Fatal("a rule that does not compile was accepted")
+	}
+	if resp, _ := r.Handle(context.Background(), Request{Method: "GET", Path: "/x"}); resp.Route != "r" {
+		t.Fatalf("after a refused Replace, route %q answers; want the previous table's", resp.Route)
 	}
 }

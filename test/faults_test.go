@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -11,15 +12,16 @@ import (
 	"github.com/anyroute/anyroute/test/kit"
 )
 
-// TestScrapeStormLeavesTheAPIAlone hammers /metrics from many clients at once. The admin listener
-// serves at most a few scrapes at a time (the rest get 503 at once), so the API keeps answering.
+// TestScrapeStormLeavesTheAPIAlone hammers /metrics from many clients at once. Scrapes between two
+// flushes share one encoding of the page, so every scrape is answered, none refused, and the API
+// keeps answering.
 func TestScrapeStormLeavesTheAPIAlone(t *testing.T) {
 	p := startBinary(t, plainBinary, metricsConfig)
 	load(t, 2000, 16, func(i int) (string, string) { return "GET", p.api + "/orders/1" }) // series to serve
 
 	baseline := apiLatencies(t, p, 300)
 	ctx, stop := context.WithCancel(context.Background())
-	var scrapes, throttled atomic.Int64
+	var scrapes, refused atomic.Int64
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
 	for range 32 {
@@ -27,26 +29,26 @@ func TestScrapeStormLeavesTheAPIAlone(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				switch code, _ := kit.Do(ctx, "GET", p.admin+"/metrics", nil, nil); code {
-				case 200:
+				switch code, _ := kit.Do(ctx, "GET", p.admin+"/metrics", nil, nil); {
+				case code == 200:
 					scrapes.Add(1)
-				case 503:
-					throttled.Add(1)
+				case ctx.Err() == nil: // not the end of the test cutting a scrape short
+					refused.Add(1)
 				}
 			}
 		}()
 	}
-	kit.WaitUntil(t, 2*time.Second, "32 concurrent scrapers to be throttled", func() (bool, string, error) {
-		return scrapes.Load() > 0 && throttled.Load() > 0, "", nil
+	kit.WaitUntil(t, 10*time.Second, "32 concurrent scrapers to be served twice each", func() (bool, string, error) {
+		return scrapes.Load() >= 64, fmt.Sprintf("%d scrapes served, %d refused", scrapes.Load(), refused.Load()), nil
 	})
 	storm := apiLatencies(t, p, 300)
 	stop()
 	wg.Wait()
-	if throttled.Load() == 0 {
-		t.Fatalf("32 concurrent scrapers were never throttled (%d scrapes served)", scrapes.Load())
+	if refused.Load() > 0 {
+		t.Fatalf("32 concurrent scrapers: %d scrapes refused or failed (%d served)", refused.Load(), scrapes.Load())
 	}
-	t.Logf("API p50/p99 alone %v/%v, under a storm of %d scrapes (%d throttled) %v/%v",
-		baseline[len(baseline)/2], baseline[len(baseline)*99/100], scrapes.Load(), throttled.Load(),
+	t.Logf("API p50/p99 alone %v/%v, under a storm of %d scrapes (%d refused) %v/%v",
+		baseline[len(baseline)/2], baseline[len(baseline)*99/100], scrapes.Load(), refused.Load(),
 		storm[len(storm)/2], storm[len(storm)*99/100])
 }
 

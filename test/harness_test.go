@@ -66,7 +66,13 @@ func start(t *testing.T, configJSON string, env ...string) *proc {
 // startBinary is start with a chosen build of anyroute.
 func startBinary(t *testing.T, bin, configJSON string, env ...string) *proc {
 	t.Helper()
-	apiAddr, adminAddr := kit.FreeAddr(t), kit.FreeAddr(t)
+	return startOn(t, bin, kit.FreeAddr(t), configJSON, env...)
+}
+
+// startOn is startBinary on a chosen API address, for services whose callers must know it first.
+func startOn(t *testing.T, bin, apiAddr, configJSON string, env ...string) *proc {
+	t.Helper()
+	adminAddr := kit.FreeAddr(t)
 	args := []string{"-http.addr", apiAddr, "-admin.addr", adminAddr}
 	if configJSON != "" {
 		file := filepath.Join(t.TempDir(), "config.json")

@@ -8,12 +8,15 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
-// The chart, as the tests (these, and helm_test.go's under the external tag) find it.
+// The chart and the compose stack, as the tests (these, and those under the external tag) find them.
 const (
-	helmDir  = "../deployments/helm"
-	chartDir = helmDir + "/anyroute"
+	helmDir    = "../deployments/helm"
+	chartDir   = helmDir + "/anyroute"
+	composeDir = "../deployments/compose"
 )
 
 var updateHelmSchema = flag.Bool("update-helm-schema", false,
@@ -95,4 +98,16 @@ func parseJSON(t *testing.T, data string) any {
 		t.Fatalf("not JSON: %v\n%s", err, data)
 	}
 	return v
+}
+
+// readYAML decodes the fields of into; others in the file are ignored (provisioning files have many).
+func readYAML(t *testing.T, file string, into any) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, into); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
 }

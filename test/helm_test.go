@@ -6,8 +6,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
@@ -100,6 +102,20 @@ func TestHelmChartRenders(t *testing.T) {
 				checkMonitors(t, r)
 				checkScrapeAnnotations(t, r, false)
 			}},
+		{name: "reload by restart", release: "anyroute", args: []string{"-f", demoValues, "--set", "configReload=restart"}, check: func(t *testing.T, r *rendered) {}},
+		{name: "dashboard and alerts", release: "web", args: []string{"--set", "dashboards.enabled=true,prometheusRule.enabled=true"},
+			check: func(t *testing.T, r *rendered) {
+				r.wantKinds(t, "ConfigMap", "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PrometheusRule", "Service", "ServiceAccount")
+				checkDashboardConfigMap(t, r, map[string]string{"grafana_dashboard": "1"}, nil)
+				checkPrometheusRule(t, r, nil)
+			}},
+		{name: "dashboard for another sidecar", release: "anyroute", args: []string{"--set-json",
+			`dashboards={"enabled": true, "labels": {"dashboards": "grafana"}, "annotations": {"grafana_folder": "anyroute"}}`,
+			"--set-json", `prometheusRule={"enabled": true, "labels": {"release": "kube-prometheus-stack"}}`},
+			check: func(t *testing.T, r *rendered) {
+				checkDashboardConfigMap(t, r, map[string]string{"dashboards": "grafana"}, map[string]string{"grafana_folder": "anyroute"})
+				checkPrometheusRule(t, r, map[string]string{"release": "kube-prometheus-stack"})
+			}},
 		{name: "full config", release: "anyroute", args: []string{"-f", fullConfig, "--set", "terminationGracePeriodSeconds=60"}, check: func(t *testing.T, r *rendered) {
 			want := readJSONFile(t, "../config/examples/full.json")
 			if got := parseJSON(t, r.configJSON); !reflect.DeepEqual(got, want) {
@@ -145,6 +161,12 @@ func TestHelmValuesSchemaRejects(t *testing.T) {
 			[]string{"terminationGracePeriodSeconds (12) must exceed config.shutdown drain_delay + grace + metrics_linger (15s)"}},
 		{"min above max", "hpa:\n  minReplicas: 6\n  maxReplicas: 5\n",
 			[]string{"hpa.minReplicas (6) must not exceed hpa.maxReplicas (5)"}},
+		{"availability as a percentage", "prometheusRule:\n  availability: 99.9\n",
+			[]string{schemaErr, "at '/prometheusRule/availability'"}},
+		{"dashboard without a sidecar label", "dashboards:\n  enabled: true\n  labels:\n    grafana_dashboard: null\n",
+			[]string{schemaErr, "at '/dashboards/labels'"}},
+		{"latency bound not a bucket", "config:\n  metrics:\n    buckets: [0.1, 1, 10]\nprometheusRule:\n  enabled: true\n",
+			[]string{"prometheusRule.latency.bound (0.5) must be one of config.metrics.buckets ([0.1 1 10])"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -270,7 +292,8 @@ func TestHelmAdapterRulesAgree(t *testing.T) {
 }
 
 // TestHelmNotes renders NOTES.txt (helm template skips it, and helm install --dry-run wants a
-// cluster) through a copy of the chart, and checks it tells how to watch the HPA and stop the load.
+// cluster) through a copy of the chart, and checks it tells how to watch the HPA and stop the load,
+// and where the dashboard and the alerts went.
 func TestHelmNotes(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "anyroute")
 	copyTree(t, chartDir, dir)
@@ -287,7 +310,8 @@ func TestHelmNotes(t *testing.T) {
 		t.Fatal(err)
 	}
 	stdout, stderr, err := runHelm(t, "template", "anyroute", dir, "--kube-version", helmKubeVersion,
-		"-n", testNamespace, "-f", demoValues, "--show-only", "templates/zz-notes.yaml")
+		"-n", testNamespace, "-f", demoValues, "--set", "dashboards.enabled=true,prometheusRule.enabled=true",
+		"--show-only", "templates/zz-notes.yaml")
 	if err != nil {
 		t.Fatalf("helm template: %v\n%s", err, stderr)
 	}
@@ -302,6 +326,8 @@ func TestHelmNotes(t *testing.T) {
 		"kubectl -n demo scale deploy/anyroute-siege --replicas=0",
 		"http://anyroute.demo.svc:8080/api/hello",
 		"anyroute doctor -namespace demo -release anyroute",
+		"the ConfigMap anyroute-dashboard in namespace demo carries\nthe anyroute dashboard for the Grafana sidecar (labels grafana_dashboard=1)",
+		"kubectl -n demo get prometheusrule anyroute",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("NOTES.txt lacks %q:\n%s", want, text)
@@ -358,6 +384,7 @@ func TestHelmKnowsItsKubernetes(t *testing.T) {
 // rendered is one `helm template` output, every document decoded into its API type.
 type rendered struct {
 	release, fullname string
+	args              []string // helm template's value arguments
 	objects           []metav1.Object
 	kinds             []string
 
@@ -370,6 +397,7 @@ type rendered struct {
 	serviceMonitors []*monitoringv1.ServiceMonitor
 	podMonitors     []*monitoringv1.PodMonitor
 	scaledObjects   []*unstructured.Unstructured // checked against KEDA's CRD (helm_keda_test.go)
+	prometheusRules []*monitoringv1.PrometheusRule
 
 	server     *appsv1.Deployment // the anyroute Deployment
 	siege      *appsv1.Deployment // the load generator, when rendered
@@ -405,7 +433,7 @@ func renderChart(t *testing.T, release string, args ...string) *rendered {
 	if err != nil {
 		t.Fatalf("helm template %v: %v\n%s", args, err, stderr)
 	}
-	r := &rendered{release: release, fullname: release}
+	r := &rendered{release: release, fullname: release, args: args}
 	if !strings.Contains(release, "anyroute") {
 		r.fullname = release + "-anyroute"
 	}
@@ -472,6 +500,8 @@ func (r *rendered) add(doc []byte) error {
 			r.scaledObjects = append(r.scaledObjects, so)
 			r.objects = append(r.objects, so)
 		}
+	case "monitoring.coreos.com/v1, Kind=PrometheusRule":
+		err = decodeInto(r, &r.prometheusRules, doc)
 	default:
 		return fmt.Errorf("rendered %s: add its API type to the decoder", gvk)
 	}
@@ -501,6 +531,26 @@ func (r *rendered) wantKinds(t *testing.T, kinds ...string) {
 	if !slices.Equal(r.kinds, kinds) {
 		t.Errorf("rendered kinds %v, want %v", r.kinds, kinds)
 	}
+}
+
+// configMap returns the ConfigMap of that name, failing the test when there is none; a ConfigMap
+// other than the config and the dashboard is an error.
+func (r *rendered) configMap(t *testing.T, name string) *corev1.ConfigMap {
+	t.Helper()
+	var found *corev1.ConfigMap
+	for _, cm := range r.configMaps {
+		switch cm.Name {
+		case name:
+			found = cm
+		case r.fullname, r.fullname + "-dashboard":
+		default:
+			t.Errorf("unexpected ConfigMap %q", cm.Name)
+		}
+	}
+	if found == nil {
+		t.Fatalf("no ConfigMap %q rendered", name)
+	}
+	return found
 }
 
 func (r *rendered) hpa(t *testing.T) *autoscalingv2.HorizontalPodAutoscaler {
@@ -741,10 +791,8 @@ func appVersion(t *testing.T) string {
 // package, then checks what depends on it: the checksum annotation that rolls the pods, and a
 // termination grace period longer than the shutdown.
 func checkConfig(t *testing.T, r *rendered) {
-	if len(r.configMaps) != 1 || r.configMaps[0].Name != r.fullname {
-		t.Fatalf("want one ConfigMap %q, got %d", r.fullname, len(r.configMaps))
-	}
-	data, ok := r.configMaps[0].Data["config.json"]
+	cm := r.configMap(t, r.fullname)
+	data, ok := cm.Data["config.json"]
 	if !ok {
 		t.Fatal("ConfigMap has no config.json")
 	}
@@ -762,15 +810,41 @@ func checkConfig(t *testing.T, r *rendered) {
 	}
 	r.config = cfg
 
-	sum := sha256.Sum256([]byte(strings.TrimSuffix(data, "\n")))
-	if got := r.server.Spec.Template.Annotations["checksum/config"]; got != hex.EncodeToString(sum[:]) {
-		t.Errorf("checksum/config %q is not the sha256 of config.json", got)
+	// The checksum that rolls the pods: of config.json with configReload restart; with inPlace
+	// (the default) of its keys a reload cannot apply, so a change of the routes alone reloads.
+	want, of := configChecksum(t, data, nil), "config.json"
+	if !strings.Contains(strings.Join(r.args, " "), "configReload=restart") {
+		want, of = configChecksum(t, data, config.Reloadable), "config.json without "+strings.Join(config.Reloadable, ", ")
+	}
+	if got := r.server.Spec.Template.Annotations["checksum/config"]; got != want {
+		t.Errorf("checksum/config %q is not the sha256 of %s", got, of)
 	}
 	shutdown := cfg.Shutdown.DrainDelay.D() + cfg.Shutdown.Grace.D() + cfg.Shutdown.MetricsLinger.D()
 	tgps := r.server.Spec.Template.Spec.TerminationGracePeriodSeconds
 	if tgps == nil || time.Duration(*tgps)*time.Second <= shutdown {
 		t.Errorf("terminationGracePeriodSeconds %v must exceed shutdown drain_delay + grace + metrics_linger (%s)", tgps, shutdown)
 	}
+}
+
+// configChecksum is the sha256 of the config document as the chart's toPrettyJson writes it, the
+// keys omit left out: numbers kept as written, keys sorted, two spaces of indent.
+func configChecksum(t *testing.T, doc string, omit []string) string {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(doc))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range omit {
+		delete(m, k)
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func checkGracePeriod(t *testing.T, r *rendered, want int64) {
@@ -958,5 +1032,160 @@ func checkMonitors(t *testing.T, r *rendered) {
 	if len(pm.Spec.PodMetricsEndpoints) != 1 || pm.Spec.PodMetricsEndpoints[0].Port == nil ||
 		*pm.Spec.PodMetricsEndpoints[0].Port != "admin" || pm.Spec.PodMetricsEndpoints[0].Path != "/metrics" {
 		t.Errorf("PodMonitor endpoints %+v, want the container's admin port, /metrics", pm.Spec.PodMetricsEndpoints)
+	}
+}
+
+// TestHelmSystemValues renders the four releases of deployments/helm/system: each config passes
+// anyroute's own check, and every call's host:port is the Service of another of the releases, so
+// the system the compose stack runs installs as it is.
+func TestHelmSystemValues(t *testing.T) {
+	files, err := filepath.Glob(kit.RepoPath(t, "deployments", "helm", "system", "*.yaml"))
+	if err != nil || len(files) != 4 {
+		t.Fatalf("system values %v (%v), want four files", files, err)
+	}
+	services := map[string]bool{} // host:port of every release's Service
+	calls := map[string][]string{}
+	for _, file := range files {
+		release := strings.TrimSuffix(filepath.Base(file), ".yaml")
+		stdout, stderr, err := runHelm(t, templateArgs(release, "-f", file)...)
+		if err != nil {
+			t.Fatalf("helm template %s: %v\n%s", release, err, stderr)
+		}
+		for _, doc := range docSeparator.Split(stdout, -1) {
+			var obj struct {
+				Kind     string `json:"kind"`
+				Metadata struct {
+					Name string `json:"name"`
+				} `json:"metadata"`
+				Data map[string]string `json:"data"`
+				Spec struct {
+					Ports []struct {
+						Name string `json:"name"`
+						Port int    `json:"port"`
+					} `json:"ports"`
+				} `json:"spec"`
+			}
+			if isBlankYAML(doc) {
+				continue
+			}
+			if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+				t.Fatal(err)
+			}
+			switch obj.Kind {
+			case "Service":
+				for _, p := range obj.Spec.Ports {
+					if p.Name == "http" {
+						services[fmt.Sprintf("%s:%d", obj.Metadata.Name, p.Port)] = true
+					}
+				}
+			case "ConfigMap":
+				cfg, err := config.Parse(release, []byte(obj.Data["config.json"]))
+				if err != nil {
+					t.Fatalf("%s: %v", release, err)
+				}
+				for _, r := range cfg.Routes {
+					for _, c := range r.Calls {
+						u, err := url.Parse(strings.ReplaceAll(c.URL, "{path}", "p"))
+						if err != nil {
+							t.Fatal(err)
+						}
+						calls[release] = append(calls[release], u.Host)
+					}
+				}
+			}
+		}
+	}
+	for release, hosts := range calls {
+		for _, h := range hosts {
+			if !services[h] || strings.HasPrefix(h, release+":") {
+				t.Errorf("%s calls %s, which is no other release's Service (%v)", release, h, services)
+			}
+		}
+	}
+	if len(calls["frontend"]) != 1 || len(calls["checkout"]) != 2 {
+		t.Errorf("calls %v: want frontend → checkout → inventory, payment", calls)
+	}
+}
+
+// TestHelmConfigReload: with configReload inPlace (the default), an upgrade that changes only the
+// routes leaves the pods' checksum as it was (anyroute reloads them itself), and one that changes a
+// key a reload cannot apply rolls them; with restart, any change rolls them.
+func TestHelmConfigReload(t *testing.T) {
+	checksum := func(args ...string) string {
+		r := renderChart(t, "anyroute", append([]string{"-f", demoValues}, args...)...)
+		return r.server.Spec.Template.Annotations["checksum/config"]
+	}
+	base := checksum()
+	if checksum("--set", "config.routes[0].status=201") != base || checksum("--set", "config.max_hops=3") != base {
+		t.Error("inPlace: a change of the routes or max_hops rolls the pods")
+	}
+	if checksum("--set", "config.shutdown.grace=20s") == base {
+		t.Error("inPlace: a change of shutdown.grace, which a reload cannot apply, does not roll the pods")
+	}
+	restart := checksum("--set", "configReload=restart")
+	if checksum("--set", "configReload=restart,config.routes[0].status=201") == restart {
+		t.Error("restart: a change of the routes does not roll the pods")
+	}
+}
+
+// checkDashboardConfigMap asserts the dashboard's ConfigMap: the sidecar's labels, the
+// annotations given, and the chart's dashboards/anyroute.json byte for byte.
+func checkDashboardConfigMap(t *testing.T, r *rendered, labels, annotations map[string]string) {
+	t.Helper()
+	cm := r.configMap(t, r.fullname+"-dashboard")
+	for k, v := range labels {
+		if cm.Labels[k] != v {
+			t.Errorf("dashboard ConfigMap label %s = %q, want %q (the sidecar's)", k, cm.Labels[k], v)
+		}
+	}
+	if len(annotations) > 0 || len(cm.Annotations) > 0 {
+		if !reflect.DeepEqual(cm.Annotations, annotations) {
+			t.Errorf("dashboard ConfigMap annotations %v, want %v", cm.Annotations, annotations)
+		}
+	}
+	want, err := os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cm.Data) != 1 || cm.Data["anyroute.json"] != string(want) {
+		t.Errorf("dashboard ConfigMap data (keys %v) is not %s as it is", slices.Collect(maps.Keys(cm.Data)), dashboardFile)
+	}
+}
+
+// metricSelector finds each anyroute metric in a rule's expression with its label matchers.
+var metricSelector = regexp.MustCompile(`\b(app_[a-z_]+)(\{[^}]*\})?`)
+
+// checkPrometheusRule asserts the PrometheusRule: the compose file's alerts, every series read
+// through the default selector (the release's namespace and Deployment pods), the labels given.
+func checkPrometheusRule(t *testing.T, r *rendered, labels map[string]string) {
+	t.Helper()
+	if len(r.prometheusRules) != 1 || r.prometheusRules[0].Name != r.fullname {
+		t.Fatalf("want one PrometheusRule %q, got %d", r.fullname, len(r.prometheusRules))
+	}
+	pr := r.prometheusRules[0]
+	for k, v := range labels {
+		if pr.Labels[k] != v {
+			t.Errorf("PrometheusRule label %s = %q, want %q", k, pr.Labels[k], v)
+		}
+	}
+	selector := fmt.Sprintf(`namespace=%q, pod=~"%s-[a-z0-9]+-[a-z0-9]+"`, testNamespace, r.fullname)
+	var alerts []string
+	for _, g := range pr.Spec.Groups {
+		for _, rule := range g.Rules {
+			alerts = append(alerts, rule.Alert)
+			expr := rule.Expr.String()
+			matches := metricSelector.FindAllStringSubmatch(expr, -1)
+			if len(matches) == 0 {
+				t.Errorf("%s: reads no anyroute metric: %s", rule.Alert, expr)
+			}
+			for _, m := range matches {
+				if !strings.HasPrefix(m[2], "{"+selector) {
+					t.Errorf("%s: %s%s is not read through the release's selector {%s}", rule.Alert, m[1], m[2], selector)
+				}
+			}
+		}
+	}
+	if want := composeAlertNames(t); !slices.Equal(alerts, want) {
+		t.Errorf("PrometheusRule alerts %v, want the compose file's %v", alerts, want)
 	}
 }

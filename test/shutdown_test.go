@@ -1,8 +1,14 @@
 package test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -45,4 +51,90 @@ func TestSecondSignalAndGraceDeadlineEndPromptly(t *testing.T) {
 			t.Logf("exited %v after the first signal", time.Since(begin).Round(time.Millisecond))
 		})
 	}
+}
+
+// TestShutdownAccountsForEveryConnection tells a request that was read and dropped from one that
+// was refused: clients, each request on a connection of its own, load the service when SIGTERM
+// comes. Every connection the server accepted (its own count, logged as it stops) got an answer,
+// and published; every request without an answer was refused at connect or reset in the backlog,
+// never closed unanswered (EOF) after the server took it.
+func TestShutdownAccountsForEveryConnection(t *testing.T) {
+	p := start(t, `{"metrics": {"flush_interval": "1m"}, "routes": [{"name": "work", "match": "/*", "delay": "5ms", "jitter": "5ms"}],
+  "shutdown": {"grace": "10s", "metrics_linger": "3s"}}`)
+	ctx, stop := context.WithCancel(context.Background())
+	var answered, refused, reset, other atomic.Int64
+	var otherErr atomic.Value
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 15 * time.Second}
+	var wg sync.WaitGroup
+	for range 12 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				resp, err := client.Get(p.api + "/x")
+				switch {
+				case err == nil:
+					resp.Body.Close()
+					if resp.StatusCode == 200 {
+						answered.Add(1)
+					} else {
+						other.Add(1)
+						otherErr.Store(resp.Status)
+					}
+				case errors.Is(err, syscall.ECONNREFUSED):
+					refused.Add(1)
+					time.Sleep(5 * time.Millisecond)
+				case errors.Is(err, syscall.ECONNRESET):
+					reset.Add(1)
+				default:
+					other.Add(1)
+					otherErr.Store(err.Error())
+				}
+			}
+		})
+	}
+	kit.WaitFor(t, 10*time.Second, "some answers before the signal", func() bool { return answered.Load() > 200 })
+	p.SignalT(t, syscall.SIGTERM)
+	kit.WaitFor(t, 10*time.Second, "the listener to refuse", func() bool { return refused.Load() > 0 })
+	stop()
+	wg.Wait()
+	var published float64
+	kit.WaitFor(t, 5*time.Second, "the final flush", func() bool {
+		m, err := kit.Scrape(p.admin + "/metrics")
+		published = m.Sum("app_requests_total", "route", "work", "code", "200")
+		return err == nil && published == float64(answered.Load())
+	})
+	if code := p.WaitExit(t, 10*time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	accepted := acceptedAtStop(t, p.Logs())
+	if other.Load() > 0 {
+		t.Fatalf("%d requests neither answered nor refused, e.g. %v", other.Load(), otherErr.Load())
+	}
+	// The scrapes went to the admin listener; the API accepted the clients' connections alone,
+	// and a reset came from the kernel's backlog, before any accept.
+	if accepted != answered.Load() {
+		t.Fatalf("the API accepted %d connections, the clients got %d answers (and %d resets): a connection was taken and its request dropped",
+			accepted, answered.Load(), reset.Load())
+	}
+	t.Logf("answered %d (published %v), refused %d, reset %d; the API accepted %d connections", answered.Load(), published, refused.Load(), reset.Load(), accepted)
+}
+
+// acceptedAtStop reads the API's count of accepted connections from its last log line.
+func acceptedAtStop(t *testing.T, logs string) int64 {
+	t.Helper()
+	for _, line := range strings.Split(logs, "\n") {
+		if !strings.Contains(line, `msg="API stopped"`) {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "connections_accepted="); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+		}
+	}
+	t.Fatalf("no API stopped line with connections_accepted in:\n%s", logs)
+	return 0
 }

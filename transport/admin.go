@@ -6,15 +6,22 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // AdminOptions configure the admin handler.
 type AdminOptions struct {
+	// Metrics serves /metrics; without it, promhttp serves Gatherer.
+	Metrics  http.Handler
 	Gatherer prometheus.Gatherer
 	Ready    *atomic.Bool // /readyz answers 200 while true; shutdown sets it false before draining
 	PProf    bool
+	// Lifecycle is what the mutations act on; they answer 403 unless LifecycleOn.
+	Lifecycle   Lifecycle
+	LifecycleOn bool
+	Logger      log.Logger
 }
 
 // NewAdminHandler returns the handler of the admin listener: /metrics, /healthz, /readyz and, only
@@ -22,20 +29,33 @@ type AdminOptions struct {
 // /metrics like any other path and profiling is never exposed by accident.
 func NewAdminHandler(o AdminOptions) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{
-		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: 4, // a scrape storm must not eat the API's CPU
-	}))
+	metrics := o.Metrics
+	if metrics == nil {
+		metrics = promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{
+			ErrorHandling:       promhttp.ContinueOnError,
+			MaxRequestsInFlight: 4, // a scrape storm must not eat the API's CPU
+		})
+	}
+	mux.Handle("GET /metrics", metrics)
+	p := &probes{}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if p.unhealthy.Load() {
+			writeText(w, http.StatusInternalServerError, "unhealthy (forced: POST /-/healthz/enable)\n")
+			return
+		}
 		writeText(w, http.StatusOK, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if o.Ready != nil && o.Ready.Load() {
+		switch {
+		case p.unready.Load():
+			writeText(w, http.StatusServiceUnavailable, "not ready (forced: POST /-/readyz/enable)\n")
+		case o.Ready != nil && o.Ready.Load():
 			writeText(w, http.StatusOK, "ready\n")
-			return
+		default:
+			writeText(w, http.StatusServiceUnavailable, "not ready\n")
 		}
-		writeText(w, http.StatusServiceUnavailable, "not ready\n")
 	})
+	lifecycleRoutes(mux, o.Lifecycle, o.LifecycleOn, p, o.Logger)
 	if o.PProf {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

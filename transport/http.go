@@ -116,12 +116,20 @@ func requestID(vs []string) string {
 		return ""
 	}
 	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+		if !tokenByte(id[i]) {
 			return ""
 		}
 	}
 	return id
+}
+
+// tokenByte reports whether c may be in a request id: a letter, a digit, or one of ._:-.
+func tokenByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return c == '.' || c == '_' || c == ':' || c == '-'
 }
 
 // hops reads the hop count a calling anyroute sent; anything but a small number is 0.

@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"net"
+	"sync"
 	"sync/atomic"
 )
 
@@ -13,8 +14,11 @@ import (
 // with headers no handler of ours writes, which is how the connection recognises them.
 type Listener struct {
 	net.Listener
-	rejected func(status int)
-	accepted atomic.Uint64
+	rejected  func(status int)
+	accepted  atomic.Uint64
+	open      atomic.Int64
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // NewListener wraps ln; rejected is called with the status of every answer net/http writes by
@@ -30,11 +34,22 @@ func (l *Listener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	l.accepted.Add(1)
-	return &conn{Conn: c, rejected: l.rejected}, nil
+	l.open.Add(1)
+	return &conn{Conn: c, rejected: l.rejected, open: &l.open}, nil
+}
+
+// Close closes the listener once; closing it again does nothing and reports nothing, so that a
+// drain can stop accepting before http.Server.Shutdown closes it too.
+func (l *Listener) Close() error {
+	l.closeOnce.Do(func() { l.closeErr = l.Listener.Close() })
+	return nil
 }
 
 // Accepted returns the number of connections accepted so far.
 func (l *Listener) Accepted() uint64 { return l.accepted.Load() }
+
+// Open returns the number of accepted connections not yet closed.
+func (l *Listener) Open() int64 { return l.open.Load() }
 
 // netHTTPErrorHeaders follow the status line of every answer net/http writes itself
 // (net/http's errorHeaders); the API's answers are JSON and never carry them.
@@ -45,7 +60,14 @@ const maxRejectionHead = 256
 
 type conn struct {
 	net.Conn
-	rejected func(status int)
+	rejected  func(status int)
+	open      *atomic.Int64
+	closeOnce sync.Once
+}
+
+func (c *conn) Close() error {
+	c.closeOnce.Do(func() { c.open.Add(-1) })
+	return c.Conn.Close()
 }
 
 func (c *conn) Write(p []byte) (int, error) {

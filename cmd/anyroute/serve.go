@@ -57,7 +57,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	logger := newLogger(stderr, cfg.Log)
 	_ = level.Info(logger).Log("msg", "starting", "version", ver, "revision", rev, "config", configSource(o.configFile))
-	if err := serveConfig(cfg, logger); errors.Is(err, errDrainCut) {
+	if err := serveConfig(o, cfg, logger); errors.Is(err, errDrainCut) {
 		_ = level.Warn(logger).Log("msg", "stopped", "err", err)
 		return exitDrainCut
 	} else if err != nil {
@@ -97,6 +97,12 @@ type app struct {
 	// tracing's Close flushes the spans still buffered: the last actor of the run group calls it,
 	// once the API has drained.
 	tracing *tracing.Tracing
+	// router is the business core, whose rules a reload replaces; agg and calls keep the counts
+	// of their requests and their upstream calls.
+	router   *service.Router
+	agg      *metrics.Aggregator
+	calls    *metrics.Aggregator
+	reloader *reloader
 	// rejected counts an answer net/http wrote by itself; inFlight is the requests being answered.
 	rejected func(status int)
 	inFlight func() int64
@@ -113,19 +119,26 @@ var tracingBackends = map[string]func(config.Tracing, tracing.Reporting) (tracin
 // newApp wires the layers. Decorators are applied in this one place, innermost first, so their
 // order can be read top to bottom.
 func newApp(cfg config.Config, logger log.Logger) (*app, error) {
-	return newAppWith(cfg, logger, service.New)
+	return newAppWith(cfg, logger, nil)
 }
 
-// newAppWith is newApp with the business core supplied, so the wiring test can put a failing
-// service under the real decorators.
-func newAppWith(cfg config.Config, logger log.Logger, newService func([]service.Rule, service.Options) (service.Service, error)) (*app, error) {
+// newAppWith is newApp with a middleware put around the business core, innermost, so the wiring
+// test can make it fail under the real decorators; nil puts none.
+func newAppWith(cfg config.Config, logger log.Logger, inner service.Middleware) (*app, error) {
 	a := &app{ready: &atomic.Bool{}, registry: prometheus.NewRegistry()}
 	ns := cfg.Metrics.Namespace // every metric of ours is named under it
 
 	// Request metrics: the hot path adds into the aggregator, the flusher publishes it, the
 	// collector serves what was published.
-	agg := metrics.NewAggregator(service.OtherRoute, routeNames(cfg.Routes), cfg.Metrics.Buckets)
-	a.flusher = metrics.NewFlusher(agg, cfg.Metrics.FlushInterval.D())
+	// Upstream calls go through an aggregator of their own, by route and call, flushed with it.
+	// Reloads add routes and calls; a name that goes keeps its counts: at most 4 × max_routes
+	// names are ever counted apart.
+	bound := metrics.MaxRoutes(4*cfg.Metrics.MaxRoutes + 1)
+	agg := metrics.NewAggregator(service.OtherRoute, nil, cfg.Metrics.Buckets, bound,
+		metrics.NativeHistograms(cfg.Metrics.NativeHistograms))
+	a.calls = metrics.NewAggregator("", nil, cfg.Metrics.Buckets, bound)
+	a.flusher = metrics.NewFlusherWithCalls(agg, a.calls, cfg.Metrics.FlushInterval.D())
+	a.agg = agg
 	a.rejected = func(status int) { agg.End(agg.Begin(), 0, "", status, 0) } // no route, no method, no duration
 	a.inFlight = agg.InFlight
 	ver, rev := buildVersion()
@@ -140,6 +153,10 @@ func newAppWith(cfg config.Config, logger log.Logger, newService func([]service.
 	if err != nil {
 		return nil, err
 	}
+	sample, err := tracing.NewSampler(cfg.Tracing.Sampler)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
 	var backend tracing.Backend
 	if newBackend, ok := tracingBackends[cfg.Tracing.Backend]; ok {
 		if backend, err = newBackend(cfg.Tracing, reporting); err != nil {
@@ -148,30 +165,34 @@ func newAppWith(cfg config.Config, logger log.Logger, newService func([]service.
 	} else if cfg.Tracing.Backend != "none" {
 		return nil, fmt.Errorf("tracing: unknown backend %q", cfg.Tracing.Backend)
 	}
-	a.tracing = tracing.New(backend)
+	a.tracing = tracing.New(backend, sample)
 
 	// The upstream client: a go-kit client endpoint, a client span around every call.
-	caller := transport.NewCaller(transport.ClientOptions{
+	caller := metrics.CountingCaller(a.calls)(transport.NewCaller(transport.ClientOptions{
 		Before:     []kithttp.RequestFunc{a.tracing.ContextToHTTP(logger)},
 		After:      []kithttp.ClientResponseFunc{a.tracing.ClientAfter()},
 		Middleware: a.tracing.Client(),
-	})
+	}))
 
 	// The service and its decorators, innermost first.
 	var svc service.Service
 	{
-		rules := routeRules(cfg, agg)
+		rules := a.routeRules(cfg)
 		opts := service.Options{Caller: caller, MaxHops: cfg.MaxHops, Random: service.NewRandom(cfg.Seed)}
-		if svc, err = newService(rules, opts); err != nil {
+		if a.router, err = service.New(rules, opts); err != nil {
 			_ = a.tracing.Close(context.Background())
 			return nil, err
+		}
+		svc = a.router
+		if inner != nil {
+			svc = inner(svc)
 		}
 		svc = a.tracing.Delay()(svc) // innermost: it draws the delay the service reports
 		panics := prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "panics_total",
 			Help: "Requests whose handling panicked and were answered 500."})
 		a.registry.MustRegister(panics)
 		svc = service.Recover(log.With(logger, "component", "service"), a.tracing.TraceID, panics)(svc)
-		svc = metrics.Counting(agg)(svc) // outside Recover, so a panicked request is counted too
+		svc = metrics.Counting(agg, a.tracing.SampledTraceID)(svc) // outside Recover, so a panicked request is counted too; sampled ones leave exemplars
 	}
 
 	// The endpoint and its middlewares; endpoint.Chain lists the outermost first.
@@ -190,12 +211,21 @@ func newAppWith(cfg config.Config, logger log.Logger, newService func([]service.
 		Before:       []kithttp.RequestFunc{a.tracing.HTTPToContext(logger)},
 		Logger:       log.With(logger, "component", "transport"),
 	})
+	a.reloader = newReloader(a, cfg, a.registry, logger)
 	a.admin = transport.NewAdminHandler(transport.AdminOptions{
-		Gatherer: a.registry,
-		Ready:    a.ready,
-		PProf:    cfg.Admin.PProf,
+		Metrics:     metrics.NewExposition(a.registry, a.flusher), // encoded once per flush and format
+		Ready:       a.ready,
+		PProf:       cfg.Admin.PProf,
+		Lifecycle:   a.reloader,
+		LifecycleOn: cfg.Admin.Lifecycle,
+		Logger:      logger,
 	})
 	return a, nil
+}
+
+// replaceRules swaps in the route rules of a config that passed its checks.
+func (a *app) replaceRules(cfg config.Config) error {
+	return a.router.Replace(a.routeRules(cfg), service.Options{MaxHops: cfg.MaxHops, Random: service.NewRandom(cfg.Seed)})
 }
 
 // errDrainCut is serveConfig's error when requests were still running as the drain ended (the
@@ -213,10 +243,13 @@ const (
 // serveConfig runs the app on its listeners until a signal or a failure. The run group's
 // interrupts run in the order the actors are added, which is the shutdown order: stop accepting
 // and drain the API, then close the admin listener, so that the last scrape sees every answer.
-func serveConfig(cfg config.Config, logger log.Logger) error {
+func serveConfig(o options, cfg config.Config, logger log.Logger) error {
 	a, err := newApp(cfg, logger)
 	if err != nil {
 		return err
+	}
+	if o.configFile != "" {
+		a.reloader.load = o.loadConfig
 	}
 	ready := a.ready
 
@@ -239,8 +272,8 @@ func serveConfig(cfg config.Config, logger log.Logger) error {
 	var drainCut atomic.Bool
 
 	var g run.Group
-	{ // Signals: the first drops readiness, waits drain_delay, then ends the group. SIGHUP, which
-		// would end the process by default, is logged and ignored: there is nothing to reload yet.
+	{ // Signals: the first drops readiness, waits drain_delay, then ends the group. SIGHUP
+		// reloads the config file, as it does for Prometheus (by default it would end the process).
 		sigs := make(chan os.Signal, 2)
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 		hups := make(chan os.Signal, 1)
@@ -250,7 +283,7 @@ func serveConfig(cfg config.Config, logger log.Logger) error {
 			for {
 				select {
 				case <-hups:
-					_ = level.Warn(logger).Log("msg", "SIGHUP ignored: the config is read at start only; restart to apply a new one")
+					_ = a.reloader.reload("SIGHUP")
 				case s := <-sigs:
 					ready.Store(false)
 					_ = level.Info(logger).Log("msg", "shutting down", "signal", s, "grace", cfg.Shutdown.Grace.D())
@@ -270,9 +303,12 @@ func serveConfig(cfg config.Config, logger log.Logger) error {
 		})
 	}
 	{ // API listener: on interrupt, stop accepting and let in-flight requests finish within grace.
-		// Requests still running then are cut: their context is cancelled with the cause
-		// service.ErrStopping, so they are answered and counted 503, and given a moment to write
-		// that before the connections close.
+		// The drain closes the listener itself and turns keep-alives off, then waits for the
+		// connections to close, before it calls Shutdown: net/http drops a request it reads once
+		// Shutdown has begun, and this way every connection the listener took gets its answer.
+		// Requests still running when grace ends are cut: their context is cancelled with the
+		// cause service.ErrStopping, so they are answered and counted 503, and given a moment to
+		// write that before the connections close.
 		base, cut := context.WithCancelCause(context.Background())
 		defer cut(nil)
 		srv := newAPIServer(cfg.HTTP, a.api, logger)
@@ -285,6 +321,9 @@ func serveConfig(cfg config.Config, logger log.Logger) error {
 			ready.Store(false)
 			ctx, cancel := context.WithTimeout(force, cfg.Shutdown.Grace.D())
 			defer cancel()
+			_ = apiLn.Close()
+			srv.SetKeepAlivesEnabled(false) // closes the idle connections; answers close theirs
+			waitCtx(ctx, cfg.Shutdown.Grace.D(), func() bool { return apiLn.Open() == 0 })
 			if err := srv.Shutdown(ctx); err != nil {
 				inFlight := a.inFlight()
 				_ = level.Warn(logger).Log("msg", "API drain cut short", "err", err, "in_flight", inFlight)
@@ -295,6 +334,12 @@ func serveConfig(cfg config.Config, logger log.Logger) error {
 			}
 			_ = level.Info(logger).Log("msg", "API stopped", "connections_accepted", apiLn.Accepted())
 		})
+	}
+	if o.configFile != "" { // Config watcher: a change of the file's content reloads it.
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			return watchFile(ctx, o.configFile, logger, func() { _ = a.reloader.reload("file change") })
+		}, func(error) { cancel() })
 	}
 	{ // Flusher: its interrupt runs after the API drained and flushes once more, so the last
 		// scrape before the admin listener closes sees every answered request.
@@ -391,8 +436,9 @@ func stdLogger(logger log.Logger) *stdlog.Logger {
 	return stdlog.New(log.NewStdlibAdapter(level.Warn(log.With(logger, "component", "http"))), "", 0)
 }
 
+// serveUntilClosed serves until the server or its listener is closed, which is not an error.
 func serveUntilClosed(srv *http.Server, ln net.Listener) error {
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
 	return nil
@@ -429,21 +475,16 @@ func instanceName() string {
 	return "unknown"
 }
 
-// routeNames are the route label values, in rule order.
-func routeNames(routes []config.Route) []string {
-	names := make([]string, len(routes))
-	for i, r := range routes {
-		names[i] = r.Name
-	}
-	return names
-}
-
-// routeRules are the service's rules, each with the aggregator's id of its route.
-func routeRules(cfg config.Config, agg *metrics.Aggregator) []service.Rule {
+// routeRules are the service's rules, each route and each call with the id the aggregators
+// count it under (registered if new).
+func (a *app) routeRules(cfg config.Config) []service.Rule {
 	rules := make([]service.Rule, len(cfg.Routes))
 	for i, r := range cfg.Routes {
 		rules[i] = r.Rule(cfg.HTTP)
-		rules[i].ID = agg.RouteID(r.Name)
+		rules[i].ID = a.agg.Register(r.Name)
+		for j := range rules[i].Calls {
+			rules[i].Calls[j].ID = a.calls.Register(metrics.CallSlot(r.Name, rules[i].Calls[j].Name))
+		}
 	}
 	return rules
 }

@@ -119,10 +119,7 @@ func (b boomService) Handle(ctx context.Context, req service.Request) (service.R
 
 func TestPanicAnswers500AndServingGoesOn(t *testing.T) {
 	var logs bytes.Buffer
-	a, err := newAppWith(config.Default(), log.NewLogfmtLogger(&logs), func(rules []service.Rule, o service.Options) (service.Service, error) {
-		s, err := service.New(rules, o)
-		return boomService{s}, err
-	})
+	a, err := newAppWith(config.Default(), log.NewLogfmtLogger(&logs), func(s service.Service) service.Service { return boomService{s} })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,10 +172,7 @@ func TestLogLevelFiltersEveryComponent(t *testing.T) {
 			cfg.Tracing.Backend = "zipkin"
 			cfg.Tracing.Zipkin.URL = "http://" + closedTCPAddr(t) + "/api/v2/spans" // sends fail: warnings
 			var logs bytes.Buffer
-			a, err := newAppWith(cfg, newLogger(&logs, cfg.Log), func(rules []service.Rule, o service.Options) (service.Service, error) {
-				s, err := service.New(rules, o)
-				return boomService{s}, err
-			})
+			a, err := newAppWith(cfg, newLogger(&logs, cfg.Log), func(s service.Service) service.Service { return boomService{s} })
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,18 +18,36 @@ import (
 // cumulative, so a snapshot never loses or double-counts an observation, however the reads
 // interleave with the writes.
 type Aggregator struct {
-	routes  []string       // route label of each route id; id 0 is the catch-all
-	ids     map[string]int // route id by name
-	bounds  []int64        // histogram upper bounds in nanoseconds
-	buckets []float64      // the same bounds in seconds, for the exposition
-	stride  int            // words per shard in a cell: bucket counts, +Inf, sum, padding
-	shards  int            // a power of two
-	cells   [][len(instrumenting.Methods)]codeTable
-	folded  atomic.Uint64
-	mu      sync.Mutex // serialises the rare creation of a cell
+	// routes is the label and the cells of each route id, id 0 the catch-all. Register grows it
+	// copy-on-write under mu; a request reads it with one atomic load.
+	routes    atomic.Pointer[routeTable]
+	ids       map[string]int // route id by name; guarded by mu
+	maxRoutes int            // Register refuses past this many routes, the catch-all included
+	bounds    []int64        // histogram upper bounds in nanoseconds
+	buckets   []float64      // the same bounds in seconds, for the exposition
+	stride    int            // words per shard in a cell: bucket counts, +Inf, sum, native, padding
+	native    *nativeLayout  // nil without native histograms
+	zero      int            // with them, the word of a shard that counts the native zero bucket;
+	//                        the dense native buckets follow it
+	shards int // a power of two
+	folded atomic.Uint64
+	mu     sync.Mutex // serialises the rare creation of a cell or a route
+	// snapshotMu serialises snapshots, which keep what they read of the exemplars in the cells.
+	snapshotMu sync.Mutex
 	// inFlight is sharded like the cells: a request adds and removes 1 on the same shard.
 	inFlight []paddedInt64
 }
+
+// routeTable is the aggregator's routes as of one Register: their labels and cells, by id. The
+// cells of a route never move, so a table that grows keeps pointing at the same ones.
+type routeTable struct {
+	names []string
+	cells []*[len(instrumenting.Methods)]codeTable
+}
+
+// DefaultMaxRoutes bounds the routes an aggregator counts apart, the catch-all included, so that
+// reloads that keep adding names cannot grow the series without bound.
+const DefaultMaxRoutes = 1024
 
 type paddedInt64 struct {
 	atomic.Int64
@@ -44,32 +63,96 @@ type codeTable struct {
 type cell struct {
 	code   int
 	counts []atomic.Uint64 // shards × stride
+	// exemplars holds the latest sampled request of each bucket (+Inf last), made by the cell's
+	// first sampled request: a service that traces nothing pays no memory for them.
+	exemplars atomic.Pointer[[]exemplarSlot]
+	// overflow counts the native buckets above the dense ones, from hi+1 to top, not sharded: made
+	// by the series' first observation there.
+	overflow atomic.Pointer[[]atomic.Uint64]
+	// published is what the last snapshot read from exemplars, reused while a slot is unchanged so
+	// that a flush formats only new trace ids. Guarded by Aggregator.snapshotMu.
+	published []Exemplar
+}
+
+// Option changes how an aggregator counts.
+type Option func(*Aggregator)
+
+// MaxRoutes bounds the routes the aggregator counts apart (the catch-all included): past it, a
+// new name is counted under the catch-all. 0 or less: DefaultMaxRoutes.
+func MaxRoutes(n int) Option {
+	return func(a *Aggregator) {
+		if n > 0 {
+			a.maxRoutes = n
+		}
+	}
+}
+
+// NativeHistograms, when on, has the aggregator keep native histogram buckets beside the classic
+// ones, at a schema chosen for the range of the classic bounds (see native.go).
+func NativeHistograms(on bool) Option {
+	return func(a *Aggregator) {
+		if on {
+			a.native = newNativeLayout(a.buckets)
+		}
+	}
 }
 
 // NewAggregator returns an aggregator for the catch-all route other, whose id is 0, and the given
 // route names, ids 1 to len(routes); bucketBounds are the histogram's upper bounds in seconds,
-// increasing. Id 0 being the catch-all lets a decorator that knows no route (panic recovery) leave
-// the id at its zero value.
-func NewAggregator(other string, routes []string, bucketBounds []float64) *Aggregator {
+// increasing, at least one. Id 0 being the catch-all lets a decorator that knows no route (panic
+// recovery) leave the id at its zero value.
+func NewAggregator(other string, routes []string, bucketBounds []float64, opts ...Option) *Aggregator {
 	a := &Aggregator{
-		routes:  append([]string{other}, routes...),
-		ids:     make(map[string]int, len(routes)),
-		buckets: append([]float64(nil), bucketBounds...),
-		shards:  shardCount(),
-	}
-	for i, r := range routes {
-		a.ids[r] = i + 1
+		ids:       make(map[string]int, len(routes)),
+		maxRoutes: DefaultMaxRoutes,
+		buckets:   append([]float64(nil), bucketBounds...),
+		shards:    shardCount(),
 	}
 	for _, b := range bucketBounds {
 		a.bounds = append(a.bounds, nanos(b))
 	}
-	// bucket counts, +Inf, sum; then rounded up to whole cache lines plus one spare line, so that
-	// no two shards share a line whatever the alignment of the allocation.
+	for _, o := range opts {
+		o(a)
+	}
+	// bucket counts, +Inf, sum, and the native zero and dense buckets; then rounded up to whole
+	// cache lines plus one spare line, so that no two shards share a line whatever the alignment
+	// of the allocation.
 	words := len(a.bounds) + 2
+	if a.native != nil {
+		a.zero = words
+		words += 1 + a.native.hi - a.native.lo + 1
+	}
 	a.stride = (words+7)/8*8 + 8
-	a.cells = make([][len(instrumenting.Methods)]codeTable, len(a.routes))
 	a.inFlight = make([]paddedInt64, a.shards)
+	a.routes.Store(&routeTable{names: []string{other}, cells: []*[len(instrumenting.Methods)]codeTable{{}}})
+	for _, r := range routes {
+		a.Register(r)
+	}
 	return a
+}
+
+// Register returns the id of the named route, giving it one if it has none: a reload that brings a
+// new route counts it from 0, and a route a reload removed keeps its id and its counts, published
+// until the process ends, so that no counter goes down. Past the aggregator's MaxRoutes a new name
+// gets 0, the catch-all's id. Callers resolve ids once per route, never per request.
+func (a *Aggregator) Register(name string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if id, ok := a.ids[name]; ok {
+		return id
+	}
+	t := a.routes.Load()
+	if len(t.names) >= a.maxRoutes {
+		return 0
+	}
+	grown := &routeTable{
+		names: append(slices.Clip(t.names), name),
+		cells: append(slices.Clip(t.cells), &[len(instrumenting.Methods)]codeTable{}),
+	}
+	a.routes.Store(grown)
+	id := len(grown.names) - 1
+	a.ids[name] = id
+	return id
 }
 
 // shardCount gives each core a few shards: a random shard then seldom collides with another core.
@@ -90,9 +173,12 @@ func nanos(seconds float64) int64 {
 	return int64(seconds * float64(time.Second))
 }
 
-// RouteID returns the id to record a request of the named route under: 0, the catch-all, for a
-// name the aggregator was not given. Callers resolve it once per route, never per request.
-func (a *Aggregator) RouteID(name string) int { return a.ids[name] }
+// RouteID returns the id of a registered route, 0 (the catch-all's) for a name that is not.
+func (a *Aggregator) RouteID(name string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ids[name]
+}
 
 func (a *Aggregator) shard() int { return int(rand.Uint32()) & (a.shards - 1) }
 
@@ -115,23 +201,75 @@ func (a *Aggregator) InFlight() int64 {
 // End records a finished request: its route id (from RouteID; anything out of range is folded into
 // the catch-all and counted), method, status code and duration.
 func (a *Aggregator) End(token, route int, method string, code int, d time.Duration) {
+	a.end(token, route, method, code, d)
+}
+
+// EndSampled is End for a request whose trace was sampled: its trace id becomes the exemplar of
+// the request's bucket, replacing the one before, unless that one is less than exemplarGap older.
+// at is when the request ended, on the clock of monotonic. It takes no lock: a request that finds
+// another writing the same bucket's exemplar leaves it to that one, which is as recent. A trace id
+// longer than 32 bytes is not kept.
+func (a *Aggregator) EndSampled(token, route int, method string, code int, d, at time.Duration, traceID string) {
+	c, i := a.end(token, route, method, code, d)
+	slots := c.exemplars.Load()
+	if slots == nil {
+		fresh := make([]exemplarSlot, len(a.bounds)+1)
+		if !c.exemplars.CompareAndSwap(nil, &fresh) {
+			slots = c.exemplars.Load()
+		} else {
+			slots = &fresh
+		}
+	}
+	(*slots)[i].store(traceID, int64(d), int64(at))
+}
+
+// end counts the request and returns its cell and bucket.
+func (a *Aggregator) end(token, route int, method string, code int, d time.Duration) (*cell, int) {
 	a.inFlight[token].Add(-1)
-	if route < 0 || route >= len(a.routes) {
+	routes := a.routes.Load()
+	if route < 0 || route >= len(routes.cells) {
 		route = 0
 		a.folded.Add(1)
 	}
-	c := a.cell(route, instrumenting.MethodIndex(method), code)
+	c := a.cell(routes.cells[route], instrumenting.MethodIndex(method), code)
+	base := token * a.stride
+	if a.native != nil {
+		a.observeNative(c, base, d) // before the classic bucket: see Snapshot
+	}
 	i := 0
 	for i < len(a.bounds) && int64(d) > a.bounds[i] {
 		i++
 	}
-	base := token * a.stride
 	c.counts[base+i].Add(1)
 	c.counts[base+len(a.bounds)+1].Add(uint64(max(d, 0)))
+	return c, i
 }
 
-func (a *Aggregator) cell(route, method, code int) *cell {
-	t := &a.cells[route][method]
+func (a *Aggregator) observeNative(c *cell, base int, d time.Duration) {
+	n := a.native
+	switch k := n.bucket(d); {
+	case k < n.lo:
+		c.counts[base+a.zero].Add(1)
+	case k <= n.hi:
+		c.counts[base+a.zero+1+k-n.lo].Add(1)
+	default:
+		c.overflowBuckets(n)[k-n.hi-1].Add(1)
+	}
+}
+
+func (c *cell) overflowBuckets(n *nativeLayout) []atomic.Uint64 {
+	if p := c.overflow.Load(); p != nil {
+		return *p
+	}
+	fresh := make([]atomic.Uint64, n.top-n.hi)
+	if c.overflow.CompareAndSwap(nil, &fresh) {
+		return fresh
+	}
+	return *c.overflow.Load()
+}
+
+func (a *Aggregator) cell(route *[len(instrumenting.Methods)]codeTable, method, code int) *cell {
+	t := &route[method]
 	if cs := t.cells.Load(); cs != nil {
 		for _, c := range *cs {
 			if c.code == code {
@@ -167,35 +305,94 @@ type Series struct {
 	Count         uint64   // requests, the +Inf bucket; never less than any of Buckets
 	Sum           float64  // seconds
 	Buckets       []uint64 // cumulative counts per upper bound, as Prometheus exposes them
+	// ZeroCount and Native are the native histogram's zero bucket and its other buckets that hold
+	// an observation, by increasing key; with native histograms only.
+	ZeroCount uint64
+	Native    []NativeBucket
+	// Exemplars holds the latest sampled request per bucket, +Inf last; an empty TraceID marks a
+	// bucket without one. Nil when the series never had a sampled request.
+	Exemplars []Exemplar
+}
+
+// NativeBucket is one bucket of a native histogram: its key under the snapshot's schema, and the
+// observations it holds (not cumulative).
+type NativeBucket struct {
+	Key   int
+	Count uint64
+}
+
+// Exemplar is a sampled request that fell into a bucket: its trace id, duration and end time.
+type Exemplar struct {
+	TraceID string
+	Value   float64 // seconds
+	Time    time.Time
+	seq     uint64 // the slot's version this was read from
+}
+
+// Latest returns the most recent of the exemplars, and false when there is none.
+func Latest(exemplars []Exemplar) (Exemplar, bool) {
+	var latest Exemplar
+	for _, e := range exemplars {
+		if e.TraceID != "" && (latest.TraceID == "" || e.Time.After(latest.Time)) {
+			latest = e
+		}
+	}
+	return latest, latest.TraceID != ""
 }
 
 // Snapshot is what one flush publishes.
 type Snapshot struct {
 	Series []Series
+	// Calls are the upstream calls' series, when the flusher has their aggregator: Route holds
+	// CallSlot's "route/call", Method is unused.
+	Calls  []Series
 	Bounds []float64
 	Folded uint64
 	Taken  time.Time
+	Native *NativeSchema // nil without native histograms
 }
 
-// Snapshot reads every cell. It allocates once for the series and once for all their buckets, so
-// its cost grows with the number of series, not of requests.
+// NativeSchema is the resolution of the native histograms: bucket k's upper bound is
+// 2^(k / 2^Schema) seconds; the zero bucket holds what is at most ZeroThreshold.
+type NativeSchema struct {
+	Schema        int32
+	ZeroThreshold float64
+}
+
+// Snapshot reads every cell. It allocates once for the series, once for all their buckets, and
+// once each for all their exemplars and native buckets (growing), so its cost grows with the
+// number of series, not of requests.
 func (a *Aggregator) Snapshot() *Snapshot {
+	a.snapshotMu.Lock()
+	defer a.snapshotMu.Unlock()
 	var cells []*cell
 	var labels []Series
-	for r := range a.cells {
-		for m := range a.cells[r] {
-			p := a.cells[r][m].cells.Load()
+	routes := a.routes.Load()
+	for r, route := range routes.cells {
+		for m := range route {
+			p := route[m].cells.Load()
 			if p == nil {
 				continue
 			}
 			for _, c := range *p {
 				cells = append(cells, c)
-				labels = append(labels, Series{Route: a.routes[r], Method: instrumenting.Methods[m], Code: c.code})
+				labels = append(labels, Series{Route: routes.names[r], Method: instrumenting.Methods[m], Code: c.code})
 			}
 		}
 	}
 	nb := len(a.bounds)
 	flat := make([]uint64, len(cells)*nb)
+	var exemplars []Exemplar // copied out of the cells: the next snapshot rewrites theirs
+	var native []NativeBucket
+	var nativeFrom []int // series k's native buckets are native[nativeFrom[k]:nativeFrom[k+1]]
+	if a.native != nil {
+		nativeFrom = make([]int, len(cells)+1)
+	}
+	for _, c := range cells {
+		if c.exemplars.Load() != nil {
+			exemplars = append(exemplars, make([]Exemplar, nb+1)...)
+		}
+	}
 	for k, c := range cells {
 		s := &labels[k]
 		s.Buckets = flat[k*nb : (k+1)*nb : (k+1)*nb]
@@ -215,6 +412,153 @@ func (a *Aggregator) Snapshot() *Snapshot {
 			s.Count += s.Buckets[nb-1]
 		}
 		s.Sum = float64(sumNanos) / float64(time.Second)
+		if a.native != nil {
+			a.readNative(c, s, &native)
+			nativeFrom[k+1] = len(native)
+		}
+		if ex := c.readExemplars(); ex != nil && len(exemplars) >= len(ex) {
+			s.Exemplars = exemplars[:len(ex):len(ex)]
+			copy(s.Exemplars, ex)
+			exemplars = exemplars[len(ex):]
+		}
 	}
-	return &Snapshot{Series: labels, Bounds: a.buckets, Folded: a.folded.Load(), Taken: time.Now()}
+	snap := &Snapshot{Series: labels, Bounds: a.buckets, Folded: a.folded.Load(), Taken: time.Now()}
+	if a.native != nil {
+		snap.Native = &NativeSchema{Schema: a.native.schema, ZeroThreshold: a.native.zeroThreshold}
+		for k := range snap.Series { // slices of native, now that it has stopped growing
+			s := &snap.Series[k]
+			s.Native = native[nativeFrom[k]:nativeFrom[k+1]:nativeFrom[k+1]]
+		}
+	}
+	return snap
+}
+
+// readNative reads a cell's native buckets into s, appending them to native, after its classic
+// buckets were read. A request counts its native bucket before its classic one, so whatever the
+// classic read saw is in the native read: their total becomes the series' count, which no classic
+// bucket then exceeds and which equals the native buckets' sum, as Prometheus expects.
+func (a *Aggregator) readNative(c *cell, s *Series, native *[]NativeBucket) {
+	n := a.native
+	dense := n.hi - n.lo + 1
+	var total uint64
+	for sh := range a.shards {
+		s.ZeroCount += c.counts[sh*a.stride+a.zero].Load()
+	}
+	total += s.ZeroCount
+	for i := range dense {
+		var count uint64
+		for sh := range a.shards {
+			count += c.counts[sh*a.stride+a.zero+1+i].Load()
+		}
+		if count > 0 {
+			*native = append(*native, NativeBucket{Key: n.lo + i, Count: count})
+			total += count
+		}
+	}
+	if p := c.overflow.Load(); p != nil {
+		for i := range *p {
+			if count := (*p)[i].Load(); count > 0 {
+				*native = append(*native, NativeBucket{Key: n.hi + 1 + i, Count: count})
+				total += count
+			}
+		}
+	}
+	s.Count = total
+}
+
+// readExemplars reads the cell's exemplar slots into c.published, reusing what it read before for
+// a slot that has not changed, and returns it; nil when the cell never had a sampled request.
+// Called under Aggregator.snapshotMu.
+func (c *cell) readExemplars() []Exemplar {
+	slots := c.exemplars.Load()
+	if slots == nil {
+		return nil
+	}
+	if c.published == nil {
+		c.published = make([]Exemplar, len(*slots))
+	}
+	for i := range *slots {
+		if e, ok := (*slots)[i].load(c.published[i].seq); ok {
+			c.published[i] = e
+		}
+	}
+	return c.published
+}
+
+// exemplarSlot holds one exemplar, written by requests and read by the flusher without a lock: a
+// sequence lock whose every field is an atomic, so that a reader that raced a writer sees the
+// sequence change and keeps what it had. A writer that finds the slot taken gives up rather than
+// wait: the request holding it is as recent.
+type exemplarSlot struct {
+	seq   atomic.Uint64    // odd while a request writes the slot; 0 until the first one has
+	id    [4]atomic.Uint64 // the trace id's bytes, 8 a word
+	n     atomic.Uint64    // its length
+	value atomic.Int64     // the request's duration in nanoseconds
+	at    atomic.Int64     // when it ended, on monotonic's clock
+}
+
+const maxTraceID = 32
+
+// exemplarGap is how long an exemplar stays before a later request of its bucket replaces it. Only
+// the latest of a flush interval is published; when every request is sampled, writing the slot for
+// each would make the cores take its cache line from each other on every request, which costs more
+// than the rest of the counting. Reading the slot's time leaves the line shared.
+const exemplarGap = int64(time.Millisecond)
+
+func (s *exemplarSlot) store(traceID string, value, at int64) {
+	if len(traceID) > maxTraceID {
+		return
+	}
+	seq := s.seq.Load()
+	if seq != 0 && at-s.at.Load() < exemplarGap {
+		return
+	}
+	if seq&1 == 1 || !s.seq.CompareAndSwap(seq, seq+1) {
+		return
+	}
+	var w [4]uint64
+	for i := range len(traceID) {
+		w[i/8] |= uint64(traceID[i]) << (8 * (i % 8))
+	}
+	for i := range w {
+		s.id[i].Store(w[i])
+	}
+	s.n.Store(uint64(len(traceID)))
+	s.value.Store(value)
+	s.at.Store(at)
+	s.seq.Store(seq + 2)
+}
+
+// load reads the slot when it holds an exemplar other than version seen. It gives up, answering
+// false, when a writer holds the slot through a few attempts: the next flush reads it.
+func (s *exemplarSlot) load(seen uint64) (Exemplar, bool) {
+	for range 4 {
+		seq := s.seq.Load()
+		if seq == seen || seq == 0 {
+			return Exemplar{}, false
+		}
+		if seq&1 == 1 {
+			runtime.Gosched()
+			continue
+		}
+		var w [4]uint64
+		for i := range w {
+			w[i] = s.id[i].Load()
+		}
+		n, value, at := s.n.Load(), s.value.Load(), s.at.Load()
+		if s.seq.Load() != seq {
+			continue
+		}
+		var b [maxTraceID]byte
+		for i := range b {
+			b[i] = byte(w[i/8] >> (8 * (i % 8)))
+		}
+		return Exemplar{
+			TraceID: string(b[:min(n, maxTraceID)]),
+			Value:   time.Duration(value).Seconds(),
+			Time:    epoch.Add(time.Duration(at)),
+			seq:     seq,
+		}, true
+	}
+	return Exemplar{}, false
 }

@@ -1,11 +1,16 @@
 package metrics
 
 import (
+	"math"
 	"runtime"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // BuildInfo labels the build_info metric.
@@ -13,8 +18,10 @@ type BuildInfo struct {
 	Version, Revision string
 }
 
-// Collector serves the flusher's last snapshot to Prometheus. It builds constant metrics at scrape
-// time, so neither the request path nor the once-a-second flush pays for the exposition.
+// Collector serves the flusher's last snapshot to Prometheus. It builds constant metrics when
+// gathered, so the request path never pays for the exposition. Each series carries the trace id of
+// its latest sampled request as an exemplar (the counter), and of the latest per bucket (the
+// histogram); OpenMetrics and protobuf expositions show them, the text format does not.
 type Collector struct {
 	flusher      *Flusher
 	agg          *Aggregator
@@ -26,13 +33,27 @@ type Collector struct {
 	flushes      *prometheus.Desc
 	lastFlush    *prometheus.Desc
 	folded       *prometheus.Desc
+	calls        *prometheus.Desc
+	callDuration *prometheus.Desc
 	build        BuildInfo
 	codeLabels   []string
+
+	// labels holds the label pairs of each series, made on its first collect: a series' labels
+	// never change, and making them anew took a third of a collect's allocations.
+	labelsMu sync.Mutex
+	labels   map[seriesKey][]*dto.LabelPair
+}
+
+type seriesKey struct {
+	route, method string
+	code          int
+	call          bool // an upstream call's series: route holds its CallSlot
 }
 
 // NewCollector returns the collector of the request metrics, named under namespace.
 func NewCollector(namespace string, f *Flusher, build BuildInfo) *Collector {
 	labels := []string{"method", "route", "code"}
+	callLabels := []string{"route", "call", "code"}
 	name := func(n string) string { return prometheus.BuildFQName(namespace, "", n) }
 	return &Collector{
 		flusher: f,
@@ -54,7 +75,12 @@ func NewCollector(namespace string, f *Flusher, build BuildInfo) *Collector {
 			"When the request metrics served now were taken, in Unix seconds.", nil, nil),
 		folded: prometheus.NewDesc(name("metrics_folded_requests_total"),
 			"Requests whose route was not a configured rule and were counted under route \"other\" instead.", nil, nil),
+		calls: prometheus.NewDesc(name("upstream_requests_total"),
+			"Upstream calls made, by route rule, call and status code (timeout, error or canceled when no answer came).", callLabels, nil),
+		callDuration: prometheus.NewDesc(name("upstream_request_duration_seconds"),
+			"Time an upstream call took, by route rule, call and status code (timeout, error or canceled when no answer came).", callLabels, nil),
 		codeLabels: codeStrings(),
+		labels:     map[seriesKey][]*dto.LabelPair{},
 	}
 }
 
@@ -70,7 +96,7 @@ func codeStrings() []string {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.requests, c.duration, c.inFlight, c.buildInfo,
-		c.flushSeconds, c.flushes, c.lastFlush, c.folded} {
+		c.flushSeconds, c.flushes, c.lastFlush, c.folded, c.calls, c.callDuration} {
 		ch <- d
 	}
 }
@@ -78,14 +104,21 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	snap := c.flusher.Current()
-	for _, s := range snap.Series {
-		code := c.code(s.Code)
-		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(s.Count), s.Method, s.Route, code)
-		buckets := make(map[float64]uint64, len(snap.Bounds)) // kept by the metric: one per series
-		for i, b := range snap.Bounds {
-			buckets[b] = s.Buckets[i]
+	for i := range snap.Series {
+		s := &snap.Series[i]
+		labels := c.labelPairs(s)
+		requests := &counter{desc: c.requests, labels: labels, value: float64(s.Count)}
+		if e, ok := Latest(s.Exemplars); ok {
+			requests.exemplar = exemplar(&e, &one)
 		}
-		ch <- prometheus.MustNewConstHistogram(c.duration, s.Count, s.Sum, buckets, s.Method, s.Route, code)
+		ch <- requests
+		ch <- &histogram{desc: c.duration, labels: labels, series: s, bounds: snap.Bounds, native: snap.Native}
+	}
+	for i := range snap.Calls {
+		s := &snap.Calls[i]
+		labels := c.callLabelPairs(s)
+		ch <- &counter{desc: c.calls, labels: labels, value: float64(s.Count)}
+		ch <- &histogram{desc: c.callDuration, labels: labels, series: s, bounds: snap.Bounds}
 	}
 	ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(c.agg.InFlight()))
 	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, c.build.Version, c.build.Revision, runtime.Version())
@@ -95,9 +128,156 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.folded, prometheus.CounterValue, float64(snap.Folded))
 }
 
+func (c *Collector) labelPairs(s *Series) []*dto.LabelPair {
+	key := seriesKey{route: s.Route, method: s.Method, code: s.Code}
+	c.labelsMu.Lock()
+	defer c.labelsMu.Unlock()
+	labels, ok := c.labels[key]
+	if !ok {
+		labels = prometheus.MakeLabelPairs(c.requests, []string{s.Method, s.Route, c.code(s.Code)})
+		c.labels[key] = labels
+	}
+	return labels
+}
+
+// callLabelPairs are the labels of an upstream call's series: its route and call, from the slot
+// name, and its code.
+func (c *Collector) callLabelPairs(s *Series) []*dto.LabelPair {
+	key := seriesKey{route: s.Route, code: s.Code, call: true}
+	c.labelsMu.Lock()
+	defer c.labelsMu.Unlock()
+	labels, ok := c.labels[key]
+	if !ok {
+		route, call, _ := strings.Cut(s.Route, "/")
+		labels = prometheus.MakeLabelPairs(c.calls, []string{route, call, c.code(s.Code)})
+		c.labels[key] = labels
+	}
+	return labels
+}
+
 func (c *Collector) code(code int) string {
-	if code >= 0 && code < len(c.codeLabels) {
+	switch {
+	case code >= 0 && code < len(c.codeLabels):
 		return c.codeLabels[code]
+	case code == CodeTimeout:
+		return "timeout"
+	case code == CodeError:
+		return "error"
+	case code == CodeCanceled:
+		return "canceled"
 	}
 	return strconv.Itoa(code)
+}
+
+// traceIDLabel names the exemplars' one label: the trace id, as the tracing backend prints it.
+const traceIDLabel = "trace_id"
+
+var posInf, one = math.Inf(1), 1.0
+
+// counter is one series of the request counter, with the exemplar of its latest sampled request.
+type counter struct {
+	desc     *prometheus.Desc
+	labels   []*dto.LabelPair
+	value    float64
+	exemplar *dto.Exemplar
+}
+
+func (c *counter) Desc() *prometheus.Desc { return c.desc }
+
+func (c *counter) Write(m *dto.Metric) error {
+	m.Label = c.labels
+	m.Counter = &dto.Counter{Value: &c.value, Exemplar: c.exemplar}
+	return nil
+}
+
+// histogram is one series of the latency histogram, written straight from the snapshot: its
+// buckets point into the snapshot (which is never changed once published) instead of going
+// through a map as MustNewConstHistogram's do, and each bucket carries its exemplar. An exemplar
+// of the +Inf bucket gets an explicit +Inf bucket to ride on, as client_golang does. With native
+// histograms the same metric carries the native buckets too, as client_golang's histograms do
+// when they have both (NewConstNativeHistogram makes native-only ones).
+type histogram struct {
+	desc   *prometheus.Desc
+	labels []*dto.LabelPair
+	series *Series
+	bounds []float64
+	native *NativeSchema
+}
+
+func (h *histogram) Desc() *prometheus.Desc { return h.desc }
+
+func (h *histogram) Write(m *dto.Metric) error {
+	s := h.series
+	out := &dto.Histogram{SampleCount: &s.Count, SampleSum: &s.Sum}
+	n := len(h.bounds)
+	inf := len(s.Exemplars) > n && s.Exemplars[n].TraceID != ""
+	buckets := make([]dto.Bucket, n, n+1)
+	out.Bucket = make([]*dto.Bucket, 0, n+1)
+	for i := range buckets {
+		buckets[i] = dto.Bucket{CumulativeCount: &s.Buckets[i], UpperBound: &h.bounds[i]}
+		out.Bucket = append(out.Bucket, &buckets[i])
+	}
+	if inf {
+		buckets = append(buckets, dto.Bucket{CumulativeCount: &s.Count, UpperBound: &posInf})
+		out.Bucket = append(out.Bucket, &buckets[n])
+	}
+	for i := range s.Exemplars {
+		if e := &s.Exemplars[i]; e.TraceID != "" && i < len(out.Bucket) {
+			out.Bucket[i].Exemplar = exemplar(e, &e.Value)
+		}
+	}
+	if h.native != nil {
+		out.Schema, out.ZeroThreshold, out.ZeroCount = &h.native.Schema, &h.native.ZeroThreshold, &s.ZeroCount
+		out.PositiveSpan, out.PositiveDelta = nativeSpans(s.Native)
+		for _, b := range out.Bucket { // native exemplars are listed apart, by increasing value
+			if b.Exemplar != nil {
+				out.Exemplars = append(out.Exemplars, b.Exemplar)
+			}
+		}
+	}
+	m.Label = h.labels
+	m.Histogram = out
+	return nil
+}
+
+// nativeSpans encodes buckets (increasing keys) as the protobuf exposition wants them: spans of
+// consecutive buckets, each count a delta from the one before. A gap of one or two empty buckets
+// is written as zero deltas rather than a new span, as client_golang does.
+func nativeSpans(buckets []NativeBucket) ([]*dto.BucketSpan, []int64) {
+	if len(buckets) == 0 {
+		return nil, nil
+	}
+	spans := []*dto.BucketSpan{}
+	deltas := make([]int64, 0, len(buckets))
+	var prev int64
+	next := 0
+	for i, b := range buckets {
+		gap := b.Key - next
+		if i == 0 || gap > 2 {
+			offset, length := int32(gap), uint32(0)
+			spans = append(spans, &dto.BucketSpan{Offset: &offset, Length: &length})
+		} else {
+			for range gap {
+				deltas = append(deltas, -prev)
+				prev = 0
+			}
+			*spans[len(spans)-1].Length += uint32(gap)
+		}
+		deltas = append(deltas, int64(b.Count)-prev)
+		prev = int64(b.Count)
+		*spans[len(spans)-1].Length++
+		next = b.Key + 1
+	}
+	return spans, deltas
+}
+
+// exemplar is e as the exposition carries it, with value: the request's duration on a bucket,
+// 1 on the counter (the increment).
+func exemplar(e *Exemplar, value *float64) *dto.Exemplar {
+	name := traceIDLabel
+	return &dto.Exemplar{
+		Label:     []*dto.LabelPair{{Name: &name, Value: &e.TraceID}},
+		Value:     value,
+		Timestamp: timestamppb.New(e.Time),
+	}
 }

@@ -12,6 +12,7 @@ import (
 // all published.
 type Flusher struct {
 	agg      *Aggregator
+	calls    *Aggregator // the upstream calls'; nil: none
 	interval time.Duration
 	current  atomic.Pointer[Snapshot]
 	flushes  atomic.Uint64
@@ -28,7 +29,13 @@ type Flusher struct {
 // NewFlusher returns a flusher that has published one snapshot already: /metrics is complete from
 // the first scrape on.
 func NewFlusher(agg *Aggregator, interval time.Duration) *Flusher {
-	f := &Flusher{agg: agg, interval: interval, stop: make(chan struct{}), done: make(chan struct{})}
+	return NewFlusherWithCalls(agg, nil, interval)
+}
+
+// NewFlusherWithCalls is NewFlusher for the requests' aggregator and the upstream calls' one,
+// flushed together into one snapshot (its Calls), so both are as of the same moment.
+func NewFlusherWithCalls(agg, calls *Aggregator, interval time.Duration) *Flusher {
+	f := &Flusher{agg: agg, calls: calls, interval: interval, stop: make(chan struct{}), done: make(chan struct{})}
 	f.Flush()
 	return f
 }
@@ -38,7 +45,11 @@ func (f *Flusher) Flush() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	begin := time.Now()
-	f.current.Store(f.agg.Snapshot())
+	snap := f.agg.Snapshot()
+	if f.calls != nil {
+		snap.Calls = f.calls.Snapshot().Series
+	}
+	f.current.Store(snap)
 	f.lastTook.Store(int64(time.Since(begin)))
 	f.flushes.Add(1)
 }

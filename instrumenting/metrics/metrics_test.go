@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -187,8 +188,8 @@ func (f fixedService) Handle(context.Context, service.Request) (service.Response
 func TestCountingRecordsEveryAnswer(t *testing.T) {
 	agg := NewAggregator("other", []string{"r"}, []float64{1})
 	r := agg.RouteID("r")
-	ok := Counting(agg)(fixedService{resp: service.Response{Status: 201, RouteID: r}})
-	gone := Counting(agg)(fixedService{resp: service.Response{Status: 499, RouteID: r}, err: context.Canceled})
+	ok := Counting(agg, nil)(fixedService{resp: service.Response{Status: 201, RouteID: r}})
+	gone := Counting(agg, nil)(fixedService{resp: service.Response{Status: 499, RouteID: r}, err: context.Canceled})
 	for range 3 {
 		_, _ = ok.Handle(context.Background(), service.Request{Method: "PUT"})
 	}
@@ -206,7 +207,7 @@ func TestCountingRecordsEveryAnswer(t *testing.T) {
 
 func TestCountingDoesNotAllocate(t *testing.T) {
 	agg := NewAggregator("other", []string{"r"}, []float64{0.1, 1})
-	svc := Counting(agg)(fixedService{resp: service.Response{Status: 200}})
+	svc := Counting(agg, nil)(fixedService{resp: service.Response{Status: 200}})
 	ctx, req := context.Background(), service.Request{Method: "GET", Path: "/"}
 	_, _ = svc.Handle(ctx, req) // the first answer of a code creates its cell
 	if n := testing.AllocsPerRun(1000, func() { _, _ = svc.Handle(ctx, req) }); n != 0 {
@@ -256,5 +257,95 @@ func TestStopWithoutRun(t *testing.T) {
 	}
 	if err := f.Run(); err != nil { // a Run after Stop returns at once
 		t.Fatal(err)
+	}
+}
+
+// TestRegisterWhileCounting: routes registered while requests are counted get ids of their own
+// and count from 0; the routes before keep theirs and their counts; past MaxRoutes a name gets the
+// catch-all's id.
+func TestRegisterWhileCounting(t *testing.T) {
+	agg := NewAggregator("other", []string{"a"}, []float64{1}, MaxRoutes(4))
+	a := agg.RouteID("a")
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var counted atomic.Int64
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				agg.End(agg.Begin(), a, "GET", 200, time.Millisecond)
+				counted.Add(1)
+			}
+		})
+	}
+	b := agg.Register("b")
+	c := agg.Register("c")
+	if b == a || c == b || b == 0 || c == 0 || agg.Register("b") != b {
+		t.Fatalf("ids a=%d b=%d c=%d", a, b, c)
+	}
+	if d := agg.Register("d"); d != 0 {
+		t.Fatalf("a fifth route (MaxRoutes 4 with the catch-all) got id %d, want 0", d)
+	}
+	agg.End(agg.Begin(), c, "POST", 201, time.Millisecond)
+	close(stop)
+	wg.Wait()
+	got := map[string]uint64{}
+	for _, s := range agg.Snapshot().Series {
+		got[s.Route] += s.Count
+	}
+	if got["a"] != uint64(counted.Load()) || got["c"] != 1 || got["b"] != 0 {
+		t.Fatalf("counted %v; want a %d, c 1", got, counted.Load())
+	}
+}
+
+type fixedCaller struct{ res service.CallResult }
+
+func (f fixedCaller) Call(context.Context, service.CallRequest) service.CallResult { return f.res }
+
+// TestUpstreamCallsAreExposed: calls counted by CountingCaller, by the code of their status or of
+// why no answer came, are exposed as upstream_requests_total and upstream_request_duration_seconds
+// with route, call and code labels, flushed with the requests.
+func TestUpstreamCallsAreExposed(t *testing.T) {
+	reqs := NewAggregator("other", nil, []float64{0.01, 0.1})
+	calls := NewAggregator("", nil, []float64{0.01, 0.1})
+	inv := calls.Register(CallSlot("checkout", "inventory"))
+	pay := calls.Register(CallSlot("checkout", "payment"))
+	for _, c := range []struct {
+		id  int
+		res service.CallResult
+	}{
+		{inv, service.CallResult{Status: 200, Duration: 5 * time.Millisecond}},
+		{inv, service.CallResult{Status: 200, Duration: 50 * time.Millisecond}},
+		{pay, service.CallResult{Status: 503, Duration: time.Millisecond}},
+		{pay, service.CallResult{Err: service.ErrCallTimeout, Duration: 2 * time.Second}},
+		{pay, service.CallResult{Err: service.ErrNoAnswer, Duration: time.Millisecond}},
+		{pay, service.CallResult{Err: context.Canceled, Duration: time.Millisecond}},
+	} {
+		CountingCaller(calls)(fixedCaller{c.res}).Call(context.Background(), service.CallRequest{Call: service.Call{ID: c.id}})
+	}
+	f := NewFlusherWithCalls(reqs, calls, time.Hour)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector("app", f, BuildInfo{}))
+	want := `
+# HELP app_upstream_requests_total Upstream calls made, by route rule, call and status code (timeout, error or canceled when no answer came).
+# TYPE app_upstream_requests_total counter
+app_upstream_requests_total{call="inventory",code="200",route="checkout"} 2
+app_upstream_requests_total{call="payment",code="503",route="checkout"} 1
+app_upstream_requests_total{call="payment",code="canceled",route="checkout"} 1
+app_upstream_requests_total{call="payment",code="error",route="checkout"} 1
+app_upstream_requests_total{call="payment",code="timeout",route="checkout"} 1
+`
+	if err := testutil.CollectAndCompare(reg, strings.NewReader(want), "app_upstream_requests_total"); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(reg, "app_upstream_request_duration_seconds"); n != 5 {
+		t.Fatalf("%d duration series, want 5", n)
+	}
+	if lint, err := testutil.GatherAndLint(reg); err != nil || len(lint) > 0 {
+		t.Fatalf("metric lint: %v %v", lint, err)
 	}
 }

@@ -20,14 +20,20 @@ import (
 // the config, so they are bounded) and tagged call, route, and by the client's before- and
 // after-funcs http.method, http.url, peer.*, http.status_code; error=true when no answer came or
 // it was a 5xx. The upstream's server span becomes its child through the headers ContextToHTTP
-// writes.
+// writes. A call of a request without a span (one the Sampler turned down) gets none either.
 func (t *Tracing) Client() kitendpoint.Middleware {
 	if t.b == nil {
 		return func(next kitendpoint.Endpoint) kitendpoint.Endpoint { return next }
 	}
 	client := kitot.TraceClient(t.b.Tracer(ext.SpanKindRPCClientEnum), "call")
 	return func(next kitendpoint.Endpoint) kitendpoint.Endpoint {
-		return client(t.tagClientSpan(next))
+		traced := client(t.tagClientSpan(next))
+		return func(ctx context.Context, request any) (any, error) {
+			if opentracing.SpanFromContext(ctx) == nil {
+				return next(ctx, request)
+			}
+			return traced(ctx, request)
+		}
 	}
 }
 
@@ -44,7 +50,9 @@ func (t *Tracing) tagClientSpan(next kitendpoint.Endpoint) kitendpoint.Endpoint 
 }
 
 // ContextToHTTP returns the upstream client's before-func that writes the call span's trace
-// context into the request's headers, in the backend's formats.
+// context into the request's headers, in the backend's formats. Without a span (the request was
+// not sampled) it writes a new trace context marked not sampled, so the upstream does not start
+// a trace of its own.
 func (t *Tracing) ContextToHTTP(logger log.Logger) kithttp.RequestFunc {
 	if t.b == nil {
 		return func(ctx context.Context, _ *http.Request) context.Context { return ctx }
@@ -52,8 +60,15 @@ func (t *Tracing) ContextToHTTP(logger log.Logger) kithttp.RequestFunc {
 	if logger == nil {
 		logger = log.NewNopLogger()
 	}
-	return kitot.ContextToHTTP(t.b.Tracer(ext.SpanKindRPCClientEnum),
+	inject := kitot.ContextToHTTP(t.b.Tracer(ext.SpanKindRPCClientEnum),
 		level.Debug(log.With(logger, "component", "tracing", "msg", "trace context not written")))
+	return func(ctx context.Context, r *http.Request) context.Context {
+		if opentracing.SpanFromContext(ctx) == nil {
+			t.b.NotSampled(r.Header, nonZero(), nonZero(), nonZero())
+			return ctx
+		}
+		return inject(ctx, r)
+	}
 }
 
 // ClientAfter returns the upstream client's after-func that tags the call span with the answer's

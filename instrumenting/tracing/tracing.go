@@ -37,9 +37,16 @@ type Backend interface {
 	// Span returns the trace id of a span the tracer started, in hex as the library prints it (32
 	// digits, or 16 for a 64-bit id), and whether the span is sampled: recorded and sent.
 	Span(span opentracing.Span) (traceID string, sampled bool)
+	// Sampled reports whether a span the tracer started is sampled, as Span does, without
+	// formatting its trace id: the request path asks it of every request and must not allocate.
+	Sampled(span opentracing.Span) bool
 	// Headers names the request headers the tracer reads trace context from, in lower case; a name
 	// ending in '*' is a prefix. Requests with none of them skip extraction, which allocates.
 	Headers() []string
+	// NotSampled writes into h the trace context of a trace that is not sampled, with the given
+	// ids, in the backend's formats: what the calls of a request the Sampler turned down carry, so
+	// that the services they reach follow its decision rather than sample on their own.
+	NotSampled(h http.Header, traceHigh, traceLow, spanID uint64)
 	// Close sends the spans still buffered and releases the reporter, giving up when ctx ends.
 	// It is called once, after the last request has finished.
 	Close(ctx context.Context) error
@@ -56,14 +63,19 @@ const MaxTraceHeaderBytes = 8192
 
 // Tracing holds the decorators of one backend. Made with a nil Backend (tracing off), every
 // decorator it returns is the identity and TraceID always "".
+//
+// A request that starts a trace is traced only when the Sampler says so: one it turns down gets no
+// span at all, so the backend's tracer is left to sample every root it is given. Such a request has
+// no trace id; its calls carry a trace context marked not sampled (Backend.NotSampled).
 type Tracing struct {
 	b       Backend
+	sample  Sampler
 	headers headerSet
 }
 
-// New returns the decorators of b; nil means tracing is off.
-func New(b Backend) *Tracing {
-	t := &Tracing{b: b}
+// New returns the decorators of b with the head sampler sample; a nil b means tracing is off.
+func New(b Backend, sample Sampler) *Tracing {
+	t := &Tracing{b: b, sample: sample}
 	if b != nil {
 		t.headers = newHeaderSet(b.Headers())
 	}
@@ -93,8 +105,25 @@ func (t *Tracing) TraceID(ctx context.Context) string {
 	return id
 }
 
+// SampledTraceID returns the trace id of the span in ctx when that span is sampled: recorded and
+// sent, so that the id names a trace the backend will hold. A request without a span, an unsampled
+// one, or tracing off, answers ("", false) without allocating. The counting decorator asks it of
+// every request, to attach the trace of a sampled one to the metrics as an exemplar.
+func (t *Tracing) SampledTraceID(ctx context.Context) (string, bool) {
+	if t.b == nil {
+		return "", false
+	}
+	span := opentracing.SpanFromContext(ctx)
+	if span == nil || !t.b.Sampled(span) {
+		return "", false
+	}
+	id, _ := t.b.Span(span)
+	return id, id != ""
+}
+
 // Server returns the endpoint middleware that records one server span per request, with go-kit's
-// TraceServer. The span continues the caller's trace when HTTPToContext found one, is named
+// TraceServer: every request that continues a caller's trace (HTTPToContext found one), and of those
+// that start one, those the Sampler picks; the others pass untouched. The span is named
 // "HTTP <METHOD>" (non-standard methods share "HTTP OTHER", so operation names stay as bounded as
 // the metric labels) and carries http.method, http.url (the path, never the query),
 // http.status_code, route, and error=true when the status is 5xx. The trace id goes into the
@@ -107,7 +136,13 @@ func (t *Tracing) Server() kitendpoint.Middleware {
 	// mark it as an error is decided by the status, below.
 	server := kitot.TraceServer(t.b.Tracer(ext.SpanKindRPCServerEnum), "HTTP", kitot.WithIgnoreBusinessError(true))
 	return func(next kitendpoint.Endpoint) kitendpoint.Endpoint {
-		return server(t.tagServerSpan(next))
+		traced := server(t.tagServerSpan(next))
+		return func(ctx context.Context, request any) (any, error) {
+			if opentracing.SpanFromContext(ctx) == nil && !t.sample() { // no caller's trace: a root
+				return next(ctx, request)
+			}
+			return traced(ctx, request)
+		}
 	}
 }
 

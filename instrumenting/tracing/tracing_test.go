@@ -3,6 +3,7 @@ package tracing_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"github.com/opentracing/opentracing-go/mocktracer"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/anyroute/anyroute/config"
 	"github.com/anyroute/anyroute/instrumenting/tracing"
 	"github.com/anyroute/anyroute/instrumenting/tracing/tracingtest"
 	"github.com/anyroute/anyroute/service"
@@ -37,6 +39,118 @@ func (m mockBackend) Span(span opentracing.Span) (string, bool) {
 	}
 	return strconv.Itoa(sc.TraceID), sc.Sampled
 }
+
+func (m mockBackend) Sampled(span opentracing.Span) bool {
+	_, sampled := m.Span(span)
+	return sampled
+}
+
+func (m mockBackend) NotSampled(h http.Header, _, traceLow, spanID uint64) {
+	sc := mocktracer.MockSpanContext{TraceID: int(traceLow >> 33), SpanID: int(spanID >> 33)}
+	_ = m.Inject(sc, opentracing.HTTPHeaders, opentracing.HTTPHeadersCarrier(h))
+}
+
+func TestSamplers(t *testing.T) {
+	const n = 2000
+	for _, tc := range []struct {
+		sampler  config.Sampler
+		min, max int
+	}{
+		{config.Sampler{Type: "const", Param: 1}, n, n},
+		{config.Sampler{Type: "const", Param: 0}, 0, 0},
+		{config.Sampler{Type: "probabilistic", Param: 0.1}, n / 20, n / 5},
+		{config.Sampler{Type: "probabilistic", Param: 1}, n, n},
+		{config.Sampler{Type: "probabilistic", Param: 0}, 0, 0},
+		{config.Sampler{Type: "ratelimiting", Param: 5}, 5, 5}, // a burst of 5, then 5/s: max grows with the time taken
+	} {
+		sample, err := tracing.NewSampler(tc.sampler)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sampled := 0
+		begin := time.Now()
+		for range n {
+			if sample() {
+				sampled++
+			}
+		}
+		if tc.sampler.Type == "ratelimiting" { // the tokens that came in while it ran
+			tc.max += int(tc.sampler.Param*time.Since(begin).Seconds()) + 1
+		}
+		if sampled < tc.min || sampled > tc.max {
+			t.Errorf("%s %g: %d of %d sampled, want %d..%d", tc.sampler.Type, tc.sampler.Param, sampled, n, tc.min, tc.max)
+		}
+	}
+	if _, err := tracing.NewSampler(config.Sampler{Type: "sometimes"}); err == nil || !strings.Contains(err.Error(), "sometimes") {
+		t.Errorf("unknown sampler: %v", err)
+	}
+}
+
+// TestUnsampledRootCostsNoSpan: a request that starts a trace the sampler turns down gets no span,
+// no trace id, and allocates what it would with tracing off: the decision comes before any work
+// of the tracer.
+func TestUnsampledRootCostsNoSpan(t *testing.T) {
+	tracer := mocktracer.New()
+	off := tracingtest.Handler(t, tracing.New(nil, tracing.Always), log.NewNopLogger())
+	turnedDown := tracingtest.Handler(t, tracing.New(mockBackend{tracer}, tracing.Never), log.NewNopLogger())
+	rec := httptest.NewRecorder()
+	turnedDown.ServeHTTP(rec, httptest.NewRequest("GET", "/work/1", nil))
+	if spans := tracer.FinishedSpans(); len(spans) != 0 {
+		t.Errorf("%d spans, want none", len(spans))
+	}
+	if id := tracingtest.EchoTraceID(t, rec); id != "" {
+		t.Errorf("trace_id %q, want none", id)
+	}
+	allocs := func(h http.Handler) float64 {
+		return testing.AllocsPerRun(200, func() {
+			h.ServeHTTP(&discard{header: http.Header{}}, httptest.NewRequest("GET", "/tea", nil))
+		})
+	}
+	if a, b := allocs(turnedDown), allocs(off); a != b {
+		t.Errorf("a request not sampled allocates %v times, %v with tracing off", a, b)
+	}
+}
+
+// TestUnsampledDecisionIsPassedOn: the calls of a request that was not sampled get no client span
+// and carry a trace context marked not sampled, which the upstream follows though its own sampler
+// would take every trace.
+func TestUnsampledDecisionIsPassedOn(t *testing.T) {
+	tracer := mocktracer.New()
+	tr := tracing.New(mockBackend{tracer}, tracing.Never)
+	var called bool
+	call := tr.Client()(func(ctx context.Context, _ any) (any, error) {
+		called = opentracing.SpanFromContext(ctx) == nil
+		return nil, nil
+	})
+	if _, _ = call(context.Background(), service.CallRequest{Route: "up"}); !called {
+		t.Error("a call of an unsampled request was given a span")
+	}
+	out := httptest.NewRequest("GET", "/tea", nil)
+	tr.ContextToHTTP(nil)(context.Background(), out)
+	if out.Header.Get("Mockpfx-Ids-Sampled") != "false" || out.Header.Get("Mockpfx-Ids-Traceid") == "" {
+		t.Fatalf("call headers %v, want a trace marked not sampled", out.Header)
+	}
+	upstream := mocktracer.New()
+	rec := httptest.NewRecorder()
+	tracingtest.Handler(t, tracing.New(mockBackend{upstream}, tracing.Always), log.NewNopLogger()).ServeHTTP(rec, out)
+	spans := upstream.FinishedSpans()
+	if len(spans) != 1 || spans[0].Context().(mocktracer.MockSpanContext).Sampled {
+		t.Fatalf("upstream spans %v: want one, not sampled", spans)
+	}
+	if got, want := tracingtest.EchoTraceID(t, rec), out.Header.Get("Mockpfx-Ids-Traceid"); got != want {
+		t.Errorf("upstream trace_id %q, want the caller's %s", got, want)
+	}
+	if len(tracer.FinishedSpans()) != 0 {
+		t.Errorf("the caller made spans: %v", tracer.FinishedSpans())
+	}
+}
+
+// discard is a ResponseWriter that keeps nothing, so allocation counts are the handler's.
+type discard struct{ header http.Header }
+
+func (w *discard) Header() http.Header         { return w.header }
+func (w *discard) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discard) WriteHeader(int)             {}
 
 func TestServerSpan(t *testing.T) {
 	tests := []struct {
@@ -66,7 +180,7 @@ func TestServerSpan(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tracer := mocktracer.New()
-			h := tracingtest.Handler(t, tracing.New(mockBackend{tracer}), log.NewNopLogger())
+			h := tracingtest.Handler(t, tracing.New(mockBackend{tracer}, tracing.Always), log.NewNopLogger())
 			req := httptest.NewRequest(tt.method, tt.url, strings.NewReader(tt.body))
 			for k, v := range tt.header {
 				req.Header.Set(k, v)
@@ -130,7 +244,7 @@ func TestServerSpan(t *testing.T) {
 // span, but the echo still names its trace.
 func TestUnsampledSpansAreNotTagged(t *testing.T) {
 	tracer := mocktracer.New()
-	h := tracingtest.Handler(t, tracing.New(mockBackend{tracer}), log.NewNopLogger())
+	h := tracingtest.Handler(t, tracing.New(mockBackend{tracer}, tracing.Always), log.NewNopLogger())
 	req := httptest.NewRequest("GET", "/work/1", nil)
 	req.Header.Set("Mockpfx-Ids-Traceid", "99")
 	req.Header.Set("Mockpfx-Ids-Spanid", "7")
@@ -148,7 +262,7 @@ func TestUnsampledSpansAreNotTagged(t *testing.T) {
 
 // TestTracingOffCostsNothing: without a backend every decorator is the identity.
 func TestTracingOffCostsNothing(t *testing.T) {
-	off := tracing.New(nil)
+	off := tracing.New(nil, tracing.Always)
 	var called bool
 	ep := func(context.Context, any) (any, error) { called = true; return nil, nil }
 	wrapped := off.Server()(ep)
@@ -179,7 +293,7 @@ func TestTracingOffCostsNothing(t *testing.T) {
 // the backend's headers never reaches the tracer's Extract.
 func TestRequestsWithoutTraceHeadersSkipExtraction(t *testing.T) {
 	b := &countingBackend{mockBackend: mockBackend{mocktracer.New()}}
-	before := tracing.New(b).HTTPToContext(nil)
+	before := tracing.New(b, tracing.Always).HTTPToContext(nil)
 	for hdr, want := range map[string]int{"Accept": 0, "X-B3-Traceid": 0, "Mockpfx-Ids-Traceid": 1, "MOCKPFX-IDS-SPANID": 1} {
 		b.extracts = 0
 		req := httptest.NewRequest("GET", "/", nil)
@@ -201,23 +315,23 @@ func (c *countingBackend) Tracer(ext.SpanKindEnum) opentracing.Tracer { return c
 type countingTracer struct{ c *countingBackend }
 
 func (t countingTracer) StartSpan(name string, opts ...opentracing.StartSpanOption) opentracing.Span {
-	return t.c.MockTracer.StartSpan(name, opts...)
+	return t.c.StartSpan(name, opts...)
 }
 
 func (t countingTracer) Inject(sc opentracing.SpanContext, format, carrier any) error {
-	return t.c.MockTracer.Inject(sc, format, carrier)
+	return t.c.Inject(sc, format, carrier)
 }
 
 func (t countingTracer) Extract(format, carrier any) (opentracing.SpanContext, error) {
 	t.c.extracts++
-	return t.c.MockTracer.Extract(format, carrier)
+	return t.c.Extract(format, carrier)
 }
 
 // TestOversizedTraceContextIsIgnored: trace headers past MaxTraceHeaderBytes in all (baggage
 // included) start a trace of their own, without reaching the tracer's Extract.
 func TestOversizedTraceContextIsIgnored(t *testing.T) {
 	b := &countingBackend{mockBackend: mockBackend{mocktracer.New()}}
-	before := tracing.New(b).HTTPToContext(nil)
+	before := tracing.New(b, tracing.Always).HTTPToContext(nil)
 	for _, tt := range []struct {
 		baggage  int
 		extracts int
@@ -236,7 +350,7 @@ func TestOversizedTraceContextIsIgnored(t *testing.T) {
 
 func TestURLTagIsValidAndBounded(t *testing.T) {
 	tracer := mocktracer.New()
-	h := tracingtest.Handler(t, tracing.New(mockBackend{tracer}), log.NewNopLogger())
+	h := tracingtest.Handler(t, tracing.New(mockBackend{tracer}, tracing.Always), log.NewNopLogger())
 	for _, path := range []string{"/ok/ünï", "/\xff\xfe", "/" + strings.Repeat("é", 2000), "/" + strings.Repeat("a", 5000)} {
 		tracer.Reset()
 		req := httptest.NewRequest("GET", "/", nil)

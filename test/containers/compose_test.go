@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -14,11 +15,15 @@ import (
 	"testing"
 	"time"
 
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"sigs.k8s.io/yaml"
+
 	"github.com/anyroute/anyroute/test/kit"
 )
 
-// Deterministic calls for the compose config (deployments/compose/config.json); its flaky rule
-// answers 503 at random and is left to siege.
+// Deterministic calls for the frontend of the compose stack (deployments/compose/frontend.json);
+// its flaky rule answers 503 at random and is left to siege, and its shop route calls the rest of
+// the system, whose payment service has a 2% error mix.
 var composeCalls = []call{
 	{"GET", "/api/hello", 200, "api"},
 	{"POST", "/api/orders?id=1", 200, "api"},
@@ -97,16 +102,19 @@ func TestCompose(t *testing.T) {
 	})
 	c.must(3*time.Minute, "up", "-d", "--scale", "siege=0")
 
-	id := strings.TrimSpace(c.must(time.Minute, "ps", "-q", "anyroute"))
-	if id == "" {
-		t.Fatal("compose started no anyroute container")
-	}
-	waitHealthy(t, id, 60*time.Second)
-	if ro := inspectField(t, id, "{{.HostConfig.ReadonlyRootfs}}"); ro != "true" {
-		t.Fatalf("compose's anyroute runs with ReadonlyRootfs=%s, want true", ro)
-	}
-	if caps := inspectField(t, id, "{{.HostConfig.CapDrop}}"); caps != "[ALL]" {
-		t.Fatalf("compose's anyroute drops capabilities %s, want [ALL]", caps)
+	services := []string{"frontend", "checkout", "inventory", "payment"}
+	for _, name := range services {
+		id := strings.TrimSpace(c.must(time.Minute, "ps", "-q", name))
+		if id == "" {
+			t.Fatalf("compose started no %s container", name)
+		}
+		waitHealthy(t, id, 60*time.Second)
+		if ro := inspectField(t, id, "{{.HostConfig.ReadonlyRootfs}}"); ro != "true" {
+			t.Fatalf("compose's %s runs with ReadonlyRootfs=%s, want true", name, ro)
+		}
+		if caps := inspectField(t, id, "{{.HostConfig.CapDrop}}"); caps != "[ALL]" {
+			t.Fatalf("compose's %s drops capabilities %s, want [ALL]", name, caps)
+		}
 	}
 
 	api := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
@@ -115,20 +123,54 @@ func TestCompose(t *testing.T) {
 	kit.WaitHTTP(t, nil, promURL+"/-/ready", nil, 60*time.Second)
 	kit.WaitHTTP(t, nil, jaegerURL+"/api/services", nil, 60*time.Second)
 	prom := kit.NewPromT(t, promURL)
-	prom.WaitEquals(t, `up{job="anyroute"}`, 1, 30*time.Second) // 5 s scrape interval
+	prom.WaitEquals(t, `sum(up{job="anyroute"})`, float64(len(services)), 30*time.Second) // 5 s scrape interval
+	waitAlertsEvaluated(t, prom, filepath.Join(repoRoot, "deployments", "compose", "prometheus-alerts.yml"))
+	// Grafana is on request only (profile grafana): `up` without the profile leaves it out, so no
+	// grafana/grafana pull is ever attempted here.
+	if id := strings.TrimSpace(c.must(time.Minute, "ps", "-q", "grafana")); id != "" {
+		t.Fatalf("compose started grafana (%s) without its profile", id)
+	}
 
 	const rounds = 4
 	traceIDs := sendTraffic(t, api, composeCalls, rounds)
+	// The shop: each request crosses the four services; payment's error mix may fail one (503).
+	const shopping = 10
+	shopIDs := map[string]bool{}
+	for i := range shopping {
+		code, e := kit.Echo(t, "GET", fmt.Sprintf("%s/shop/cart-%d", api, i), nil)
+		if (code != 200 && code != 503) || e.Route != "shop" || len(e.Calls) != 1 || !traceIDPattern.MatchString(e.TraceID) {
+			t.Fatalf("/shop/cart-%d: %d %+v", i, code, e)
+		}
+		shopIDs[strings.TrimLeft(e.TraceID, "0")] = true
+		traceIDs = append(traceIDs, e.TraceID)
+	}
 	sent := float64(len(traceIDs))
 	t.Logf("sent %d requests to %s", len(traceIDs), api)
-	prom.WaitEquals(t, `sum(app_requests_total)`, sent, 30*time.Second)
+	prom.WaitEquals(t, `sum(app_requests_total{instance="frontend:8081"})`, sent, 30*time.Second)
 	prom.WaitEquals(t, `sum(app_requests_total{route="slow"})`, rounds, 10*time.Second)
-	waitJaegerTraces(t, jaegerURL, traceIDs, 30*time.Second)
+	for _, hop := range []string{"checkout", "inventory", "payment"} {
+		prom.WaitEquals(t, fmt.Sprintf(`sum(app_requests_total{instance="%s:8081"})`, hop), shopping, 10*time.Second)
+	}
+	// Every shop trace holds spans of all four services, child under parent across them.
+	traces := waitJaegerTraces(t, jaegerURL, "frontend", traceIDs, 30*time.Second)
+	for id := range shopIDs {
+		tr := traces[id]
+		seen := map[string]bool{}
+		for _, s := range tr.Spans {
+			seen[tr.Service(s)] = true
+			if len(s.References) == 0 && tr.Service(s) != "frontend" {
+				t.Errorf("trace %s: a root span %q of %s: the trace broke at a hop", id, s.OperationName, tr.Service(s))
+			}
+		}
+		if len(seen) != len(services) {
+			t.Errorf("trace %s: spans of %v, want all of %v", id, seen, services)
+		}
+	}
 
 	// Now siege's load: the count grows past what the test sent, and the recording rule the README
 	// points at (avg_requests) has a rate.
 	c.must(3*time.Minute, "up", "-d", "siege")
-	got := prom.WaitValue(t, `sum(app_requests_total)`, 60*time.Second, fmt.Sprintf("above %g (siege's load)", sent),
+	got := prom.WaitValue(t, `sum(app_requests_total{instance="frontend:8081"})`, 60*time.Second, fmt.Sprintf("above %g (siege's load)", sent),
 		func(v float64) bool { return v > sent }, nil)
 	t.Logf("with siege: sum(app_requests_total) = %g", got)
 	rate := prom.WaitValue(t, `sum(avg_requests)`, 60*time.Second, "above 0",
@@ -155,4 +197,54 @@ func waitHealthy(t *testing.T, id string, timeout time.Duration) {
 		}
 		return status == "healthy", status, nil
 	})
+}
+
+// waitAlertsEvaluated waits until Prometheus has loaded every alert of the rules file and
+// evaluated each without error: the file is mounted where prometheus.yml's rule_files looks.
+func waitAlertsEvaluated(t *testing.T, prom *kit.Prom, file string) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `json:"alert"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	if err := yaml.Unmarshal(data, &rules); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	want := map[string]bool{}
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			want[r.Alert] = true
+		}
+	}
+	kit.WaitUntil(t, 30*time.Second, fmt.Sprintf("Prometheus to evaluate the %d alerts of %s", len(want), filepath.Base(file)), func() (bool, string, error) {
+		res, err := prom.API.Rules(context.Background(), nil)
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		health := map[string]string{}
+		for _, g := range res.Groups {
+			for _, r := range g.Rules {
+				if a, ok := r.(promv1.AlertingRule); ok {
+					health[a.Name] = string(a.Health)
+					if a.Health == promv1.RuleHealthBad {
+						return false, "", fmt.Errorf("alert %s: %s", a.Name, a.LastError)
+					}
+				}
+			}
+		}
+		for name := range want {
+			if health[name] != string(promv1.RuleHealthGood) {
+				return false, fmt.Sprintf("%v", health), nil
+			}
+		}
+		return true, "", nil
+	})
+	t.Logf("Prometheus evaluates the %d alerts of %s", len(want), filepath.Base(file))
 }

@@ -50,21 +50,23 @@ func sendTraffic(t *testing.T, base string, calls []call, rounds int) []string {
 // waitJaegerTraces waits until Jaeger holds a trace for each of traceIDs (the ids the echoes
 // showed), each with a server span named for its method, and checks that it holds no other
 // trace of the service: every request was sampled, and nothing else sent spans. Trace ids are
-// compared without leading zeros, as jaeger-client-go's 64-bit ids are printed either way.
-func waitJaegerTraces(t *testing.T, base string, traceIDs []string, timeout time.Duration) {
+// compared without leading zeros, as jaeger-client-go's 64-bit ids are printed either way. It
+// returns the traces by id.
+func waitJaegerTraces(t *testing.T, base, service string, traceIDs []string, timeout time.Duration) map[string]kit.Trace {
 	t.Helper()
 	want := map[string]bool{}
 	for _, id := range traceIDs {
 		want[strings.TrimLeft(id, "0")] = true
 	}
 	var traces map[string][]string // trace id → its spans' operation names, sorted
+	var byID map[string]kit.Trace
 	jaeger := kit.JaegerQuery{URL: base}
-	kit.WaitUntil(t, timeout, "Jaeger to hold the trace of every request to service anyroute", func() (bool, string, error) {
-		got, err := jaeger.Traces(context.Background(), "anyroute")
+	kit.WaitUntil(t, timeout, "Jaeger to hold the trace of every request to service "+service, func() (bool, string, error) {
+		got, err := jaeger.Traces(context.Background(), service)
 		if err != nil {
 			return false, err.Error(), nil
 		}
-		traces = map[string][]string{}
+		traces, byID = map[string][]string{}, map[string]kit.Trace{}
 		for _, tr := range got {
 			var ops []string
 			for _, s := range tr.Spans {
@@ -72,6 +74,7 @@ func waitJaegerTraces(t *testing.T, base string, traceIDs []string, timeout time
 			}
 			sort.Strings(ops)
 			traces[strings.TrimLeft(tr.TraceID, "0")] = ops
+			byID[strings.TrimLeft(tr.TraceID, "0")] = tr
 		}
 		found := 0
 		for id := range want {
@@ -82,11 +85,12 @@ func waitJaegerTraces(t *testing.T, base string, traceIDs []string, timeout time
 		return found == len(want), fmt.Sprintf("%d of the %d traces, %d in all", found, len(want), len(traces)), nil
 	})
 	if len(traces) != len(want) {
-		t.Fatalf("Jaeger: %d traces of service anyroute, want exactly the %d sent", len(traces), len(want))
+		t.Fatalf("Jaeger: %d traces of service %s, want exactly the %d sent", len(traces), service, len(want))
 	}
 	for id := range want {
 		if ops := traces[id]; len(ops) == 0 || !strings.HasPrefix(ops[0], "HTTP ") {
 			t.Fatalf("Jaeger: trace %s has spans %v, want an HTTP server span", id, ops)
 		}
 	}
+	return byID
 }

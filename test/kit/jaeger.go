@@ -17,9 +17,15 @@ type JaegerQuery struct {
 
 // Trace is a trace as Jaeger's query API returns it.
 type Trace struct {
-	TraceID string `json:"traceID"`
-	Spans   []Span `json:"spans"`
+	TraceID   string `json:"traceID"`
+	Spans     []Span `json:"spans"`
+	Processes map[string]struct {
+		ServiceName string `json:"serviceName"`
+	} `json:"processes"`
 }
+
+// Service returns the name of the service that recorded span.
+func (tr Trace) Service(span Span) string { return tr.Processes[span.ProcessID].ServiceName }
 
 // Span is one span of a Trace.
 type Span struct {
@@ -63,6 +69,23 @@ func (j JaegerQuery) Traces(ctx context.Context, service string) ([]Trace, error
 		return nil, fmt.Errorf("jaeger query: %w: %.300s", err, body)
 	}
 	return resp.Data, nil
+}
+
+// HasTrace reports whether Jaeger holds a trace of the id, with spans.
+func (j JaegerQuery) HasTrace(ctx context.Context, traceID string) (bool, error) {
+	code, body := Do(ctx, http.MethodGet, j.URL+"/api/traces/"+url.PathEscape(traceID), nil, nil)
+	switch code {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return false, nil
+	default:
+		return false, fmt.Errorf("jaeger trace %s: %d %.300s", traceID, code, body)
+	}
+	var resp struct{ Data []Trace }
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		return false, fmt.Errorf("jaeger trace %s: %w", traceID, err)
+	}
+	return len(resp.Data) == 1 && len(resp.Data[0].Spans) > 0, nil
 }
 
 // Jaeger is a real Jaeger v2 (all-in-one, in-memory storage) that a test runs from the binary

@@ -76,6 +76,26 @@ series:
 	return sum
 }
 
+// HistogramCount adds up the observation counts of a histogram's series whose labels include
+// labelValues, given as name, value, name, value...
+func (m Metrics) HistogramCount(name string, labelValues ...string) uint64 {
+	var n uint64
+series:
+	for _, s := range m[name].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range s.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		for i := 0; i+1 < len(labelValues); i += 2 {
+			if labels[labelValues[i]] != labelValues[i+1] {
+				continue series
+			}
+		}
+		n += s.GetHistogram().GetSampleCount()
+	}
+	return n
+}
+
 // Sample is one series and its value, from a scrape or a Prometheus query.
 type Sample struct {
 	Labels map[string]string

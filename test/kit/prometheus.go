@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,6 +143,30 @@ func (p *Prom) WaitEquals(t testing.TB, q string, want float64, timeout time.Dur
 		func(v float64) bool { return v == want }, func(v float64) bool { return v > want })
 }
 
+// Exemplar is one exemplar Prometheus stored, with the series it is on.
+type Exemplar struct {
+	Series  map[string]string
+	TraceID string
+	Value   float64
+	At      time.Time
+}
+
+// Exemplars returns the exemplars Prometheus stored for the query's series between start and end.
+func (p *Prom) Exemplars(ctx context.Context, q string, start, end time.Time) ([]Exemplar, error) {
+	res, err := p.API.QueryExemplars(ctx, q, start, end)
+	if err != nil {
+		return nil, fmt.Errorf("query_exemplars %s: %w", q, err)
+	}
+	var out []Exemplar
+	for _, r := range res {
+		for _, e := range r.Exemplars {
+			out = append(out, Exemplar{Series: labelMap(r.SeriesLabels), TraceID: string(e.Labels["trace_id"]),
+				Value: float64(e.Value), At: e.Timestamp.Time()})
+		}
+	}
+	return out, nil
+}
+
 // Prometheus is a real Prometheus server (Debian's prometheus) that a test runs.
 type Prometheus struct {
 	*Prom
@@ -151,9 +176,10 @@ type Prometheus struct {
 
 // PrometheusOptions configure StartPrometheus.
 type PrometheusOptions struct {
-	Config  string // prometheus.yml
-	Dir     string // for the config file and the data; a temporary directory when empty
-	LogFile string // its output; kept in memory when empty
+	Config   string   // prometheus.yml
+	Dir      string   // for the config file and the data; a temporary directory when empty
+	LogFile  string   // its output; kept in memory when empty
+	Features []string // --enable-feature, e.g. exemplar-storage, native-histograms
 }
 
 // StartPrometheus runs Debian's prometheus with the given configuration on a free loopback port
@@ -169,12 +195,16 @@ func StartPrometheus(t testing.TB, o PrometheusOptions) *Prometheus {
 		t.Fatal(err)
 	}
 	addr := FreeAddr(t)
-	proc := StartT(t, Cmd{Name: "prometheus", Path: bin, LogFile: o.LogFile, Args: []string{
+	args := []string{
 		"--config.file=" + cfg,
 		"--storage.tsdb.path=" + filepath.Join(o.Dir, "data"),
 		"--web.listen-address=" + addr,
 		"--log.level=warn",
-	}})
+	}
+	if len(o.Features) > 0 {
+		args = append(args, "--enable-feature="+strings.Join(o.Features, ","))
+	}
+	proc := StartT(t, Cmd{Name: "prometheus", Path: bin, LogFile: o.LogFile, Args: args})
 	WaitHTTP(t, proc, "http://"+addr+"/-/ready", nil, 20*time.Second)
 	return &Prometheus{Prom: NewPromT(t, "http://"+addr), Addr: addr, Proc: proc}
 }

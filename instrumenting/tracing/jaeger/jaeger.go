@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
@@ -26,12 +27,9 @@ import (
 // what its sender fails to send; over UDP a missing agent cannot be seen, so there only overflows
 // are counted. Failed sends are not retried.
 func New(cfg config.Tracing, r tracing.Reporting) (tracing.Backend, error) {
-	sampler, err := newSampler(cfg.Sampler)
-	if err != nil {
-		return nil, err
-	}
 	jlog := logger{warn: level.Warn(tracing.Throttle(r.Logger, tracing.LogEvery)), debug: level.Debug(r.Logger)}
 	var sender jaeger.Transport
+	var err error
 	if cfg.Jaeger.CollectorURL != "" {
 		sender = jaegertransport.NewHTTPTransport(cfg.Jaeger.CollectorURL, jaegertransport.HTTPTimeout(tracing.SendTimeout))
 	} else {
@@ -58,7 +56,7 @@ func New(cfg config.Tracing, r tracing.Reporting) (tracing.Backend, error) {
 		jaeger: jaeger.NewHTTPHeaderPropagator(new(jaeger.HeadersConfig).ApplyDefaults(), *metrics),
 		b3:     jaegerzipkin.NewZipkinB3HTTPHeaderPropagator(),
 	}
-	tracer, closer := jaeger.NewTracer(cfg.ServiceName, sampler, rep,
+	tracer, closer := jaeger.NewTracer(cfg.ServiceName, everyRoot{cfg.Sampler}, rep,
 		jaeger.TracerOptions.Gen128Bit(true), // the same trace ids as B3 and W3C callers send
 		// Reuse spans: allocating one per request was a third of the request path's allocations
 		// with probabilistic sampling. Nothing holds a span after Finish.
@@ -90,6 +88,11 @@ func (b *backend) Span(span opentracing.Span) (string, bool) {
 	return tracing.HexID(id.High, id.Low), sc.IsSampled()
 }
 
+func (b *backend) Sampled(span opentracing.Span) bool {
+	s, ok := span.(*jaeger.Span)
+	return ok && s.SpanContext().IsSampled()
+}
+
 // Headers are uber-trace-id with jaeger's debug and baggage headers, and B3 in both forms.
 func (b *backend) Headers() []string {
 	return []string{"uber-trace-id", "jaeger-debug-id", "jaeger-baggage", "uberctx-*", "b3", "x-b3-*"}
@@ -97,17 +100,24 @@ func (b *backend) Headers() []string {
 
 func (b *backend) Close(ctx context.Context) error { return b.close(ctx) }
 
-func newSampler(s config.Sampler) (jaeger.Sampler, error) {
-	switch s.Type {
-	case "const":
-		return jaeger.NewConstSampler(s.Param >= 1), nil
-	case "probabilistic":
-		return jaeger.NewProbabilisticSampler(s.Param)
-	case "ratelimiting":
-		return jaeger.NewRateLimitingSampler(s.Param), nil
-	}
-	return nil, fmt.Errorf("unknown sampler type %q", s.Type)
+// NotSampled injects a jaeger span context with the sampled flag off, in both formats.
+func (b *backend) NotSampled(h http.Header, traceHigh, traceLow, spanID uint64) {
+	sc := jaeger.NewSpanContext(jaeger.TraceID{High: traceHigh, Low: traceLow}, jaeger.SpanID(spanID), 0, false, nil)
+	_ = b.tracer.Inject(sc, opentracing.HTTPHeaders, opentracing.HTTPHeadersCarrier(h))
 }
+
+// everyRoot samples every root span: the head decision is tracing.Sampler's, and a root reaches
+// the tracer only when it said yes. It tags the root with that sampler, as jaeger's own samplers
+// name themselves there.
+type everyRoot struct{ head config.Sampler }
+
+func (s everyRoot) IsSampled(jaeger.TraceID, string) (bool, []jaeger.Tag) {
+	return true, []jaeger.Tag{jaeger.NewTag(jaeger.SamplerTypeTagKey, s.head.Type), jaeger.NewTag(jaeger.SamplerParamTagKey, s.head.Param)}
+}
+
+func (everyRoot) Close() {}
+
+func (s everyRoot) Equal(other jaeger.Sampler) bool { return other == jaeger.Sampler(s) }
 
 // jaegerOrB3 reads uber-trace-id and, when a caller sent none (or an unusable one), B3 headers;
 // it writes both.

@@ -5,7 +5,9 @@ package otlp
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/go-kit/log"
@@ -19,7 +21,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/time/rate"
 
 	"github.com/anyroute/anyroute/config"
 	"github.com/anyroute/anyroute/instrumenting/tracing"
@@ -32,10 +33,6 @@ const instrumentation = "github.com/anyroute/anyroute"
 // queues them, so spans lost to a full queue or a failed export are counted; exports are not
 // retried, and failures are logged here rather than by the SDK's global error handler.
 func New(cfg config.Tracing, r tracing.Reporting) (tracing.Backend, error) {
-	sampler, err := newSampler(cfg.Sampler)
-	if err != nil {
-		return nil, err
-	}
 	opts := []otlptracehttp.Option{
 		otlptracehttp.WithEndpoint(cfg.OTLP.Endpoint),
 		otlptracehttp.WithTimeout(tracing.SendTimeout),
@@ -57,7 +54,8 @@ func New(cfg config.Tracing, r tracing.Reporting) (tracing.Backend, error) {
 		sdktrace.WithMaxQueueSize(2*tracing.MaxPendingSpans), // above the gate's limit: it never drops uncounted
 	)
 	tp := sdktrace.NewTracerProvider(
-		sdktrace.WithSampler(sampler),
+		// The head decision is tracing.Sampler's; a caller's decision is followed.
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
 		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", cfg.ServiceName))),
 		sdktrace.WithSpanProcessor(gated{SpanProcessor: bsp, gate: gate}),
 	)
@@ -90,45 +88,29 @@ func (b *backend) Span(span opentracing.Span) (string, bool) {
 	return sc.TraceID().String(), sc.IsSampled()
 }
 
+func (b *backend) Sampled(span opentracing.Span) bool {
+	sc, ok := span.Context().(interface {
+		TraceID() trace.TraceID
+		IsSampled() bool
+	})
+	return ok && sc.TraceID().IsValid() && sc.IsSampled()
+}
+
 // Headers are W3C trace context's and baggage.
 func (b *backend) Headers() []string { return []string{"traceparent", "tracestate", "baggage"} }
 
 func (b *backend) Close(ctx context.Context) error { return b.close(ctx) }
 
-// newSampler follows the parent's decision when the caller sent one, as the other backends do.
-func newSampler(s config.Sampler) (sdktrace.Sampler, error) {
-	var root sdktrace.Sampler
-	switch s.Type {
-	case "const":
-		root = sdktrace.NeverSample()
-		if s.Param >= 1 {
-			root = sdktrace.AlwaysSample()
-		}
-	case "probabilistic":
-		root = sdktrace.TraceIDRatioBased(s.Param)
-	case "ratelimiting":
-		root = rateLimited{rate.NewLimiter(rate.Limit(s.Param), max(int(s.Param), 1)), s.Param}
-	default:
-		return nil, fmt.Errorf("unknown sampler type %q", s.Type)
-	}
-	return sdktrace.ParentBased(root), nil
+// NotSampled injects a W3C trace context with the sampled flag off.
+func (b *backend) NotSampled(h http.Header, traceHigh, traceLow, spanID uint64) {
+	var tid trace.TraceID
+	var sid trace.SpanID
+	binary.BigEndian.PutUint64(tid[:8], traceHigh)
+	binary.BigEndian.PutUint64(tid[8:], traceLow)
+	binary.BigEndian.PutUint64(sid[:], spanID)
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, Remote: true})
+	propagation.TraceContext{}.Inject(trace.ContextWithSpanContext(context.Background(), sc), propagation.HeaderCarrier(h))
 }
-
-// rateLimited samples at most perSecond new traces a second.
-type rateLimited struct {
-	limiter   *rate.Limiter
-	perSecond float64
-}
-
-func (s rateLimited) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
-	decision := sdktrace.Drop
-	if s.limiter.Allow() {
-		decision = sdktrace.RecordAndSample
-	}
-	return sdktrace.SamplingResult{Decision: decision, Tracestate: trace.SpanContextFromContext(p.ParentContext).TraceState()}
-}
-
-func (s rateLimited) Description() string { return fmt.Sprintf("RateLimiting{%g}", s.perSecond) }
 
 // gated admits finished, sampled spans through the gate before the batch processor queues them.
 type gated struct {

@@ -21,6 +21,8 @@ import (
 	kitendpoint "github.com/go-kit/kit/endpoint"
 	kithttp "github.com/go-kit/kit/transport/http"
 	"github.com/go-kit/log"
+	"github.com/opentracing/opentracing-go"
+	"github.com/opentracing/opentracing-go/ext"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/anyroute/anyroute/config"
@@ -42,11 +44,11 @@ var Rules = []service.Rule{
 // service. Bodies past 16 bytes are refused.
 func Handler(t testing.TB, tr *tracing.Tracing, logger log.Logger) http.Handler {
 	t.Helper()
-	svc, err := service.New(Rules, service.Options{})
+	router, err := service.New(Rules, service.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc = tr.Delay()(svc)
+	svc := tr.Delay()(router)
 	ep := kitendpoint.Chain(tr.Server(), endpoint.AccessLog(logger, 1, tr.TraceID))(endpoint.MakeHandleEndpoint(svc))
 	return transport.NewHTTPHandler(ep, transport.Options{
 		MaxBodyBytes: 16,
@@ -74,6 +76,9 @@ type Suite struct {
 	// Callers build the headers by which a caller hands over its trace (32 hex digits) and span
 	// (16 hex digits), in each of the backend's formats.
 	Callers map[string]func(traceID, spanID string) map[string]string
+	// SampledAllocs is what Backend.Sampled may allocate: 0 but for a library that hands out its
+	// span context only by value, boxed into an interface.
+	SampledAllocs float64
 }
 
 // Config is a tracing config of the backend with every endpoint at a closed port.
@@ -118,8 +123,8 @@ func (s Suite) Run(t *testing.T) {
 	t.Run("TraceIDFollowsTheCaller", s.testTraceIDFollowsTheCaller)
 	t.Run("DroppedSpansAreCounted", s.testDroppedSpansAreCounted)
 	t.Run("StuckBackendFillsTheQueue", s.testStuckBackendFillsTheQueue)
-	t.Run("Samplers", s.testSamplers)
-	t.Run("RefusesUnknownSampler", s.testRefusesUnknownSampler)
+	t.Run("FollowsTheDecision", s.testFollowsTheDecision)
+	t.Run("SampledTraceID", s.testSampledTraceID)
 	t.Run("BigBaggageIsBounded", s.testBigBaggageIsBounded)
 }
 
@@ -129,7 +134,7 @@ func (s Suite) Run(t *testing.T) {
 // 950 KB per request for this, a map entry per item).
 func (s Suite) testBigBaggageIsBounded(t *testing.T) {
 	b, _ := s.Start(t, s.Config(t), nil)
-	h := Handler(t, tracing.New(b), log.NewNopLogger())
+	h := Handler(t, tracing.New(b, tracing.Always), log.NewNopLogger())
 	big := strings.Repeat("v", 190<<10)
 	req := httptest.NewRequest("GET", "/tea", nil)
 	for _, header := range s.Callers {
@@ -186,7 +191,7 @@ func (s Suite) testBadHeaders(t *testing.T) {
 		{"traceparent": "\x00\xff\xfe", "b3": "\xff", "uber-trace-id": "\xff:\xff:\xff:\xff"},
 	}
 	b, _ := s.Start(t, s.Config(t), nil)
-	h := Handler(t, tracing.New(b), log.NewNopLogger())
+	h := Handler(t, tracing.New(b, tracing.Always), log.NewNopLogger())
 	seen := map[string]bool{}
 	for i, hdr := range headers {
 		req := httptest.NewRequest("GET", "/tea", nil)
@@ -214,7 +219,7 @@ func (s Suite) testTraceIDFollowsTheCaller(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			b, _ := s.Start(t, s.Config(t), nil)
 			var logs strings.Builder
-			h := Handler(t, tracing.New(b), log.NewLogfmtLogger(&logs))
+			h := Handler(t, tracing.New(b, tracing.Always), log.NewLogfmtLogger(&logs))
 
 			req := httptest.NewRequest("GET", "/work/1", nil)
 			for k, v := range header(traceID, spanID) {
@@ -299,45 +304,94 @@ func (s Suite) testStuckBackendFillsTheQueue(t *testing.T) {
 	}
 }
 
-func (s Suite) testSamplers(t *testing.T) {
-	const n = 2000
-	for _, tc := range []struct {
-		sampler  config.Sampler
-		min, max int
-	}{
-		{config.Sampler{Type: "const", Param: 1}, n, n},
-		{config.Sampler{Type: "const", Param: 0}, 0, 0},
-		{config.Sampler{Type: "probabilistic", Param: 0.1}, n / 20, n / 5},
-		{config.Sampler{Type: "ratelimiting", Param: 5}, 5, 6}, // a burst of 5, then 5/s
-	} {
-		cfg := s.Config(t)
-		cfg.Sampler = tc.sampler
-		b, closeBackend := s.Start(t, cfg, nil)
-		tracer := b.Tracer("")
-		sampled := 0
-		for range n {
-			span := tracer.StartSpan("x")
-			if _, ok := b.Span(span); ok {
-				sampled++
-			}
-			span.Finish()
+// testFollowsTheDecision: the backend samples every root it is given (the head decision was the
+// Sampler's, made before), follows a caller's decision, and reads what NotSampled writes as the
+// same trace, not sampled, whatever the backend's headers.
+func (s Suite) testFollowsTheDecision(t *testing.T) {
+	b, _ := s.Start(t, s.Config(t), nil) // the default config samples 1 in 100: the backend must not
+	server := b.Tracer(ext.SpanKindRPCServerEnum)
+	for range 100 {
+		root := server.StartSpan("x")
+		if !b.Sampled(root) {
+			t.Fatal("a root span is not sampled: the backend made a decision of its own")
 		}
-		_ = closeBackend()
-		if sampled < tc.min || sampled > tc.max {
-			t.Errorf("%s %g: %d of %d sampled, want %d..%d", tc.sampler.Type, tc.sampler.Param, sampled, n, tc.min, tc.max)
-		}
+		root.Finish()
 	}
+	const traceID, spanID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	for name, header := range s.Callers {
+		span := s.childOf(t, b, header(traceID, spanID))
+		if !b.Sampled(span) {
+			t.Errorf("%s: the caller's sampled trace is not sampled", name)
+		}
+		span.Finish()
+	}
+	h := http.Header{}
+	b.NotSampled(h, 0x4bf92f3577b34da6, 0xa3ce929d0e0e4736, 0x00f067aa0ba902b7)
+	span := s.childOf(t, b, h)
+	if id, sampled := b.Span(span); sampled || id != traceID {
+		t.Errorf("after NotSampled %v: trace %q sampled %v, want %s not sampled", h, id, sampled, traceID)
+	}
+	span.Finish()
 }
 
-func (s Suite) testRefusesUnknownSampler(t *testing.T) {
-	cfg := s.Config(t)
-	cfg.Sampler.Type = "sometimes"
-	r, err := tracing.NewReporting(nil, nil, "", s.Backend)
-	if err != nil {
-		t.Fatal(err)
+// childOf starts a server span under the trace context in headers, as HTTPToContext and Server do;
+// the caller finishes it.
+func (s Suite) childOf(t *testing.T, b tracing.Backend, headers any) opentracing.Span {
+	t.Helper()
+	carrier := opentracing.HTTPHeadersCarrier{}
+	switch h := headers.(type) {
+	case http.Header:
+		carrier = opentracing.HTTPHeadersCarrier(h)
+	case map[string]string:
+		for k, v := range h {
+			http.Header(carrier).Set(k, v)
+		}
 	}
-	if _, err := s.New(cfg, r); err == nil {
-		t.Error("unknown sampler accepted")
+	server := b.Tracer(ext.SpanKindRPCServerEnum)
+	sc, err := server.Extract(opentracing.HTTPHeaders, carrier)
+	if err != nil {
+		t.Fatalf("extracting %v: %v", headers, err)
+	}
+	return server.StartSpan("x", opentracing.ChildOf(sc))
+}
+
+// testSampledTraceID: Sampled agrees with Span, and SampledTraceID (what the counting decorator
+// asks of every request, for exemplars) gives the trace id of a sampled span only; for an unsampled
+// span (a caller's decision), or none, it answers without allocating.
+func (s Suite) testSampledTraceID(t *testing.T) {
+	b, _ := s.Start(t, s.Config(t), nil)
+	tr := tracing.New(b, tracing.Always)
+	notSampled := http.Header{}
+	b.NotSampled(notSampled, 1, 2, 3)
+	for _, sampled := range []bool{true, false} {
+		span := b.Tracer(ext.SpanKindRPCServerEnum).StartSpan("x")
+		if !sampled {
+			span = s.childOf(t, b, notSampled)
+		}
+		ctx := opentracing.ContextWithSpan(context.Background(), span)
+		id, ok := b.Span(span)
+		if b.Sampled(span) != ok || ok != sampled {
+			t.Errorf("sampled %v: Sampled %v, Span says %v", sampled, b.Sampled(span), ok)
+		}
+		got, ok := tr.SampledTraceID(ctx)
+		if ok != sampled || (ok && got != id) || (!ok && got != "") {
+			t.Errorf("sampled %v: SampledTraceID (%q, %v), span %q", sampled, got, ok, id)
+		}
+		if !sampled {
+			if n := testing.AllocsPerRun(100, func() { _, _ = tr.SampledTraceID(ctx) }); n != s.SampledAllocs {
+				t.Errorf("SampledTraceID of an unsampled span: %v allocations, want %v", n, s.SampledAllocs)
+			}
+		}
+		if n := testing.AllocsPerRun(100, func() { _ = b.Sampled(span) }); n != s.SampledAllocs {
+			t.Errorf("sampled %v: Sampled allocates %v times, want %v", sampled, n, s.SampledAllocs)
+		}
+		span.Finish()
+	}
+	if _, ok := tr.SampledTraceID(context.Background()); ok {
+		t.Error("SampledTraceID without a span")
+	}
+	if id, ok := tracing.New(nil, tracing.Always).SampledTraceID(context.Background()); ok || id != "" {
+		t.Errorf("tracing off: SampledTraceID (%q, %v)", id, ok)
 	}
 }
 
@@ -351,7 +405,7 @@ func (s Suite) Fuzz(f *testing.F) {
 	f.Add("", "", "", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	f.Add("\xff:\xff:0:1", "-", "zz", "00--")
 	b, _ := s.Start(f, s.Config(f), nil)
-	h := Handler(f, tracing.New(b), log.NewNopLogger())
+	h := Handler(f, tracing.New(b, tracing.Always), log.NewNopLogger())
 	f.Fuzz(func(t *testing.T, uber, b3, xb3, traceparent string) {
 		req := httptest.NewRequest("GET", "/tea", nil)
 		for k, v := range map[string]string{"uber-trace-id": uber, "b3": b3, "X-B3-TraceId": xb3, "X-B3-SpanId": xb3, "traceparent": traceparent} {

@@ -5,12 +5,10 @@ package zipkin
 
 import (
 	"context"
-	"fmt"
 	stdlog "log"
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
@@ -21,7 +19,6 @@ import (
 	"github.com/openzipkin/zipkin-go/model"
 	"github.com/openzipkin/zipkin-go/reporter"
 	zipkinhttp "github.com/openzipkin/zipkin-go/reporter/http"
-	"golang.org/x/time/rate"
 
 	"github.com/anyroute/anyroute/config"
 	"github.com/anyroute/anyroute/instrumenting/tracing"
@@ -30,10 +27,6 @@ import (
 // New returns the zipkin backend. Spans pass a gate before zipkin-go's HTTP reporter takes them,
 // so the spans lost to a full queue or a failed send are counted; failed sends are not retried.
 func New(cfg config.Tracing, r tracing.Reporting) (tracing.Backend, error) {
-	sampler, err := newSampler(cfg.Sampler)
-	if err != nil {
-		return nil, err
-	}
 	gate := tracing.NewSpanGate(r.Drops)
 	counter := &sendCounter{client: &http.Client{}, gate: gate, logger: level.Warn(tracing.Throttle(r.Logger, tracing.LogEvery))}
 	rep := &gatedReporter{gate: gate, drops: r.Drops, next: zipkinhttp.NewReporter(cfg.Zipkin.URL,
@@ -53,7 +46,7 @@ func New(cfg config.Tracing, r tracing.Reporting) (tracing.Backend, error) {
 	}
 	native, err := zipkin.NewTracer(rep,
 		zipkin.WithLocalEndpoint(local),
-		zipkin.WithSampler(sampler),
+		zipkin.WithSampler(zipkin.AlwaysSample), // the head decision is tracing.Sampler's
 		zipkin.WithTraceID128Bit(true),
 		zipkin.WithSharedSpans(false), // our server span is a child of the caller's, as with the other backends
 		zipkin.WithNoopSpan(true),     // unsampled spans cost next to nothing
@@ -83,25 +76,23 @@ func (b *backend) Span(span opentracing.Span) (string, bool) {
 	return tracing.HexID(sc.TraceID.High, sc.TraceID.Low), sc.Sampled == nil || *sc.Sampled
 }
 
+// Sampled allocates once: the library returns a span's context only as a struct boxed into an
+// interface, and has no other way to ask.
+func (b *backend) Sampled(span opentracing.Span) bool {
+	sc, ok := span.Context().(zipkinot.SpanContext)
+	return ok && (sc.Sampled == nil || *sc.Sampled)
+}
+
 // Headers are B3's, multi (X-B3-*) and single (b3).
 func (b *backend) Headers() []string { return []string{"b3", "x-b3-*"} }
 
 func (b *backend) Close(ctx context.Context) error { return b.close(ctx) }
 
-func newSampler(s config.Sampler) (zipkin.Sampler, error) {
-	switch s.Type {
-	case "const":
-		if s.Param >= 1 {
-			return zipkin.AlwaysSample, nil
-		}
-		return zipkin.NeverSample, nil
-	case "probabilistic":
-		return zipkin.NewBoundarySampler(s.Param, time.Now().UnixNano())
-	case "ratelimiting":
-		l := rate.NewLimiter(rate.Limit(s.Param), max(int(s.Param), 1))
-		return func(uint64) bool { return l.Allow() }, nil
-	}
-	return nil, fmt.Errorf("unknown sampler type %q", s.Type)
+// NotSampled injects a B3 span context with the sampled flag off, in both forms.
+func (b *backend) NotSampled(h http.Header, traceHigh, traceLow, spanID uint64) {
+	no := false
+	sc := zipkinot.SpanContext{TraceID: model.TraceID{High: traceHigh, Low: traceLow}, ID: model.ID(spanID), Sampled: &no}
+	_ = b.tracer.Inject(sc, opentracing.HTTPHeaders, opentracing.HTTPHeadersCarrier(h))
 }
 
 // gatedReporter admits spans through the gate before zipkin-go's HTTP reporter takes them, and

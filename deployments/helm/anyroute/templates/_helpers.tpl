@@ -91,6 +91,19 @@ The config.json the ConfigMap holds: the `config` block of the values, as JSON.
 {{- end }}
 
 {{/*
+The checksum that rolls the pods when it changes: of the whole config with configReload restart,
+of its keys that a reload cannot apply (all but routes, seed and max_hops: config.Reloadable) with
+inPlace.
+*/}}
+{{- define "anyroute.configChecksum" -}}
+{{- if eq .Values.configReload "restart" }}
+{{- include "anyroute.configJSON" . | sha256sum }}
+{{- else }}
+{{- omit .Values.config "routes" "seed" "max_hops" | toPrettyJson | sha256sum }}
+{{- end }}
+{{- end }}
+
+{{/*
 Seconds in a Go duration string ("10s", "1m30s", "250ms"), as a float. The values schema has
 already checked the string's shape (the binary's own duration pattern).
 */}}
