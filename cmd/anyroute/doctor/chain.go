@@ -696,7 +696,11 @@ func (c *Chain) checkHPA(ctx context.Context) Link {
 	if c.so == nil {
 		if name := podsMetricName(h); name != "" {
 			if served, err := c.servedCustomMetrics(ctx); err == nil && !contains(served, "pods/"+name) {
-				return fail(l, fmt.Sprintf("HPA %s asks for the Pods metric %s; the adapter serves %s", h.Name, name, strings.Join(served, ", ")),
+				list := strings.Join(served, ", ")
+				if list == "" {
+					list = "no metric"
+				}
+				return fail(l, fmt.Sprintf("HPA %s asks for the Pods metric %s; the adapter serves %s", h.Name, name, list),
 					"the HPA's metric name (hpa.metric.name) must be the adapter rule's name.as")
 			}
 		}
