@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/url"
 	"path"
 	"regexp"
 	"sort"
@@ -18,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/kubernetes"
 )
 
 // The names of the links, in chain order; the e2e and scripts rely on them.
@@ -49,11 +49,39 @@ const (
 	defaultSeries      = "app_requests_total"
 )
 
-// Cluster is how the doctor reads the cluster: typed objects through client-go, and raw paths of
-// the API server (aggregated APIs, KEDA's objects, the pod and service proxies).
+// Cluster is how the doctor reads the cluster: GETs of API server paths, for objects (decoded into
+// k8s.io/api's types), aggregated APIs, KEDA's objects and the pod and service proxies alike. The
+// doctor reads a handful of kinds, so it does without client-go's typed clientset: linked into
+// anyroute, that would triple the binary and more than double the service's idle RSS.
 type Cluster struct {
-	Kube kubernetes.Interface
-	Raw  Getter
+	Raw Getter
+}
+
+// get decodes the object or list at the API path p into out.
+func (c Cluster) get(ctx context.Context, p string, out any) error {
+	body, err := c.Raw(ctx, p)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("GET %s: %w", p, err)
+	}
+	return nil
+}
+
+// objects is the API path of a namespace's objects of one kind: objects("apps/v1", ns,
+// "deployments"), or with a name a single one; a core kind has group version "v1".
+func objects(groupVersion, namespace, resource string, name ...string) string {
+	prefix := "/apis/"
+	if groupVersion == "v1" {
+		prefix = "/api/"
+	}
+	return prefix + path.Join(append([]string{groupVersion, "namespaces", namespace, resource}, name...)...)
+}
+
+// selecting adds a label selector to a list's path.
+func selecting(p, selector string) string {
+	return p + "?labelSelector=" + url.QueryEscape(selector)
 }
 
 // Chain walks the chain for one release. Prometheus makes a Getter for a Prometheus URL (direct,
@@ -111,8 +139,8 @@ func (c *Chain) Run(ctx context.Context) *Report {
 func (c *Chain) checkRelease(ctx context.Context) Link {
 	l := Link{Name: LinkRelease}
 	sel := "app.kubernetes.io/instance=" + c.Release + ",app.kubernetes.io/component=server"
-	deps, err := c.Cluster.Kube.AppsV1().Deployments(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
-	if err != nil {
+	var deps appsv1.DeploymentList
+	if err := c.Cluster.get(ctx, selecting(objects("apps/v1", c.Namespace, "deployments"), sel), &deps); err != nil {
 		return fail(l, "listing Deployments: "+err.Error(), "check the kubeconfig's cluster and credentials (-kubeconfig, KUBECONFIG)")
 	}
 	if len(deps.Items) != 1 {
@@ -120,12 +148,12 @@ func (c *Chain) checkRelease(ctx context.Context) Link {
 			"-release names the helm release and -namespace its namespace: `helm list -A` shows both")
 	}
 	c.dep = &deps.Items[0]
-	c.so, err = c.findScaledObject(ctx)
-	if err != nil {
+	var err error
+	if c.so, err = c.findScaledObject(ctx); err != nil {
 		return fail(l, fmt.Sprintf("deploy/%s; reading ScaledObjects: %v", c.dep.Name, err), "")
 	}
-	hpas, err := c.Cluster.Kube.AutoscalingV2().HorizontalPodAutoscalers(c.Namespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
+	var hpas autoscalingv2.HorizontalPodAutoscalerList
+	if err := c.Cluster.get(ctx, objects("autoscaling/v2", c.Namespace, "horizontalpodautoscalers"), &hpas); err != nil {
 		return fail(l, fmt.Sprintf("deploy/%s; listing HPAs: %v", c.dep.Name, err), "")
 	}
 	var own []string
@@ -208,8 +236,8 @@ func (c *Chain) checkPods(ctx context.Context) Link {
 	if err != nil {
 		return fail(l, "deploy/"+c.dep.Name+": selector: "+err.Error(), "")
 	}
-	list, err := c.Cluster.Kube.CoreV1().Pods(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
+	var list corev1.PodList
+	if err := c.Cluster.get(ctx, selecting(objects("v1", c.Namespace, "pods"), sel.String()), &list); err != nil {
 		return fail(l, "listing pods: "+err.Error(), "")
 	}
 	var ready, notReady []string
@@ -922,13 +950,13 @@ func (c *Chain) findAdapter(ctx context.Context) *adapterSetup {
 		return a
 	}
 	ns, svcName := as.Spec.Service.Namespace, as.Spec.Service.Name
-	svc, err := c.Cluster.Kube.CoreV1().Services(ns).Get(ctx, svcName, metav1.GetOptions{})
-	if err != nil {
+	var svc corev1.Service
+	if err := c.Cluster.get(ctx, objects("v1", ns, "services", svcName), &svc); err != nil {
 		a.err = err
 		return a
 	}
-	deps, err := c.Cluster.Kube.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
+	var deps appsv1.DeploymentList
+	if err := c.Cluster.get(ctx, objects("apps/v1", ns, "deployments"), &deps); err != nil {
 		a.err = err
 		return a
 	}
@@ -976,8 +1004,8 @@ func (c *Chain) readAdapterConfig(ctx context.Context, dep *appsv1.Deployment, c
 			if v.Name != m.Name || v.ConfigMap == nil {
 				continue
 			}
-			cm, err := c.Cluster.Kube.CoreV1().ConfigMaps(dep.Namespace).Get(ctx, v.ConfigMap.Name, metav1.GetOptions{})
-			if err != nil {
+			var cm corev1.ConfigMap
+			if err := c.Cluster.get(ctx, objects("v1", dep.Namespace, "configmaps", v.ConfigMap.Name), &cm); err != nil {
 				return nil, "", err
 			}
 			key := path.Base(rel)

@@ -20,6 +20,7 @@ package doctor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,7 +30,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -117,30 +117,53 @@ func restConfig(kubeconfig, kubeContext string) (*rest.Config, string, error) {
 	return cfg, ns, nil
 }
 
-// NewCluster makes the doctor's clients for a rest config.
+// NewCluster makes the doctor's client for a rest config: client-go's HTTP client for it (TLS,
+// tokens, exec plugins), GETs against its server.
 func NewCluster(cfg *rest.Config) (Cluster, error) {
-	kube, err := kubernetes.NewForConfig(cfg)
+	client, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return Cluster{}, err
 	}
-	rc := kube.CoreV1().RESTClient()
+	server, _, err := rest.DefaultServerUrlFor(cfg)
+	if err != nil {
+		return Cluster{}, err
+	}
+	base := strings.TrimRight(server.String(), "/")
 	raw := func(ctx context.Context, p string) ([]byte, error) {
-		body, err := rc.Get().RequestURI(p).DoRaw(ctx)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+p, nil)
 		if err != nil {
-			return nil, fmt.Errorf("%w%s", err, bodyNote(body))
+			return nil, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode/100 != 2 {
+			return nil, fmt.Errorf("GET %s: %s%s", p, resp.Status, statusNote(body))
 		}
 		return body, nil
 	}
-	return Cluster{Kube: kube, Raw: raw}, nil
+	return Cluster{Raw: raw}, nil
 }
 
-// bodyNote is the start of an error answer's body, when client-go's error does not carry it.
-func bodyNote(body []byte) string {
-	s := firstLine(string(body))
-	if s == "" || strings.HasPrefix(s, "{") {
-		return ""
+// statusNote is what an error answer says: the message of the API server's Status object, or the
+// start of a body that is not one (a proxied pod's or service's own answer).
+func statusNote(body []byte) string {
+	var status struct {
+		Kind, Message string
 	}
-	return " (" + s + ")"
+	if json.Unmarshal(body, &status) == nil && status.Kind == "Status" && status.Message != "" {
+		return ": " + status.Message
+	}
+	if s := firstLine(string(body)); s != "" {
+		return ": " + s
+	}
+	return ""
 }
 
 // PrometheusGetter returns how to reach a Prometheus URL: directly, or for an in-cluster Service

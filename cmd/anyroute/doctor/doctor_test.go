@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +18,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 )
 
@@ -123,7 +125,8 @@ func TestScanCounter(t *testing.T) {
 // the chart's HPA, the adapter's APIService, Service, Deployment and ConfigMap, the pod proxy's
 // and the custom metrics API's answers, and a Prometheus.
 type fixture struct {
-	objects    []runtime.Object
+	objects    []runtime.Object  // beside the healthy chain's
+	store      []runtime.Object  // every object the API server holds, once chain has run
 	raw        map[string]string // API server path → body; missing: 404
 	podLabel   string            // the label Prometheus puts the pod name in
 	series     string            // the counter's name in Prometheus
@@ -205,18 +208,77 @@ func (f *fixture) chain(t *testing.T) *Chain {
 			autoscalingv2.MetricStatus{Type: autoscalingv2.ExternalMetricSourceType, External: &autoscalingv2.ExternalMetricStatus{
 				Metric: autoscalingv2.MetricIdentifier{Name: "s0-prometheus"}, Current: autoscalingv2.MetricValueStatus{AverageValue: ptr.To(resource.MustParse("3802m"))}}}))
 	}
-	objs = append(objs, f.objects...)
+	f.store = append(objs, f.objects...)
 	prom := httptest.NewServer(http.HandlerFunc(f.prometheus))
 	t.Cleanup(prom.Close)
 	raw := func(_ context.Context, p string) ([]byte, error) {
 		if body, ok := f.raw[p]; ok {
 			return []byte(body), nil
 		}
-		return nil, fmt.Errorf("the server could not find the requested resource (get %s): 404", p)
+		if body, ok := f.serve(t, p); ok {
+			return body, nil
+		}
+		return nil, fmt.Errorf("GET %s: 404 Not Found: the server could not find the requested resource", p)
 	}
-	cluster := Cluster{Kube: fake.NewClientset(objs...), Raw: raw}
+	cluster := Cluster{Raw: raw}
 	return &Chain{Cluster: cluster, Namespace: "demo", Release: "anyroute", PrometheusURL: prom.URL,
 		Prometheus: PrometheusGetter(cluster, prom.Client())}
+}
+
+// apiPath splits an API path of namespaced objects: group version, namespace, resource, name ("" for
+// a list).
+var apiPath = regexp.MustCompile(`^/apis?/(.+)/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?$`)
+
+// serve answers a GET of the objects in the store as the API server does: a list of a namespace's
+// objects of one kind (with a label selector), or one object by name.
+func (f *fixture) serve(t *testing.T, p string) ([]byte, bool) {
+	p, query, _ := strings.Cut(p, "?")
+	m := apiPath.FindStringSubmatch(p)
+	if m == nil {
+		return nil, false
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, err := labels.Parse(q.Get("labelSelector"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := []runtime.Object{}
+	for _, obj := range f.store {
+		var gv, resource string
+		switch obj.(type) {
+		case *appsv1.Deployment:
+			gv, resource = "apps/v1", "deployments"
+		case *autoscalingv2.HorizontalPodAutoscaler:
+			gv, resource = "autoscaling/v2", "horizontalpodautoscalers"
+		case *corev1.Pod:
+			gv, resource = "v1", "pods"
+		case *corev1.Service:
+			gv, resource = "v1", "services"
+		case *corev1.ConfigMap:
+			gv, resource = "v1", "configmaps"
+		default:
+			t.Fatalf("no API path for %T", obj)
+		}
+		meta := obj.(metav1.Object)
+		if gv != m[1] || meta.GetNamespace() != m[2] || resource != m[3] {
+			continue
+		}
+		if m[4] == meta.GetName() {
+			body, err := json.Marshal(obj)
+			return body, err == nil
+		}
+		if m[4] == "" && sel.Matches(labels.Set(meta.GetLabels())) {
+			items = append(items, obj)
+		}
+	}
+	if m[4] != "" {
+		return nil, false
+	}
+	body, err := json.Marshal(map[string]any{"items": items})
+	return body, err == nil
 }
 
 func (f *fixture) hpa(name string, spec autoscalingv2.MetricSpec, status autoscalingv2.MetricStatus) *autoscalingv2.HorizontalPodAutoscaler {
@@ -363,11 +425,11 @@ func TestChainBreakages(t *testing.T) {
 func TestChainTargetOutOfReach(t *testing.T) {
 	f := newFixture()
 	r := f.chain(t)
-	h, _ := r.Cluster.Kube.AutoscalingV2().HorizontalPodAutoscalers("demo").Get(context.Background(), "anyroute", metav1.GetOptions{})
-	h.Spec.Metrics[0].Pods.Target.AverageValue = ptr.To(resource.MustParse("1k"))
-	h.Status.CurrentReplicas = 1
-	if _, err := r.Cluster.Kube.AutoscalingV2().HorizontalPodAutoscalers("demo").Update(context.Background(), h, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
+	for _, obj := range f.store {
+		if h, ok := obj.(*autoscalingv2.HorizontalPodAutoscaler); ok {
+			h.Spec.Metrics[0].Pods.Target.AverageValue = ptr.To(resource.MustParse("1k"))
+			h.Status.CurrentReplicas = 1
+		}
 	}
 	rep := r.Run(context.Background())
 	if l := linkOf(rep, LinkHPA); rep.FirstProblem != LinkHPA || l.Status != Warn || !strings.Contains(l.Evidence, "target 1k = 1000") {
