@@ -387,12 +387,13 @@ const cutAnswerTime = 500 * time.Millisecond
 
 // maxAPIConns is how many connections the API listener holds at once: the file descriptor limit
 // (which Go raises to its hard maximum at start) less the reserve, and at least half the limit.
+// Without such a limit (windows) it is unbounded.
 func maxAPIConns() int {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > math.MaxInt32 {
+	limit, ok := fdLimit()
+	if !ok || limit > math.MaxInt32 {
 		return math.MaxInt32
 	}
-	n := int(lim.Cur)
+	n := int(limit)
 	return max(n-fdReserve, n/2)
 }
 
