@@ -14,7 +14,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/anyroute/anyroute/cmd/anyroute/doctor"
 	"github.com/anyroute/anyroute/config"
 )
 
@@ -48,7 +47,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		case "healthcheck":
 			return healthcheck(args[1:], stderr)
 		case "doctor":
-			return doctor.Run(args[1:], stdout, stderr)
+			return runDoctor(args[1:], stdout, stderr)
 		case "serve":
 			args = args[1:]
 		}

@@ -4,6 +4,7 @@ package containers
 
 import (
 	"encoding/json"
+	"errors"
 	"go/version"
 	"os"
 	"os/exec"
@@ -17,8 +18,8 @@ import (
 const maxImageBytes = 20 << 20
 
 // TestImage checks what the image promises without running the service: under 20 MB, a numeric
-// non-root user, a HEALTHCHECK, and a binary built by the patched Go release go.mod's toolchain line
-// names (that the container turns healthy on a read-only root is TestContainers' part).
+// non-root user, a HEALTHCHECK, a binary built by the patched Go release go.mod's toolchain line
+// names, and no doctor (that the container turns healthy on a read-only root is TestContainers' part).
 func TestImage(t *testing.T) {
 	t.Parallel()
 	out, err := exec.Command("docker", "image", "inspect", images.anyroute).Output()
@@ -70,6 +71,14 @@ func TestImage(t *testing.T) {
 	}
 	if want := toolchainLine(t); version.Compare(goVersion, want) < 0 {
 		t.Errorf("image built with %s, older than go.mod's toolchain %s (the patched release)", goVersion, want)
+	}
+
+	// The image leaves the doctor out (the nodoctor tag): asked for it, it says where the doctor is
+	// and exits 2 rather than serving.
+	out, err = exec.Command("docker", "run", "--rm", "--read-only", "--network", "none", images.anyroute, "doctor").CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "not in this build") {
+		t.Errorf("docker run %s doctor: %v, want exit 2 saying the doctor is not in this build: %s", images.anyroute, err, out)
 	}
 }
 
