@@ -209,10 +209,12 @@ func TestHalfCloseIsTreatedAsLeaving(t *testing.T) {
 	})
 }
 
-// TestSIGHUPNeverEndsTheService: SIGHUP (here with no config file to reload) keeps the process
+// TestSIGHUPNeverEndsTheService: SIGHUP (a reload of the unchanged file) keeps the process
 // serving, a request in flight included.
 func TestSIGHUPNeverEndsTheService(t *testing.T) {
-	p := start(t, `{"routes": [{"name": "slow", "match": "/slow", "delay": "500ms"}]}`)
+	// The in-flight gauge is as old as one flush: flush often, and keep the request in flight for
+	// many flushes, so that a loaded machine still sees it before the signals.
+	p := start(t, `{"metrics": {"flush_interval": "100ms"}, "routes": [{"name": "slow", "match": "/slow", "delay": "2s"}]}`)
 	answer := make(chan int, 1)
 	go func() { code, _ := kit.Get(p.api + "/slow"); answer <- code }()
 	kit.WaitFor(t, 5*time.Second, "the request in flight", func() bool { return inFlight(p) == 1 })

@@ -111,7 +111,8 @@ func TestCheckConfigNamesEveryViolation(t *testing.T) {
 }
 
 func TestSIGTERMDrainsSlowRequests(t *testing.T) {
-	p := start(t, `{"routes": [{"name": "slow", "match": "/slow", "delay": "1500ms"}], "shutdown": {"grace": "10s"}}`)
+	// flush_interval: the in-flight gauge below is as old as one flush.
+	p := start(t, `{"metrics": {"flush_interval": "100ms"}, "routes": [{"name": "slow", "match": "/slow", "delay": "1500ms"}], "shutdown": {"grace": "10s"}}`)
 	const n = 8
 	var wg sync.WaitGroup
 	codes := make([]int, n)
