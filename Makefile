@@ -157,6 +157,21 @@ bench-load: ## the load run alone: anyroute, its peers and bare net/http side by
 bench-metrics: ## micro-benchmarks of the metrics pipeline
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./instrumenting/metrics/
 
+# The release: GoReleaser (.goreleaser.yaml) in snapshot mode, so it needs no tag and no network:
+# archives for linux, darwin and windows on amd64 and arm64, checksums.txt and a CycloneDX SBOM per
+# binary in dist/, stamped with VERSION and REVISION as make build stamps them. SIGN=KEY adds
+# dist/checksums.txt.sig, signed with that cosign key (COSIGN_PASSWORD its password) and uploaded
+# nowhere (no transparency log).
+SIGN ?=
+
+.PHONY: release
+release: ## the release archives, checksums.txt and SBOMs in dist/ (GoReleaser snapshot); SIGN=cosign.key signs checksums.txt
+	scripts/tools.sh goreleaser cyclonedx-gomod $(if $(SIGN),cosign)
+	VERSION=$(VERSION) REVISION=$(REVISION) PATH="$(TOOLS_BIN):$$PATH" \
+	  $(TOOLS_BIN)/goreleaser release --snapshot --clean
+	$(if $(SIGN),$(TOOLS_BIN)/cosign sign-blob --yes --tlog-upload=false --key $(SIGN) \
+	  --output-signature dist/checksums.txt.sig dist/checksums.txt)
+
 .PHONY: tools
 tools: ## build the pinned tools into .tools/bin
 	scripts/tools.sh golangci-lint govulncheck helm jaeger
@@ -223,7 +238,7 @@ alerts: ## promtool check and unit-test the alert rules (deployments/compose/pro
 
 .PHONY: clean
 clean: ## remove build outputs (not the tools)
-	rm -rf bin .build
+	rm -rf bin .build dist
 
 .PHONY: help
 help: ## list the targets
