@@ -172,12 +172,21 @@ release: ## the release archives, checksums.txt and SBOMs in dist/ (GoReleaser s
 	$(if $(SIGN),$(TOOLS_BIN)/cosign sign-blob --yes --tlog-upload=false --key $(SIGN) \
 	  --output-signature dist/checksums.txt.sig dist/checksums.txt)
 
+# The release test (test/release): make release with a version and a cosign key of its own, then
+# every archive, checksum, SBOM and the signature, and the linux binaries run: arm64 under Debian's
+# qemu-user-static. Not part of make test (see the README for its cost).
+.PHONY: test-release
+test-release: ## make release, checked: archives, checksums, SBOMs, signature; the amd64 binary and the arm64 one under qemu
+	scripts/deps.sh qemu-aarch64-static
+	scripts/tools.sh goreleaser cyclonedx-gomod cosign
+	$(GO) test -tags release -count=1 -v -timeout 30m ./test/release/
+
 .PHONY: tools
 tools: ## build the pinned tools into .tools/bin
 	scripts/tools.sh golangci-lint govulncheck helm jaeger
 
-# Every build tag, so the external, container, e2e and soak tests are vetted too.
-LINT_TAGS := integration,e2e,soak,external
+# Every build tag, so the external, container, e2e, soak and release tests are vetted too.
+LINT_TAGS := integration,e2e,soak,external,release
 
 .PHONY: lint
 lint: shellcheck helm-lint vulncheck ## gofmt, go vet, golangci-lint; shellcheck, helm-lint and vulncheck first
