@@ -77,8 +77,11 @@ ifndef NO_REGISTRY
 NO_REGISTRY = $(eval NO_REGISTRY := $(shell deployments/no-registry/images.sh probe))$(NO_REGISTRY)
 endif
 no_registry  = $(filter 1,$(NO_REGISTRY))
-NO_REGISTRY_SH = VERSION=$(VERSION) REVISION=$(REVISION) deployments/no-registry/images.sh
-IMAGE      ?= anyroute:latest
+# ARCH=arm64 (or amd64) builds the image for that architecture, cross-compiled on this machine, and
+# names it anyroute:latest-ARCH unless IMAGE says otherwise; unset, the machine's own.
+ARCH       ?=
+NO_REGISTRY_SH = VERSION=$(VERSION) REVISION=$(REVISION) ARCH=$(ARCH) deployments/no-registry/images.sh
+IMAGE      ?= anyroute:latest$(if $(ARCH),-$(ARCH))
 # The images the stack and the container tests run on the normal path (docker-compose.yml's
 # defaults); $(IMAGES_ENV) names the ones this machine has, for compose and the tests.
 SIEGE_IMAGE      ?= anyroute-siege:latest
@@ -88,8 +91,10 @@ IMAGES_ENV := .build/images.env
 COMPOSE     = docker-compose $(if $(wildcard $(IMAGES_ENV)),--env-file $(IMAGES_ENV)) -p anyroute \
               -f deployments/compose/docker-compose.yml
 
+# Another architecture on the normal path needs BuildKit, which sets the Dockerfile's platform
+# arguments from --platform (the classic builder's image would say amd64: NO_REGISTRY=1 fixes that).
 define normal_image
-docker build -f deployments/docker/Dockerfile --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
+docker build -f deployments/docker/Dockerfile $(if $(ARCH),--platform linux/$(ARCH)) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
 endef
 
 define normal_stack
@@ -107,7 +112,7 @@ docker-check: # fail, not skip, without Docker
 	@err=$$(docker version -f '{{.Server.Version}}' 2>&1 >/dev/null) || { echo "Docker is required and no daemon answers at $${DOCKER_HOST:-unix:///var/run/docker.sock} ($${err##*$$'\n'}): start dockerd, or set DOCKER_HOST" >&2; exit 1; }
 
 .PHONY: image
-image: docker-check ## build the anyroute image IMAGE (anyroute:latest): docker build, or the no-registry path
+image: docker-check ## build the anyroute image IMAGE (anyroute:latest): docker build, or the no-registry path; ARCH=arm64 for arm64
 	$(if $(no_registry),$(NO_REGISTRY_SH) anyroute $(IMAGE),$(normal_image))
 
 .PHONY: images
