@@ -133,13 +133,17 @@ up: images ## start the local stack: anyroute, Prometheus, Jaeger, siege; GRAFAN
 down: docker-check ## stop the local stack (Grafana included) and remove its volumes
 	$(COMPOSE) --profile grafana down -v
 
+# The arm64 image the container tests check (TestImageArm64), beside IMAGE.
+ARM64_IMAGE ?= anyroute:latest-arm64
+
 # testcontainers: no reaper (its image cannot be pulled; the tests remove what they start), and
 # published ports looked up on 127.0.0.1 (the default guess is wrong inside a container).
 .PHONY: test-integration
 test-integration: export TESTCONTAINERS_RYUK_DISABLED ?= true
 test-integration: export TESTCONTAINERS_HOST_OVERRIDE ?= 127.0.0.1
-test-integration: images ## the image, then anyroute with Prometheus and Jaeger in containers and as the compose stack
-	set -a; source $(IMAGES_ENV); set +a; ANYROUTE_IMAGE=$(IMAGE) \
+test-integration: images ## the images (amd64 and arm64), then anyroute with Prometheus and Jaeger in containers and as the compose stack
+	@$(MAKE) --no-print-directory image ARCH=arm64 IMAGE=$(ARM64_IMAGE) NO_REGISTRY=$(NO_REGISTRY)
+	set -a; source $(IMAGES_ENV); set +a; ANYROUTE_IMAGE=$(IMAGE) ANYROUTE_ARM64_IMAGE=$(ARM64_IMAGE) \
 	  $(GO) test -tags integration -count=1 -v -timeout 20m ./test/containers/
 
 SOAK_DURATION ?= 10m
