@@ -77,8 +77,11 @@ ifndef NO_REGISTRY
 NO_REGISTRY = $(eval NO_REGISTRY := $(shell deployments/no-registry/images.sh probe))$(NO_REGISTRY)
 endif
 no_registry  = $(filter 1,$(NO_REGISTRY))
-NO_REGISTRY_SH = VERSION=$(VERSION) REVISION=$(REVISION) deployments/no-registry/images.sh
-IMAGE      ?= anyroute:latest
+# ARCH=arm64 (or amd64) builds the image for that architecture, cross-compiled on this machine, and
+# names it anyroute:latest-ARCH unless IMAGE says otherwise; unset, the machine's own.
+ARCH       ?=
+NO_REGISTRY_SH = VERSION=$(VERSION) REVISION=$(REVISION) ARCH=$(ARCH) deployments/no-registry/images.sh
+IMAGE      ?= anyroute:latest$(if $(ARCH),-$(ARCH))
 # The images the stack and the container tests run on the normal path (docker-compose.yml's
 # defaults); $(IMAGES_ENV) names the ones this machine has, for compose and the tests.
 SIEGE_IMAGE      ?= anyroute-siege:latest
@@ -88,8 +91,10 @@ IMAGES_ENV := .build/images.env
 COMPOSE     = docker-compose $(if $(wildcard $(IMAGES_ENV)),--env-file $(IMAGES_ENV)) -p anyroute \
               -f deployments/compose/docker-compose.yml
 
+# Another architecture on the normal path needs BuildKit, which sets the Dockerfile's platform
+# arguments from --platform (the classic builder's image would say amd64: NO_REGISTRY=1 fixes that).
 define normal_image
-docker build -f deployments/docker/Dockerfile --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
+docker build -f deployments/docker/Dockerfile $(if $(ARCH),--platform linux/$(ARCH)) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
 endef
 
 define normal_stack
@@ -107,7 +112,7 @@ docker-check: # fail, not skip, without Docker
 	@err=$$(docker version -f '{{.Server.Version}}' 2>&1 >/dev/null) || { echo "Docker is required and no daemon answers at $${DOCKER_HOST:-unix:///var/run/docker.sock} ($${err##*$$'\n'}): start dockerd, or set DOCKER_HOST" >&2; exit 1; }
 
 .PHONY: image
-image: docker-check ## build the anyroute image IMAGE (anyroute:latest): docker build, or the no-registry path
+image: docker-check ## build the anyroute image IMAGE (anyroute:latest): docker build, or the no-registry path; ARCH=arm64 for arm64
 	$(if $(no_registry),$(NO_REGISTRY_SH) anyroute $(IMAGE),$(normal_image))
 
 .PHONY: images
@@ -128,13 +133,17 @@ up: images ## start the local stack: anyroute, Prometheus, Jaeger, siege; GRAFAN
 down: docker-check ## stop the local stack (Grafana included) and remove its volumes
 	$(COMPOSE) --profile grafana down -v
 
+# The arm64 image the container tests check (TestImageArm64), beside IMAGE.
+ARM64_IMAGE ?= anyroute:latest-arm64
+
 # testcontainers: no reaper (its image cannot be pulled; the tests remove what they start), and
 # published ports looked up on 127.0.0.1 (the default guess is wrong inside a container).
 .PHONY: test-integration
 test-integration: export TESTCONTAINERS_RYUK_DISABLED ?= true
 test-integration: export TESTCONTAINERS_HOST_OVERRIDE ?= 127.0.0.1
-test-integration: images ## the image, then anyroute with Prometheus and Jaeger in containers and as the compose stack
-	set -a; source $(IMAGES_ENV); set +a; ANYROUTE_IMAGE=$(IMAGE) \
+test-integration: images ## the images (amd64 and arm64), then anyroute with Prometheus and Jaeger in containers and as the compose stack
+	@$(MAKE) --no-print-directory image ARCH=arm64 IMAGE=$(ARM64_IMAGE) NO_REGISTRY=$(NO_REGISTRY)
+	set -a; source $(IMAGES_ENV); set +a; ANYROUTE_IMAGE=$(IMAGE) ANYROUTE_ARM64_IMAGE=$(ARM64_IMAGE) \
 	  $(GO) test -tags integration -count=1 -v -timeout 20m ./test/containers/
 
 SOAK_DURATION ?= 10m
@@ -157,12 +166,36 @@ bench-load: ## the load run alone: anyroute, its peers and bare net/http side by
 bench-metrics: ## micro-benchmarks of the metrics pipeline
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./instrumenting/metrics/
 
+# The release: GoReleaser (.goreleaser.yaml) in snapshot mode, so it needs no tag and no network:
+# archives for linux, darwin and windows on amd64 and arm64, checksums.txt and a CycloneDX SBOM per
+# binary in dist/, stamped with VERSION and REVISION as make build stamps them. SIGN=KEY adds
+# dist/checksums.txt.sig, signed with that cosign key (COSIGN_PASSWORD its password) and uploaded
+# nowhere (no transparency log).
+SIGN ?=
+
+.PHONY: release
+release: ## the release archives, checksums.txt and SBOMs in dist/ (GoReleaser snapshot); SIGN=cosign.key signs checksums.txt
+	scripts/tools.sh goreleaser cyclonedx-gomod $(if $(SIGN),cosign)
+	VERSION=$(VERSION) REVISION=$(REVISION) PATH="$(TOOLS_BIN):$$PATH" \
+	  $(TOOLS_BIN)/goreleaser release --snapshot --clean
+	$(if $(SIGN),$(TOOLS_BIN)/cosign sign-blob --yes --tlog-upload=false --key $(SIGN) \
+	  --output-signature dist/checksums.txt.sig dist/checksums.txt)
+
+# The release test (test/release): make release with a version and a cosign key of its own, then
+# every archive, checksum, SBOM and the signature, and the linux binaries run: arm64 under Debian's
+# qemu-user-static. Not part of make test (see the README for its cost).
+.PHONY: test-release
+test-release: ## make release, checked: archives, checksums, SBOMs, signature; the amd64 binary and the arm64 one under qemu
+	scripts/deps.sh qemu-aarch64-static
+	scripts/tools.sh goreleaser cyclonedx-gomod cosign
+	$(GO) test -tags release -count=1 -v -timeout 30m ./test/release/
+
 .PHONY: tools
 tools: ## build the pinned tools into .tools/bin
 	scripts/tools.sh golangci-lint govulncheck helm jaeger
 
-# Every build tag, so the external, container, e2e and soak tests are vetted too.
-LINT_TAGS := integration,e2e,soak,external
+# Every build tag, so the external, container, e2e, soak and release tests are vetted too.
+LINT_TAGS := integration,e2e,soak,external,release
 
 .PHONY: lint
 lint: shellcheck helm-lint vulncheck ## gofmt, go vet, golangci-lint; shellcheck, helm-lint and vulncheck first
@@ -223,7 +256,7 @@ alerts: ## promtool check and unit-test the alert rules (deployments/compose/pro
 
 .PHONY: clean
 clean: ## remove build outputs (not the tools)
-	rm -rf bin .build
+	rm -rf bin .build dist
 
 .PHONY: help
 help: ## list the targets

@@ -19,6 +19,8 @@ declare -A package_of=(
 	[docker-compose]=docker-compose
 	[gcc]="gcc libc6-dev"
 	[shellcheck]=shellcheck
+	[jq]=jq
+	[qemu-aarch64-static]=qemu-user-static
 	[git]=git
 )
 

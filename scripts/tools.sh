@@ -38,10 +38,16 @@ PODINFO_RELEASE=6.9.2
 GO_HTTPBIN_VERSION=v2.26.0
 FORTIO_VERSION=v1.63.0 # @latest (1.75.x) needs a module the proxy refuses
 KEDA_VERSION=v2.21.0 # keda-operator, keda-adapter and the CRDs (keda-crds)
+# make release: GoReleaser, the SBOM generator its sboms step runs, and cosign for the optional
+# signature of checksums.txt (v2.18.2 and newer GoReleasers need a newer Go than the proxy serves).
+GORELEASER_VERSION=v2.17.0
+CYCLONEDX_GOMOD_VERSION=v1.10.0
+COSIGN_VERSION=v2.6.5
 
 TOOLS=(golangci-lint govulncheck helm jaeger etcd kube-apiserver
 	kube-controller-manager kubectl prometheus-adapter podinfo go-httpbin fortio)
 TOOLS+=(keda-operator keda-adapter)
+TOOLS+=(goreleaser cyclonedx-gomod cosign)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS_DIR=${TOOLS_DIR:-$ROOT/.tools}
@@ -71,6 +77,9 @@ version_of() {
 	podinfo) echo "$PODINFO_VERSION" ;;
 	go-httpbin) echo "$GO_HTTPBIN_VERSION" ;;
 	fortio) echo "$FORTIO_VERSION" ;;
+	goreleaser) echo "$GORELEASER_VERSION" ;;
+	cyclonedx-gomod) echo "$CYCLONEDX_GOMOD_VERSION" ;;
+	cosign) echo "$COSIGN_VERSION" ;;
 	*) return 1 ;;
 	esac
 }
@@ -262,6 +271,21 @@ build_go-httpbin() {
 
 build_fortio() {
 	go_install fortio.org/fortio "$FORTIO_VERSION"
+}
+
+# The release tools: go install takes all three, each stamped as its own release build is.
+build_goreleaser() {
+	go_install github.com/goreleaser/goreleaser/v2 "$GORELEASER_VERSION" \
+		-ldflags "-X main.version=${GORELEASER_VERSION#v} -X main.builtBy=anyroute-tools.sh"
+}
+
+build_cyclonedx-gomod() {
+	go_install github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod "$CYCLONEDX_GOMOD_VERSION"
+}
+
+build_cosign() {
+	CGO_ENABLED=0 go_install github.com/sigstore/cosign/v2/cmd/cosign "$COSIGN_VERSION" \
+		-ldflags "-X sigs.k8s.io/release-utils/version.gitVersion=$COSIGN_VERSION"
 }
 
 # ensure NAME: build NAME unless its binary and its current stamp exist.

@@ -9,6 +9,8 @@
 #        deployments/no-registry/images.sh anyroute IMAGE  the anyroute image (make image)
 #        deployments/no-registry/images.sh stack           Prometheus, Jaeger, siege (make images)
 # Env:   VERSION, REVISION  stamped into the anyroute binary (default: from git)
+#        ARCH               the anyroute image's architecture (make image ARCH=arm64); by default
+#                           the Go builder's, the machine's own. Another one is cross-compiled.
 #        FORCE=1            rebuild the anyroute image even when it is up to date
 #        PULL_TIMEOUT       seconds the probe's pull may take (default 300)
 #        DEBIAN_MIRROR      the archive debootstrap and apt use
@@ -177,15 +179,16 @@ context() {
   log "build context $ctx: $(du -sh "$ctx" | cut -f1), $(find "$ctx" -type f | wc -l) files"
 }
 
-# inputs: what the anyroute image is built from, as its build sees it (linux, no cgo): the Go and
-# embedded files of the module's packages (dependencies are pinned by go.sum), the Dockerfile, the
-# builder image, VERSION and REVISION. Editing a test, the README or the chart rebuilds nothing.
+# inputs GO_IMAGE ARCH: what the anyroute image is built from, as its build sees it (linux/ARCH, no
+# cgo): the Go and embedded files of the module's packages (dependencies are pinned by go.sum), the
+# Dockerfile, the builder image, VERSION, REVISION and ARCH. Editing a test, the README or the chart
+# rebuilds nothing.
 inputs() {
   echo "GO_IMAGE $1 $(image_id "$1")"
-  echo "VERSION $VERSION REVISION $REVISION"
+  echo "VERSION $VERSION REVISION $REVISION ARCH $2"
   {
     # shellcheck disable=SC2016 # a Go template, not shell
-    CGO_ENABLED=0 GOOS=linux go list -deps -f \
+    CGO_ENABLED=0 GOOS=linux GOARCH=$2 go list -deps -f \
       '{{if .Module}}{{if .Module.Main}}{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}
 {{end}}{{range .EmbedFiles}}{{$d}}/{{.}}
 {{end}}{{end}}{{end}}' ./cmd/anyroute | sed "s|^$ROOT/||"
@@ -193,23 +196,52 @@ inputs() {
   } | LC_ALL=C sort -u | xargs sha256sum
 }
 
+# set_arch IMAGE ARCH: the classic builder writes the building machine's architecture into the
+# config of an image on scratch, whatever the binary in it was compiled for. This rewrites the
+# config's architecture (docker save, edit, docker load; the layers stay as they are) where it is
+# not ARCH already.
+set_arch() {
+  local image=$1 arch=$2 old dir=$BUILD/images/save.tmp cfg new
+  old=$(image_id "$image")
+  [ "$(docker image inspect -f '{{.Architecture}}' "$old")" != "$arch" ] || return 0
+  "$ROOT/scripts/deps.sh" jq
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  docker save "$image" | tar -C "$dir" -xf -
+  cfg=$(jq -r '.[0].Config' "$dir/manifest.json")
+  jq -c --arg a "$arch" '.architecture = $a' "$dir/$cfg" >"$dir/config.tmp"
+  rm "$dir/$cfg"
+  # An image's ID is the digest of its config, and so is the config's name in a saved image.
+  new=$(sha256sum <"$dir/config.tmp" | cut -d' ' -f1).json
+  mv "$dir/config.tmp" "$dir/$new"
+  jq -c --arg c "$new" '.[0].Config = $c' "$dir/manifest.json" >"$dir/manifest.tmp"
+  mv "$dir/manifest.tmp" "$dir/manifest.json"
+  tar -C "$dir" -cf - . | docker load -q >/dev/null
+  rm -rf "$dir"
+  docker rmi "$old" >/dev/null 2>&1 || true
+}
+
 build_anyroute() {
-  local image=${1:?usage: images.sh anyroute IMAGE} go_image h old rc=0 go_id d p
+  local image=${1:?usage: images.sh anyroute IMAGE} go_image build_arch arch h old rc=0 go_id d p
   VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
   REVISION=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
   build_golang
   go_image=${RESOLVED[GO_IMAGE]}
-  h=$(inputs "$go_image" | hash_of)
+  build_arch=$(docker image inspect -f '{{.Architecture}}' "$go_image")
+  arch=${ARCH:-$build_arch}
+  h=$(inputs "$go_image" "$arch" | hash_of)
   old=$(image_id "$image" || true)
   if [ "${FORCE:-0}" != 1 ] && [ -n "$old" ] && up_to_date "$image" "$h" "$IMAGE_LABEL"; then
     log "$image is up to date (inputs $h)"
     return 0
   fi
   context
-  log "building $image with $go_image (inputs $h)"
-  # --force-rm: a failed step leaves no stopped container behind either.
+  log "building $image for linux/$arch with $go_image (inputs $h)"
+  # --force-rm: a failed step leaves no stopped container behind either. The platform arguments
+  # are those BuildKit would set: build on the Go image's platform, compile for ARCH.
   docker build --force-rm -f deployments/docker/Dockerfile --label "$IMAGE_LABEL=$h" \
     --build-arg "GO_IMAGE=$go_image" --build-arg GOFLAGS=-mod=vendor \
+    --build-arg "BUILDPLATFORM=linux/$build_arch" --build-arg "TARGETARCH=$arch" \
     --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" -t "$image" "$BUILD/context" || rc=$?
   # The legacy builder keeps the build stage as an untagged image (the Go image plus sources and
   # build cache, about 500 MB a build), and so does a failed build: remove every dangling image that
@@ -224,8 +256,9 @@ build_anyroute() {
     done
   done
   [ "$rc" = 0 ] || { log "docker build of $image failed"; exit "$rc"; }
+  set_arch "$image" "$arch"
   if [ -n "$old" ] && [ "$old" != "$(image_id "$image")" ]; then docker rmi "$old" >/dev/null 2>&1 || true; fi
-  docker image inspect -f "$image: {{.Size}} bytes, user {{.Config.User}}" "$image" >&2
+  docker image inspect -f "$image: {{.Os}}/{{.Architecture}}, {{.Size}} bytes, user {{.Config.User}}" "$image" >&2
 }
 
 # write_env: the names resolved in this run, merged into .build/images.env, so `anyroute` after

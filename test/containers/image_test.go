@@ -3,6 +3,8 @@
 package containers
 
 import (
+	"bytes"
+	"debug/buildinfo"
 	"encoding/json"
 	"errors"
 	"go/version"
@@ -13,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/anyroute/anyroute/test/kit"
 )
 
 const maxImageBytes = 20 << 20
@@ -79,6 +83,49 @@ func TestImage(t *testing.T) {
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "not in this build") {
 		t.Errorf("docker run %s doctor: %v, want exit 2 saying the doctor is not in this build: %s", images.anyroute, err, out)
+	}
+}
+
+// TestImageArm64 checks the image `make image ARCH=arm64` builds on this machine without running
+// it (nothing here runs arm64 containers): its config says linux/arm64, which is what a registry's
+// index and a node's runtime go by, and its /anyroute is an arm64 ELF built as the other image's
+// binary is (no cgo, without the doctor).
+func TestImageArm64(t *testing.T) {
+	t.Parallel()
+	if platform := inspectField(t, images.anyrouteArm64, "{{.Os}}/{{.Architecture}}"); platform != "linux/arm64" {
+		t.Errorf("image %s: config says %s, want linux/arm64", images.anyrouteArm64, platform)
+	}
+	out, err := exec.Command("docker", "create", images.anyrouteArm64).Output()
+	if err != nil {
+		t.Fatalf("docker create %s: %v", images.anyrouteArm64, err)
+	}
+	id := strings.TrimSpace(string(out))
+	t.Cleanup(func() {
+		if out, err := exec.Command("docker", "rm", id).CombinedOutput(); err != nil {
+			t.Errorf("docker rm %s: %v: %s", id, err, out)
+		}
+	})
+	bin := filepath.Join(t.TempDir(), "anyroute")
+	if out, err := exec.Command("docker", "cp", id+":/anyroute", bin).CombinedOutput(); err != nil {
+		t.Fatalf("docker cp %s:/anyroute: %v: %s", id, err, out)
+	}
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if goos, goarch, err := kit.BinaryPlatform(b); err != nil || goos != "linux" || goarch != "arm64" {
+		t.Errorf("/anyroute of %s is a %s/%s executable (%v), want linux/arm64", images.anyrouteArm64, goos, goarch, err)
+	}
+	bi, err := buildinfo.Read(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("/anyroute of %s: %v", images.anyrouteArm64, err)
+	}
+	settings := map[string]string{}
+	for _, s := range bi.Settings {
+		settings[s.Key] = s.Value
+	}
+	if settings["GOARCH"] != "arm64" || settings["CGO_ENABLED"] != "0" || settings["-tags"] != "nodoctor" {
+		t.Errorf("/anyroute of %s was built with %v, want GOARCH=arm64, CGO_ENABLED=0, -tags=nodoctor", images.anyrouteArm64, settings)
 	}
 }
 

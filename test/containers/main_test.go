@@ -7,8 +7,8 @@
 //
 //	go test -tags integration -count=1 -v ./test/containers/
 //
-// Image names come from the environment (ANYROUTE_IMAGE, and PROMETHEUS_IMAGE, JAEGER_IMAGE and
-// SIEGE_IMAGE as `make images` writes them to .build/images.env). Run directly,
+// Image names come from the environment (ANYROUTE_IMAGE, ANYROUTE_ARM64_IMAGE, and PROMETHEUS_IMAGE,
+// JAEGER_IMAGE and SIEGE_IMAGE as `make images` writes them to .build/images.env). Run directly,
 // the tests make what is missing with the same scripts the Makefile uses. They need a Docker daemon
 // and fail, not skip, without one.
 package containers
@@ -34,7 +34,7 @@ var repoRoot string
 
 // images are the images the tests run, resolved once by TestMain.
 var images struct {
-	anyroute, prometheus, jaeger, siege string
+	anyroute, anyrouteArm64, prometheus, jaeger, siege string
 }
 
 func TestMain(m *testing.M) {
@@ -80,6 +80,12 @@ func setup() error {
 		}
 		os.Setenv("ANYROUTE_IMAGE", "anyroute:latest")
 	}
+	if os.Getenv("ANYROUTE_ARM64_IMAGE") == "" {
+		if err := run("make", "image", "ARCH=arm64", "IMAGE=anyroute:latest-arm64"); err != nil {
+			return err
+		}
+		os.Setenv("ANYROUTE_ARM64_IMAGE", "anyroute:latest-arm64")
+	}
 	keys := []string{"PROMETHEUS_IMAGE", "JAEGER_IMAGE", "SIEGE_IMAGE"}
 	if missing(keys) {
 		env, err := readEnvFile(filepath.Join(repoRoot, ".build", "images.env"))
@@ -96,13 +102,14 @@ func setup() error {
 		}
 	}
 	images.anyroute = os.Getenv("ANYROUTE_IMAGE")
+	images.anyrouteArm64 = os.Getenv("ANYROUTE_ARM64_IMAGE")
 	images.prometheus = os.Getenv("PROMETHEUS_IMAGE")
 	images.jaeger = os.Getenv("JAEGER_IMAGE")
 	images.siege = os.Getenv("SIEGE_IMAGE")
-	fmt.Fprintf(os.Stderr, "test/containers: images anyroute=%s prometheus=%s jaeger=%s siege=%s\n",
-		images.anyroute, images.prometheus, images.jaeger, images.siege)
+	fmt.Fprintf(os.Stderr, "test/containers: images anyroute=%s (arm64 %s) prometheus=%s jaeger=%s siege=%s\n",
+		images.anyroute, images.anyrouteArm64, images.prometheus, images.jaeger, images.siege)
 	// Present here, or testcontainers and compose would try (and, without a registry, fail) to pull.
-	for _, img := range []string{images.anyroute, images.prometheus, images.jaeger, images.siege} {
+	for _, img := range []string{images.anyroute, images.anyrouteArm64, images.prometheus, images.jaeger, images.siege} {
 		if out, err := exec.Command("docker", "image", "inspect", "-f", "{{.Id}}", img).CombinedOutput(); err != nil {
 			return fmt.Errorf("image %s is not on this Docker host (`make images` makes it): %w: %s", img, err, strings.TrimSpace(string(out)))
 		}

@@ -160,3 +160,21 @@ func TestParseEchoHoldsTheEncoderToTheType(t *testing.T) {
 		}
 	}
 }
+
+func TestBinaryPlatformReadsTheHeader(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goos, goarch, err := BinaryPlatform(b)
+	if err != nil || goos != runtime.GOOS || goarch != runtime.GOARCH {
+		t.Errorf("the test binary: %s/%s, %v; want %s/%s", goos, goarch, err, runtime.GOOS, runtime.GOARCH)
+	}
+	if goos, goarch, err := BinaryPlatform([]byte("#!/bin/sh\n")); err == nil {
+		t.Errorf("a shell script: %s/%s, want an error", goos, goarch)
+	}
+}
