@@ -291,7 +291,7 @@ func (c *Chain) checkExporter(ctx context.Context) Link {
 		proxy := fmt.Sprintf("/api/v1/namespaces/%s/pods/%s:%s/proxy%s", c.Namespace, p.Name, port, mpath)
 		body, err := c.Cluster.Raw(ctx, proxy)
 		if err != nil {
-			return fail(l, fmt.Sprintf("pod %s: GET %s: %v", p.Name, proxy, err),
+			return fail(l, fmt.Sprintf("pod %s: %v", p.Name, err),
 				fmt.Sprintf("the admin listener must answer on the pod IP %s port %s (anyroute -admin.addr :%s)", p.Status.PodIP, port, port))
 		}
 		n, total, prefixes := scanCounter(string(body), c.series)
@@ -599,7 +599,7 @@ func (c *Chain) checkCustomMetric(ctx context.Context) Link {
 	p := fmt.Sprintf("/apis/custom.metrics.k8s.io/v1beta1/namespaces/%s/pods/*/%s", c.Namespace, name)
 	body, err := c.Cluster.Raw(ctx, p)
 	if err != nil {
-		return fail(l, "GET "+p+": "+err.Error(), "the adapter serves no value: see the adapter-rule link, and its log at --v=6")
+		return fail(l, err.Error(), "the adapter serves no value: see the adapter-rule link, and its log at --v=6")
 	}
 	var list struct {
 		Items []struct {
@@ -697,7 +697,7 @@ func (c *Chain) checkExternalMetric(ctx context.Context) Link {
 		"scaledobject.keda.sh%2Fname%3D"+c.so.Metadata.Name)
 	body, err := c.Cluster.Raw(ctx, p)
 	if err != nil {
-		return fail(l, "GET "+p+": "+err.Error(), "KEDA's metrics server asks the operator, which asks Prometheus: see their logs")
+		return fail(l, err.Error(), "KEDA's metrics server asks the operator, which asks Prometheus: see their logs")
 	}
 	var list struct {
 		Items []struct {

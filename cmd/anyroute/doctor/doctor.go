@@ -128,27 +128,7 @@ func NewCluster(cfg *rest.Config) (Cluster, error) {
 	if err != nil {
 		return Cluster{}, err
 	}
-	base := strings.TrimRight(server.String(), "/")
-	raw := func(ctx context.Context, p string) ([]byte, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+p, nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode/100 != 2 {
-			return nil, fmt.Errorf("GET %s: %s%s", p, resp.Status, statusNote(body))
-		}
-		return body, nil
-	}
-	return Cluster{Raw: raw}, nil
+	return Cluster{Raw: httpGetter(server.String(), client, false)}, nil
 }
 
 // statusNote is what an error answer says: the message of the API server's Status object, or the

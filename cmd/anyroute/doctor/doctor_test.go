@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 )
 
@@ -518,6 +519,31 @@ func TestPrometheusGetter(t *testing.T) {
 	get("https://prom.monitoring.svc.cluster.local:9091/prom/")(context.Background(), "/x") //nolint:errcheck // only the path matters
 	if asked != "/api/v1/namespaces/monitoring/services/https:prom:9091/proxy/prom/x" {
 		t.Errorf("service proxy path %q", asked)
+	}
+}
+
+// TestClusterErrors: an error answer of the API server reads "GET path: status: its Status
+// message", the path said once, and a link that fails on it does not say the path again.
+func TestClusterErrors(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, `{"kind": "Status", "status": "Failure", "message": "the server could not find the metric avg_requests for pods", "code": 404}`)
+	}))
+	defer srv.Close()
+	cluster, err := NewCluster(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const p = "/apis/custom.metrics.k8s.io/v1beta1/namespaces/demo/pods/*/avg_requests"
+	_, err = cluster.Raw(context.Background(), p)
+	if want := "GET " + p + ": 404 Not Found: the server could not find the metric avg_requests for pods"; err == nil || err.Error() != want {
+		t.Fatalf("error %v, want %q", err, want)
+	}
+	c := &Chain{Cluster: cluster, Namespace: "demo", served: "avg_requests"}
+	l := c.checkCustomMetric(context.Background())
+	if l.Status != Fail || strings.Count(l.Evidence, p) != 1 {
+		t.Errorf("custom-metric link %+v: want a failure naming the path once", l)
 	}
 }
 

@@ -20,25 +20,37 @@ import (
 // and the start of the body otherwise.
 type Getter func(ctx context.Context, pathAndQuery string) ([]byte, error)
 
-// HTTPGetter gets from a base URL directly.
+// HTTPGetter gets from a base URL directly; its errors name the whole URL.
 func HTTPGetter(base string, client *http.Client) Getter {
+	return httpGetter(base, client, true)
+}
+
+// httpGetter is a Getter on base through client. A body is read up to 16 MiB; an answer other than
+// 2xx is an error "GET path: status: why", why being the API Status' message or the body's first
+// line; fullURL names base+path instead of the path (the API server's base is the same for every
+// link, a Prometheus URL is worth showing).
+func httpGetter(base string, client *http.Client, fullURL bool) Getter {
 	base = strings.TrimRight(base, "/")
 	return func(ctx context.Context, p string) ([]byte, error) {
+		what := p
+		if fullURL {
+			what = base + p
+		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+p, nil)
 		if err != nil {
 			return nil, err
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			return nil, err
+			return nil, err // a *url.Error: it names the method and the URL
 		}
 		defer resp.Body.Close()
 		body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("GET %s: %w", what, err)
 		}
 		if resp.StatusCode/100 != 2 {
-			return nil, fmt.Errorf("GET %s: %s: %s", base+p, resp.Status, firstLine(string(body)))
+			return nil, fmt.Errorf("GET %s: %s%s", what, resp.Status, statusNote(body))
 		}
 		return body, nil
 	}
