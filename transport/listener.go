@@ -7,41 +7,55 @@ import (
 	"sync/atomic"
 )
 
-// Listener is the API's listener: it counts the connections it accepted and the answers net/http
-// writes by itself, to requests that never reach a handler (a request line it cannot parse: 400;
+// Listener is the API's listener: it holds at most a given number of connections at once (as
+// netutil.LimitListener does, without a second wrapper around every connection: each read, write
+// and deadline of a request goes through the wrappers), counts the connections it accepted, and
+// the answers net/http writes by itself, to requests that never reach a handler (a request line it cannot parse: 400;
 // a head past the limit: 431; an unknown transfer coding: 501; an HTTP version it does not speak:
 // 505). net/http offers no hook for those; it writes each in one Write straight to the connection,
 // with headers no handler of ours writes, which is how the connection recognises them.
 type Listener struct {
 	net.Listener
 	rejected  func(status int)
+	slots     chan struct{} // one per open connection: Accept waits for a free one
+	closed    chan struct{}
 	accepted  atomic.Uint64
 	open      atomic.Int64
 	closeOnce sync.Once
-	closeErr  error
 }
 
-// NewListener wraps ln; rejected is called with the status of every answer net/http writes by
-// itself.
-func NewListener(ln net.Listener, rejected func(status int)) *Listener {
-	return &Listener{Listener: ln, rejected: rejected}
+// NewListener wraps ln, holding at most maxConns connections at once; rejected is called with the
+// status of every answer net/http writes by itself.
+func NewListener(ln net.Listener, maxConns int, rejected func(status int)) *Listener {
+	return &Listener{Listener: ln, rejected: rejected, slots: make(chan struct{}, maxConns), closed: make(chan struct{})}
 }
 
-// Accept implements net.Listener.
+// Accept implements net.Listener. While maxConns connections are open it waits for one to close
+// before it accepts another, so that the kernel's backlog, not the process's file descriptors,
+// holds the rest.
 func (l *Listener) Accept() (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
 	c, err := l.Listener.Accept()
 	if err != nil {
+		<-l.slots
 		return nil, err
 	}
 	l.accepted.Add(1)
 	l.open.Add(1)
-	return &conn{Conn: c, rejected: l.rejected, open: &l.open}, nil
+	return &conn{Conn: c, l: l}, nil
 }
 
 // Close closes the listener once; closing it again does nothing and reports nothing, so that a
 // drain can stop accepting before http.Server.Shutdown closes it too.
 func (l *Listener) Close() error {
-	l.closeOnce.Do(func() { l.closeErr = l.Listener.Close() })
+	l.closeOnce.Do(func() {
+		close(l.closed)
+		_ = l.Listener.Close()
+	})
 	return nil
 }
 
@@ -60,19 +74,22 @@ const maxRejectionHead = 256
 
 type conn struct {
 	net.Conn
-	rejected  func(status int)
-	open      *atomic.Int64
+	l         *Listener
 	closeOnce sync.Once
 }
 
 func (c *conn) Close() error {
-	c.closeOnce.Do(func() { c.open.Add(-1) })
-	return c.Conn.Close()
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() {
+		c.l.open.Add(-1)
+		<-c.l.slots
+	})
+	return err
 }
 
 func (c *conn) Write(p []byte) (int, error) {
 	if status, ok := rejectionStatus(p); ok {
-		c.rejected(status)
+		c.l.rejected(status)
 	}
 	return c.Conn.Write(p)
 }

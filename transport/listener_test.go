@@ -20,7 +20,7 @@ func TestListenerCountsNetHTTPsOwnAnswers(t *testing.T) {
 	}
 	var mu sync.Mutex
 	counted := map[int]int{}
-	ln := NewListener(raw, func(status int) { mu.Lock(); counted[status]++; mu.Unlock() })
+	ln := NewListener(raw, 16, func(status int) { mu.Lock(); counted[status]++; mu.Unlock() })
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
@@ -77,5 +77,63 @@ func TestRejectionStatus(t *testing.T) {
 		if got, _ := rejectionStatus([]byte(p)); got != want {
 			t.Errorf("%.40q: %d, want %d", p, got, want)
 		}
+	}
+}
+
+// TestListenerHoldsAtMostMaxConns: with the limit's connections open, the next one waits in the
+// backlog until one of them closes; closing the listener ends an Accept that waits for a slot.
+func TestListenerHoldsAtMostMaxConns(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := NewListener(raw, 2, func(int) {})
+	defer ln.Close()
+	accepted := make(chan net.Conn)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	for range 3 {
+		c, err := net.Dial("tcp", raw.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	first, second := <-accepted, <-accepted
+	select {
+	case <-accepted:
+		t.Fatal("a third connection was accepted while 2, the limit, were open")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if ln.Open() != 2 {
+		t.Fatalf("open %d, want 2", ln.Open())
+	}
+	first.Close()
+	select {
+	case third := <-accepted:
+		defer third.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the third connection was not accepted after one of two closed")
+	}
+	second.Close()
+	if ln.Open() != 1 || ln.Accepted() != 3 {
+		t.Fatalf("open %d, accepted %d; want 1 and 3", ln.Open(), ln.Accepted())
+	}
+	ln.Close()
+	select {
+	case _, ok := <-accepted:
+		if ok {
+			t.Fatal("accepted a connection after Close")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept did not return after Close")
 	}
 }

@@ -263,7 +263,7 @@ func serveConfig(o options, cfg config.Config, logger log.Logger) error {
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	apiMaxConns := maxAPIConns()
-	apiLn := transport.NewListener(netutil.LimitListener(rawAPI, apiMaxConns), a.rejected)
+	apiLn := transport.NewListener(rawAPI, apiMaxConns, a.rejected)
 	adminLn := netutil.LimitListener(rawAdmin, adminMaxConns)
 
 	// force is cancelled by a second signal: the drain stops waiting and everything closes at once.
