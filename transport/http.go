@@ -134,7 +134,11 @@ func tokenByte(c byte) bool {
 
 // hops reads the hop count a calling anyroute sent; anything but a small number is 0.
 func hops(vs []string) int {
-	n, err := strconv.Atoi(first(vs))
+	v := first(vs)
+	if v == "" { // most requests: skip the error Atoi would allocate
+		return 0
+	}
+	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
 		return 0
 	}
