@@ -198,13 +198,5 @@ section=$(
 	echo "$table"
 	echo "<!-- scrapes:end -->"
 )
-if grep -q '<!-- scrapes:begin' "$DOC"; then
-	awk -v section="$section" '
-		/<!-- scrapes:begin/ {print section; skip = 1; next}
-		/<!-- scrapes:end -->/ {skip = 0; next}
-		!skip {print}
-	' "$DOC" >"$DOC.tmp" && mv "$DOC.tmp" "$DOC"
-else
-	printf '\n%s\n' "$section" >>"$DOC"
-fi
+scripts/section.sh "$DOC" scrapes <<<"$section"
 echo "bench-scrapes: wrote $DOC"

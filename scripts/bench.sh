@@ -516,15 +516,7 @@ section=$(
 	echo "$memory_table"
 	echo "<!-- load:end -->"
 )
-if grep -q '<!-- load:begin' "$DOC"; then
-	awk -v section="$section" '
-		/<!-- load:begin/ {print section; skip = 1; next}
-		/<!-- load:end -->/ {skip = 0; next}
-		!skip {print}
-	' "$DOC" >"$DOC.tmp" && mv "$DOC.tmp" "$DOC"
-else
-	printf '\n%s\n' "$section" >>"$DOC"
-fi
+scripts/section.sh "$DOC" load <<<"$section"
 echo "bench: wrote $DOC"
 
 # The README's performance paragraph: the ratios of this run, no absolute numbers.
@@ -561,9 +553,5 @@ paragraph=$(
 	fold -s -w 100 <<<"$s" | sed 's/ *$//'
 	echo "<!-- perf:end -->"
 )
-awk -v p="$paragraph" '
-	/<!-- perf:begin/ {print p; skip = 1; next}
-	/<!-- perf:end -->/ {skip = 0; next}
-	!skip {print}
-' "$README" >"$README.tmp" && mv "$README.tmp" "$README"
+scripts/section.sh "$README" perf <<<"$paragraph"
 echo "bench: wrote the performance paragraph of $README"
