@@ -7,13 +7,14 @@ import (
 	"sync/atomic"
 )
 
-// Listener is the API's listener: it holds at most a given number of connections at once (as
-// netutil.LimitListener does, without a second wrapper around every connection: each read, write
-// and deadline of a request goes through the wrappers), counts the connections it accepted, and
-// the answers net/http writes by itself, to requests that never reach a handler (a request line it cannot parse: 400;
-// a head past the limit: 431; an unknown transfer coding: 501; an HTTP version it does not speak:
-// 505). net/http offers no hook for those; it writes each in one Write straight to the connection,
-// with headers no handler of ours writes, which is how the connection recognises them.
+// Listener is the API's listener. It holds at most a given number of connections at once, as
+// netutil.LimitListener does, but without a second wrapper around each connection, which every
+// read, write and deadline of a request would go through. It counts the connections it accepted,
+// and the answers net/http writes by itself, to requests that never reach a handler (a request
+// line it cannot parse: 400; a head past the limit: 431; an unknown transfer coding: 501; an HTTP
+// version it does not speak: 505). net/http offers no hook for those; it writes each in one Write
+// straight to the connection, with headers no handler of ours writes, which is how the connection
+// recognises them.
 type Listener struct {
 	net.Listener
 	rejected  func(status int)
