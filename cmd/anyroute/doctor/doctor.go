@@ -20,7 +20,6 @@ package doctor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -129,21 +128,6 @@ func NewCluster(cfg *rest.Config) (Cluster, error) {
 		return Cluster{}, err
 	}
 	return Cluster{Raw: httpGetter(server.String(), client, false)}, nil
-}
-
-// statusNote is what an error answer says: the message of the API server's Status object, or the
-// start of a body that is not one (a proxied pod's or service's own answer).
-func statusNote(body []byte) string {
-	var status struct {
-		Kind, Message string
-	}
-	if json.Unmarshal(body, &status) == nil && status.Kind == "Status" && status.Message != "" {
-		return ": " + status.Message
-	}
-	if s := firstLine(string(body)); s != "" {
-		return ": " + s
-	}
-	return ""
 }
 
 // PrometheusGetter returns how to reach a Prometheus URL: directly, or for an in-cluster Service

@@ -56,6 +56,21 @@ func httpGetter(base string, client *http.Client, fullURL bool) Getter {
 	}
 }
 
+// statusNote is what an error answer says: the message of the API server's Status object, or the
+// start of a body that is not one (a proxied pod's or service's own answer).
+func statusNote(body []byte) string {
+	var status struct {
+		Kind, Message string
+	}
+	if json.Unmarshal(body, &status) == nil && status.Kind == "Status" && status.Message != "" {
+		return ": " + status.Message
+	}
+	if s := firstLine(string(body)); s != "" {
+		return ": " + s
+	}
+	return ""
+}
+
 func firstLine(s string) string {
 	s = strings.TrimSpace(s)
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
