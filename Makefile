@@ -24,49 +24,96 @@ run: build ## run the service on embedded defaults (:8080 API, :8081 admin); ARG
 	./bin/anyroute $(ARGS)
 
 # preflight first, so a machine that lacks what it cannot get stops before any long build; the e2e
-# demo last. The suites run in a sub-make so that -j cannot start them before the preflight, and
-# are handed the preflight's NO_REGISTRY so the registry is probed once.
+# demo last (e2e-run: the e2e without its own preflight, which make test's has covered). The suites
+# run in a sub-make so that -j cannot start them before the preflight, and are handed the
+# preflight's NO_REGISTRY so the registry is probed once.
 .PHONY: test
 test: preflight ## every test of the project, integration included; the e2e demo last
 	@$(MAKE) --no-print-directory test-unit test-integration fuzz NO_REGISTRY=$(NO_REGISTRY)
-	@$(MAKE) --no-print-directory e2e
+	@$(MAKE) --no-print-directory e2e-run NO_REGISTRY=$(NO_REGISTRY)
 
+# node-preflight before the packages, so that not root, no Docker or a kernel without what the node
+# needs is the one line, not a failed apt-get; no_registry (which asks Docker) after both.
 .PHONY: preflight
-preflight: docker-check ## what make test needs and cannot build: Docker, root, Debian packages (installed when missing)
-	scripts/preflight.sh $(if $(no_registry),debootstrap)
+preflight: node-preflight ## what make test needs and cannot build: root, Docker, the node's kernel and cgroups, Debian packages (installed when missing)
+	scripts/preflight.sh packages $(if $(no_registry),debootstrap)
+
+.PHONY: node-preflight
+node-preflight: # what the real node needs and cannot get by itself (make e2e, make cluster, make test)
+	@scripts/preflight.sh node
 
 FUZZTIME ?= 10s
 
 .PHONY: fuzz
 fuzz: ## a short run of every fuzz target (FUZZTIME each; a longer hunt: make fuzz FUZZTIME=10m)
 	$(GO) test -run '^$$' -fuzz '^FuzzMatch$$' -fuzztime $(FUZZTIME) ./service/
+	$(GO) test -run '^$$' -fuzz '^FuzzLatencyBound$$' -fuzztime $(FUZZTIME) ./service/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
+	$(GO) test -run '^$$' -fuzz '^FuzzAcceptedConfigsAnswerInTime$$' -fuzztime $(FUZZTIME) ./config/
 	$(GO) test -run '^$$' -fuzz '^FuzzTraceHeaders$$' -fuzztime $(FUZZTIME) ./instrumenting/tracing/jaeger/
 	$(GO) test -run '^$$' -fuzz '^FuzzTraceHeaders$$' -fuzztime $(FUZZTIME) ./instrumenting/tracing/zipkin/
 	$(GO) test -run '^$$' -fuzz '^FuzzTraceHeaders$$' -fuzztime $(FUZZTIME) ./instrumenting/tracing/otlp/
 
 .PHONY: test-deps
-test-deps: ## install what the tests run for real: Prometheus, wrk (Debian), the pinned tools (helm, Jaeger)
+test-deps: ## install what the tests run for real: Prometheus, wrk (Debian), the pinned tools (helm, Jaeger, fortio)
 	scripts/deps.sh prometheus promtool wrk
-	scripts/tools.sh helm jaeger
+	scripts/tools.sh helm jaeger fortio
+
+# The tests under test/ are a module of their own (test/go.mod, so that testcontainers-go and the
+# other test-only modules stay out of the service's go.mod): `go test ./...` at the root does not
+# descend into it, so every suite of test/ runs from there (`cd test && ...`, $(TEST_GO)).
+TEST_GO := cd test && $(GO)
 
 # `go test ./...` alone needs only Go; the tag external adds the tests that also run Prometheus,
-# promtool, Jaeger, helm and wrk (they fail, not skip, when one is missing).
+# promtool, Jaeger, helm and wrk (they fail, not skip, when one is missing). test/ is one package of
+# real-binary tests, about 8 minutes on an idle 2-core machine: go test's default 10-minute timeout
+# would fail it on a busy one, so both runs state theirs.
 .PHONY: test-unit
 test-unit: test-deps ## unit tests, wiring tests and real-binary tests (real Prometheus, Jaeger, helm too), with the race detector
-	$(GO) test -race -count=1 -tags external ./...
+	$(GO) test -race -count=1 -timeout 20m -tags external ./...
+	$(TEST_GO) test -race -count=1 -timeout 30m -tags external ./...
 
-# The autoscaling demo on a control plane on loopback (test/e2e, docs/autoscaling.md), with
-# prometheus-adapter and with KEDA, each followed by its deliberate breakages, made live, that
-# anyroute doctor must name. Needs root for a dummy network interface; the control-plane tools build
-# once (about 15 minutes cold, KEDA's two about 8 more).
-E2E_TOOLS := etcd kube-apiserver kube-controller-manager kubectl prometheus-adapter helm keda-operator keda-adapter
+# The autoscaling demo on a real single node (scripts/node.sh: control plane, containerd, kubelet,
+# kube-proxy, CoreDNS; test/e2e, docs/autoscaling.md), the chart's pods running as containers of
+# the images make images builds, with prometheus-adapter and with KEDA, each followed by its
+# deliberate breakages, made live, that anyroute doctor must name; and a CPU-only HPA on
+# metrics-server (scripts/node.sh metrics-server) following anyroute predict's timeline. Needs
+# root (mounts, cgroups, the pods' bridge); the tools build once (docs/autoscaling.md, "A real
+# node", has the cold times).
+NODE_TOOLS := etcd kube-apiserver kube-controller-manager kubectl kube-scheduler kube-proxy kubelet \
+              containerd cni-plugins crictl coredns
+E2E_TOOLS := $(NODE_TOOLS) prometheus prometheus-adapter helm keda-operator keda-adapter metrics-server
+NODE_DEPS := runc ip iptables nft openssl curl
 
+# e2e and cluster check first (node-preflight, then the node's packages), and build in a sub-make,
+# so that a machine the node cannot run on stops with one line before the images and the tools.
 .PHONY: e2e
-e2e: ## the chart's HPA (prometheus-adapter) and KEDA's scaling out under siege and back in on real Kubernetes, anyroute doctor naming each breakage
-	scripts/deps.sh prometheus siege ip
+e2e: node-preflight ## the chart's HPA (prometheus-adapter), KEDA and a CPU HPA (metrics-server) scaling out under load and back in on a real node, anyroute doctor naming each breakage
+	scripts/deps.sh $(NODE_DEPS)
+	@$(MAKE) --no-print-directory e2e-run
+
+.PHONY: e2e-run
+e2e-run: images # make e2e after its preflight (and the node's packages)
 	scripts/tools.sh $(E2E_TOOLS)
-	$(GO) test -tags e2e -count=1 -v -timeout 30m ./test/e2e/
+	$(TEST_GO) test -tags e2e -count=1 -v -timeout 45m ./e2e/
+
+# A newcomer's cluster: the same node the e2e runs, left up, with the chart's images imported, to
+# try the README's Kubernetes section (KUBECONFIG=.node/kubeconfig); make cluster-down removes it.
+.PHONY: cluster
+cluster: node-preflight ## a real single-node Kubernetes on this machine (scripts/node.sh up), the images imported; KUBECONFIG=.node/kubeconfig
+	scripts/deps.sh $(NODE_DEPS)
+	@$(MAKE) --no-print-directory cluster-up
+
+.PHONY: cluster-up
+cluster-up: images # make cluster after its preflight
+	scripts/tools.sh $(NODE_TOOLS) helm
+	scripts/node.sh up
+	scripts/node.sh import anyroute:latest anyroute-siege:latest
+	@echo "cluster up: export KUBECONFIG=$(CURDIR)/.node/kubeconfig; make cluster-down removes it"
+
+.PHONY: cluster-down
+cluster-down: ## stop the cluster of make cluster: processes, pods, mounts, cgroups, rules, bridge (its state stays in .node)
+	scripts/node.sh down
 
 # Containers. The normal path is a plain docker build of deployments/docker/Dockerfile with public
 # base images. Where no registry answers, deployments/no-registry/images.sh builds every image from
@@ -108,8 +155,7 @@ endef
 
 .PHONY: docker-check
 docker-check: # fail, not skip, without Docker
-	@command -v docker >/dev/null || { echo "Docker is required and there is no docker command (Debian: apt-get install docker.io docker-compose)" >&2; exit 1; }
-	@err=$$(docker version -f '{{.Server.Version}}' 2>&1 >/dev/null) || { echo "Docker is required and no daemon answers at $${DOCKER_HOST:-unix:///var/run/docker.sock} ($${err##*$$'\n'}): start dockerd, or set DOCKER_HOST" >&2; exit 1; }
+	@scripts/preflight.sh docker
 
 .PHONY: image
 image: docker-check ## build the anyroute image IMAGE (anyroute:latest): docker build, or the no-registry path; ARCH=arm64 for arm64
@@ -120,12 +166,15 @@ images: image ## every image the stack and the container tests need, named in .b
 	$(if $(no_registry),$(NO_REGISTRY_SH) stack,$(normal_stack))
 
 # GRAFANA=1 adds the compose file's grafana service (profile grafana; it pulls grafana/grafana, so
-# only where a registry answers).
+# only where a registry answers). LOAD_TOOL picks the load generator: anyroute (anyroute load) or
+# siege; the other is scaled to 0.
 GRAFANA ?=
+LOAD_TOOL ?= anyroute
 
 .PHONY: up
-up: images ## start the local stack: anyroute, Prometheus, Jaeger, siege; GRAFANA=1 adds Grafana (README: Run the stack)
-	ANYROUTE_IMAGE=$(IMAGE) $(COMPOSE) $(if $(GRAFANA),--profile grafana) up -d
+up: images ## start the local stack: anyroute, Prometheus, Jaeger, the load (LOAD_TOOL=anyroute or siege); GRAFANA=1 adds Grafana (docs/deployment.md: Run the stack)
+	@case "$(LOAD_TOOL)" in anyroute|siege) ;; *) echo "LOAD_TOOL=$(LOAD_TOOL): want anyroute or siege" >&2; exit 2;; esac
+	ANYROUTE_IMAGE=$(IMAGE) $(COMPOSE) $(if $(GRAFANA),--profile grafana) up -d --scale $(if $(filter siege,$(LOAD_TOOL)),load,siege)=0
 	@echo "frontend http://127.0.0.1:$${ANYROUTE_HTTP_PORT:-18080}  Prometheus http://127.0.0.1:$${PROMETHEUS_PORT:-19090}  Jaeger http://127.0.0.1:$${JAEGER_UI_PORT:-16686}$(if $(GRAFANA),  Grafana http://127.0.0.1:$${GRAFANA_PORT:-13000})"
 
 # With the profile on, so that a Grafana started by GRAFANA=1 goes too (down pulls nothing).
@@ -143,24 +192,54 @@ test-integration: export TESTCONTAINERS_RYUK_DISABLED ?= true
 test-integration: export TESTCONTAINERS_HOST_OVERRIDE ?= 127.0.0.1
 test-integration: images ## the images (amd64 and arm64), then anyroute with Prometheus and Jaeger in containers and as the compose stack
 	@$(MAKE) --no-print-directory image ARCH=arm64 IMAGE=$(ARM64_IMAGE) NO_REGISTRY=$(NO_REGISTRY)
-	set -a; source $(IMAGES_ENV); set +a; ANYROUTE_IMAGE=$(IMAGE) ANYROUTE_ARM64_IMAGE=$(ARM64_IMAGE) \
-	  $(GO) test -tags integration -count=1 -v -timeout 20m ./test/containers/
+	set -a; source $(IMAGES_ENV); set +a; cd test && ANYROUTE_IMAGE=$(IMAGE) ANYROUTE_ARM64_IMAGE=$(ARM64_IMAGE) \
+	  $(GO) test -tags integration -count=1 -v -timeout 20m ./containers/
 
 SOAK_DURATION ?= 10m
 
 .PHONY: soak
 soak: ## a steady mixed load for SOAK_DURATION (not part of make test): errors, memory, goroutines, counts
-	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags soak -count=1 -v -run '^TestSoak$$' -timeout 30m ./test/
+	cd test && SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags soak -count=1 -v -run '^TestSoak$$' -timeout 30m .
+
+# The load benchmark, bench/driver: every case measured in BENCH_PAIRS pairs of BENCH_WINDOW windows
+# (the case's and its baseline's back to back), the headline server CPU per request ÷ the baseline's
+# with its 95% interval. BENCH_CASES: all, load (every case but the scrape storm), storm, or case ids
+# (bare none jaeger-prob jaeger-const otlp-const podinfo go-httpbin fortio bare-call anyroute-call
+# bare-grpc grpc grpc-fortio bare-h2c h2c storm storm-baseline; a case's baseline is added). The gRPC
+# and h2c cases are driven by bench/rpcload: BENCH_CONNECTIONS calls in flight over
+# BENCH_H2_CONNECTIONS HTTP/2 connections. A run of groups rewrites BENCH_DOC's sections and
+# the README's performance paragraph; a run of named cases prints only unless BENCH_DOC is set
+# (BENCH_DOC= prints only). The scrape storm splits its pairs over BENCH_SCRAPE_ROUNDS servers and
+# compares this tree with BENCH_BASELINE_REF (empty: none). The run uses 80 loopback ports from
+# BENCH_PORT_BASE.
+BENCH_CASES            ?=
+BENCH_PAIRS            ?= 20
+BENCH_WINDOW           ?= 2s
+BENCH_WARMUP           ?= 3s
+BENCH_CONNECTIONS      ?= 64
+BENCH_H2_CONNECTIONS   ?= 4
+BENCH_IDLE_CONNECTIONS ?= 5000
+BENCH_SCRAPE_ROUNDS    ?= 3
+BENCH_BASELINE_REF     ?= 3c32b1d
+BENCH_PORT_BASE        ?= 18100
+bench_driver = $(GO) run ./bench/driver -go '$(GO)' -pairs $(BENCH_PAIRS) -window $(BENCH_WINDOW) \
+	-warmup $(BENCH_WARMUP) -connections $(BENCH_CONNECTIONS) -h2-connections $(BENCH_H2_CONNECTIONS) \
+	-idle-connections $(BENCH_IDLE_CONNECTIONS) \
+	-scrape-rounds $(BENCH_SCRAPE_ROUNDS) -baseline-ref '$(BENCH_BASELINE_REF)' -port-base $(BENCH_PORT_BASE) \
+	$(if $(filter undefined,$(origin BENCH_DOC)),,-doc '$(BENCH_DOC)')
 
 .PHONY: bench
-bench: bench-metrics ## micro-benchmarks, the load run (peers, tracing, upstream call, memory), the scrape-storm run (writes docs/benchmarks.md)
+bench: bench-metrics ## micro-benchmarks, then the load run (tracing, peers, upstream call, gRPC and h2c, memory) and the scrape storm (writes docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./bench/bare/ ./cmd/anyroute/
-	scripts/bench.sh
-	scripts/bench-scrapes.sh
+	$(bench_driver) -cases '$(or $(BENCH_CASES),all)'
 
 .PHONY: bench-load
-bench-load: ## the load run alone: anyroute, its peers and bare net/http side by side (BENCH_DURATION, BENCH_ROUNDS, BENCH_CASES)
-	scripts/bench.sh
+bench-load: ## the load run alone: anyroute, its peers and bare net/http side by side (BENCH_PAIRS, BENCH_WINDOW, BENCH_CASES)
+	$(bench_driver) -cases '$(or $(BENCH_CASES),load)'
+
+.PHONY: bench-scrapes
+bench-scrapes: ## the scrape-storm run alone: the API's CPU per request quiet ÷ under 16 scrapes a second
+	$(bench_driver) -cases '$(or $(BENCH_CASES),storm)'
 
 .PHONY: bench-metrics
 bench-metrics: ## micro-benchmarks of the metrics pipeline
@@ -183,12 +262,12 @@ release: ## the release archives, checksums.txt and SBOMs in dist/ (GoReleaser s
 
 # The release test (test/release): make release with a version and a cosign key of its own, then
 # every archive, checksum, SBOM and the signature, and the linux binaries run: arm64 under Debian's
-# qemu-user-static. Not part of make test (see the README for its cost).
+# qemu-user-static. Not part of make test (see docs/deployment.md for its cost).
 .PHONY: test-release
 test-release: ## make release, checked: archives, checksums, SBOMs, signature; the amd64 binary and the arm64 one under qemu
 	scripts/deps.sh qemu-aarch64-static
 	scripts/tools.sh goreleaser cyclonedx-gomod cosign
-	$(GO) test -tags release -count=1 -v -timeout 30m ./test/release/
+	$(TEST_GO) test -tags release -count=1 -v -timeout 30m ./release/
 
 .PHONY: tools
 tools: ## build the pinned tools into .tools/bin
@@ -202,8 +281,10 @@ lint: shellcheck helm-lint vulncheck ## gofmt, go vet, golangci-lint; shellcheck
 	@unformatted=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
 	  if [[ -n "$$unformatted" ]]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet -tags $(LINT_TAGS) ./...
+	$(TEST_GO) vet -tags $(LINT_TAGS) ./...
 	scripts/tools.sh golangci-lint
 	$(TOOLS_BIN)/golangci-lint run --build-tags $(LINT_TAGS) ./...
+	cd test && $(TOOLS_BIN)/golangci-lint run --build-tags $(LINT_TAGS) ./...
 
 # Every shell script, tracked or new: *.sh, and any file whose first line names a shell (.ci/run).
 .PHONY: shellcheck
@@ -217,10 +298,11 @@ shellcheck: ## shellcheck every shell script (Debian's shellcheck, installed whe
 # govulncheck against a local database (vuln.go.dev is unreachable) that scripts/vulndb.sh builds into
 # .tools/vulndb from a pinned golang.org/x/vulndb module; exits 3 when reachable vulnerabilities are found.
 .PHONY: vulncheck
-vulncheck: ## govulncheck ./... against the pinned local vulnerability database
+vulncheck: ## govulncheck ./... against the pinned local vulnerability database, the service's module and the tests'
 	scripts/tools.sh govulncheck
 	scripts/vulndb.sh
 	$(TOOLS_BIN)/govulncheck -db file://$(CURDIR)/.tools/vulndb ./...
+	cd test && $(TOOLS_BIN)/govulncheck -db file://$(CURDIR)/.tools/vulndb ./...
 
 # helm keeps its state under .tools/helm. It renders for the Kubernetes its own build names (1.37,
 # scripts/tools.sh), the release the e2e control plane runs.
@@ -245,14 +327,26 @@ helm-lint: ## helm lint --strict the chart and render it, with default and with 
 	@echo "helm-lint: chart lints and renders with default and demo values, with KEDA, and with the dashboard and alerts on"
 
 # The alerts' promtool unit tests alone; make test runs them (and against the chart's rendering)
-# in the external tests (test/alerts_test.go).
+# in the external tests (test/alerts_test.go). The predicted cases are anyroute predict's of the
+# committed incident drill (deployments/predict; make docs writes them again).
 ALERTS := deployments/compose/prometheus-alerts
 
 .PHONY: alerts
-alerts: ## promtool check and unit-test the alert rules (deployments/compose/prometheus-alerts*.yml)
+alerts: ## promtool check and unit-test the alert rules (deployments/compose/prometheus-alerts*.yml), the predicted cases too
 	scripts/deps.sh promtool
 	promtool check rules $(ALERTS).yml
-	promtool test rules $(ALERTS)_test.yml
+	promtool test rules $(ALERTS)_test.yml $(ALERTS)_predicted_test.yml
+
+# The reference docs generated from the code: docs/configuration.md from the embedded schema, the
+# table of docs/metrics.md from the registry the service serves, the example prediction (its
+# promtool cases, its SVG, the README's block) from deployments/predict. go test ./... fails while
+# any is stale; this rewrites them. After a change of config/schema.json, the chart's copy of it too.
+.PHONY: docs
+docs: ## rewrite the generated docs (configuration, metrics, the example prediction) and the chart's copy of the config schema
+	$(GO) test -count=1 -run '^TestConfigurationDoc$$' ./config/ -update-docs
+	$(GO) test -count=1 -run '^TestMetricsDoc$$' ./cmd/anyroute/ -update-docs
+	$(GO) test -count=1 -run '^TestExampleIsFresh$$' ./instrumenting/predict/ -update-example
+	cd test && $(GO) test -count=1 -run '^TestHelmValuesSchemaEmbedsConfigSchema$$' . -update-helm-schema
 
 .PHONY: clean
 clean: ## remove build outputs (not the tools)

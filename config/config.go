@@ -17,6 +17,7 @@ import (
 // Config is the whole configuration, passed down as a value once loaded.
 type Config struct {
 	HTTP     HTTP     `json:"http"`
+	GRPC     GRPC     `json:"grpc"`
 	Admin    Admin    `json:"admin"`
 	Metrics  Metrics  `json:"metrics"`
 	Tracing  Tracing  `json:"tracing"`
@@ -26,9 +27,26 @@ type Config struct {
 	// Seed, when set, makes every random draw (latencies, status mixes) follow from it, so a run
 	// can be repeated.
 	Seed *uint64 `json:"seed,omitempty"`
-	// MaxHops cuts loops in a call graph: a request that has come through more anyroute services
-	// is answered 508.
+	// MaxHops cuts loops in a call graph: a request that has come through this many anyroute
+	// services is answered 508 by a route that makes calls (a route without calls ends the chain).
 	MaxHops int `json:"max_hops"`
+	// MaxCallsInFlight bounds the upstream calls the process makes at once; a call past it is not
+	// made (service.LimitCalls).
+	MaxCallsInFlight int `json:"max_calls_in_flight"`
+	// Resident is a steady allocation the process holds, in bytes, written so that it is
+	// resident: a memory floor for memory alerts and memory autoscaling demos.
+	Resident int64 `json:"resident"`
+	// Leak keeps bytes per request, up to a cap, until POST /-/leak/release or a reload that
+	// changes it.
+	Leak Leak `json:"leak"`
+	// Scenario changes the routes on a timeline of phases; nil: they change only when asked.
+	Scenario *Scenario `json:"scenario,omitempty"`
+}
+
+// Leak is a bounded per-request leak.
+type Leak struct {
+	PerRequest int64 `json:"per_request"`
+	Max        int64 `json:"max"`
 }
 
 // HTTP configures the API listener, which answers every method and path.
@@ -40,6 +58,41 @@ type HTTP struct {
 	IdleTimeout       Duration `json:"idle_timeout"`
 	MaxBodyBytes      int64    `json:"max_body_bytes"`
 	MaxHeaderBytes    int      `json:"max_header_bytes"`
+	HTTP2             HTTP2    `json:"http2"`
+	// TLS, when set, makes the API listener speak TLS only (HTTP/2 through ALPN); nil: clear text.
+	TLS *TLS `json:"tls,omitempty"`
+}
+
+// HTTP2 configures HTTP/2 on the API listener: h2c on a clear-text one (prior knowledge, and the
+// HTTP/1.1 Upgrade when Upgrade is on), h2 through ALPN on a TLS one. A connection's header list
+// is bounded by HTTP.MaxHeaderBytes, as an HTTP/1.1 head is; the rapid-reset defence (at most
+// MaxConcurrentStreams handlers at once per connection, a connection that queues four times more
+// closed) is the HTTP/2 server's own (golang.org/x/net/http2's, which net/http bundles) and has
+// nothing to set.
+type HTTP2 struct {
+	Enabled                   bool `json:"enabled"`
+	Upgrade                   bool `json:"upgrade"`
+	MaxConcurrentStreams      int  `json:"max_concurrent_streams"`
+	MaxDecoderHeaderTableSize int  `json:"max_decoder_header_table_size"`
+	MaxReadFrameSize          int  `json:"max_read_frame_size"`
+}
+
+// TLS configures the API listener's certificate and, with ClientAuth optional or required, the
+// client certificates it asks for (mTLS). The files are read at start and again whenever they
+// change; ClientAuth and MinVersion are read at start only.
+type TLS struct {
+	CertFile     string `json:"cert_file"`
+	KeyFile      string `json:"key_file"`
+	ClientCAFile string `json:"client_ca_file,omitempty"`
+	ClientAuth   string `json:"client_auth,omitempty"` // none (default), optional or required
+	MinVersion   string `json:"min_version,omitempty"` // 1.2 (default) or 1.3
+}
+
+// GRPC configures the gRPC listener, which answers every service and method by the same route
+// rules as the API listener; off while Addr is empty (the default), so that a deployment opens no
+// port it did not ask for.
+type GRPC struct {
+	Addr string `json:"addr"`
 }
 
 // Admin configures the operational listener: metrics, health and optional pprof.
@@ -113,15 +166,64 @@ type Route struct {
 	Jitter  Duration `json:"jitter,omitempty"`
 	Latency *Latency `json:"latency,omitempty"`
 	// ErrorRate and ErrorStatus are the shorthand of a one-status Errors mix.
-	ErrorRate      float64      `json:"error_rate,omitempty"`
-	ErrorStatus    int          `json:"error_status,omitempty"`
-	Errors         []ErrorShare `json:"errors,omitempty"`
-	BodyBytes      int          `json:"body_bytes,omitempty"`
-	Calls          []Call       `json:"calls,omitempty"`
-	CallMode       string       `json:"call_mode,omitempty"`     // sequential (default) or parallel
-	OnCallError    string       `json:"on_call_error,omitempty"` // fail (default) or ignore
-	AllowOverrides bool         `json:"allow_overrides,omitempty"`
-	MaxDelay       Duration     `json:"max_delay,omitempty"`
+	ErrorRate   float64      `json:"error_rate,omitempty"`
+	ErrorStatus int          `json:"error_status,omitempty"`
+	Errors      []ErrorShare `json:"errors,omitempty"`
+	// GRPCCode is the gRPC code (by its name, such as DATA_LOSS) a gRPC call gets when the route
+	// answers its own status, instead of the code that status maps to; "": the mapped one.
+	GRPCCode       string   `json:"grpc_code,omitempty"`
+	BodyBytes      int      `json:"body_bytes,omitempty"`
+	Calls          []Call   `json:"calls,omitempty"`
+	CallMode       string   `json:"call_mode,omitempty"`     // sequential (default) or parallel
+	OnCallError    string   `json:"on_call_error,omitempty"` // fail (default) or ignore
+	AllowOverrides bool     `json:"allow_overrides,omitempty"`
+	MaxDelay       Duration `json:"max_delay,omitempty"`
+	// CPU is the CPU time a request burns; Memory the bytes it holds while it is answered.
+	CPU       *CPU       `json:"cpu,omitempty"`
+	Memory    int64      `json:"memory,omitempty"`
+	Faults    []Fault    `json:"faults,omitempty"`
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+}
+
+// CPU is a route's CPU cost per request: a duration string ("5ms", burned by every request) or a
+// latency object, whose draws are capped (a distribution without a bound needs max).
+type CPU struct {
+	Latency
+}
+
+// UnmarshalJSON reads a duration string as a fixed cost, and an object as a distribution.
+func (c *CPU) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var d Duration
+		if err := d.UnmarshalJSON(b); err != nil {
+			return err
+		}
+		c.Latency = Latency{Distribution: "fixed", Delay: d}
+		return nil
+	}
+	return json.Unmarshal(b, &c.Latency)
+}
+
+// MarshalJSON writes a fixed cost back as its duration string, so GET /-/config and route patches
+// show the cost as it was written.
+func (c CPU) MarshalJSON() ([]byte, error) {
+	if l := c.Latency; l.Distribution == "fixed" && l.Jitter == 0 && l.Max == 0 {
+		return l.Delay.MarshalJSON()
+	}
+	return json.Marshal(c.Latency)
+}
+
+// Fault is one connection-level failure of a route, injected into Rate of its requests.
+type Fault struct {
+	Kind           string  `json:"kind"` // see service.FaultKind
+	Rate           float64 `json:"rate"`
+	BytesPerSecond int     `json:"bytes_per_second,omitempty"` // slow_body only
+}
+
+// RateLimit is a route's quota; Burst defaults to DefaultBurst.
+type RateLimit struct {
+	RPS   float64 `json:"rps"`
+	Burst int     `json:"burst,omitempty"`
 }
 
 // Latency is a route's latency distribution; which keys apply depends on Distribution (see
@@ -143,6 +245,8 @@ type Latency struct {
 type ErrorShare struct {
 	Status int     `json:"status"`
 	Rate   float64 `json:"rate"`
+	// GRPCCode is the gRPC code of this share's gRPC answers; "": the one Status maps to.
+	GRPCCode string `json:"grpc_code,omitempty"`
 }
 
 // Call is one upstream call of a route.
@@ -171,6 +275,13 @@ func Default() Config {
 			IdleTimeout:       Duration(120 * time.Second),
 			MaxBodyBytes:      1 << 20,
 			MaxHeaderBytes:    64 << 10,
+			HTTP2: HTTP2{
+				Enabled:                   true,
+				Upgrade:                   true,
+				MaxConcurrentStreams:      100,
+				MaxDecoderHeaderTableSize: 4096,
+				MaxReadFrameSize:          1 << 20,
+			},
 		},
 		Admin: Admin{Addr: ":8081"},
 		Metrics: Metrics{
@@ -191,6 +302,8 @@ func Default() Config {
 		Routes:   []Route{},
 		Shutdown: Shutdown{Grace: Duration(10 * time.Second)},
 		MaxHops:  10,
+		// as service.DefaultMaxCallsInFlight
+		MaxCallsInFlight: 1024,
 	}
 }
 

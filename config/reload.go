@@ -9,9 +9,10 @@ import (
 )
 
 // Reloadable are the top-level keys a running service takes from a new config without a restart:
-// its route rules and what they share. Every other key (listeners, timeouts, metrics, tracing,
+// its route rules and what they share, the process-level memory cost, and the scenario that
+// changes the routes over time. Every other key (listeners, timeouts, metrics, tracing,
 // logging, shutdown) is read at start only.
-var Reloadable = []string{"routes", "seed", "max_hops"}
+var Reloadable = []string{"routes", "seed", "max_hops", "resident", "leak", "scenario"}
 
 // RestartOnly names, as problems, every key outside Reloadable whose value differs between the
 // running config and a new one: a reload that changes any of them is refused whole, since what it

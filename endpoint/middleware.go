@@ -13,8 +13,9 @@ import (
 // AccessLog logs a sample of requests at level info: sample is the fraction logged, 0 none, 1 all.
 // A full access log costs more than the rest of the request path together, so it is off by default
 // and sampling lets a load test keep a trickle of examples. With sample 0 the endpoint is returned
-// unwrapped. traceID, when not nil, names the request's trace on the line.
-func AccessLog(logger log.Logger, sample float64, traceID func(context.Context) string) kitendpoint.Middleware {
+// unwrapped. A traced request's line names its trace (Request.TraceID, which the tracing
+// middleware outside resolved).
+func AccessLog(logger log.Logger, sample float64) kitendpoint.Middleware {
 	logger = level.Info(logger)
 	return func(next kitendpoint.Endpoint) kitendpoint.Endpoint {
 		if sample <= 0 {
@@ -30,6 +31,9 @@ func AccessLog(logger log.Logger, sample float64, traceID func(context.Context) 
 			kv := []any{"msg", "request", "method", req.Method, "path", req.Path, "took", time.Since(begin)}
 			if resp, ok := response.(*HandleResponse); ok {
 				kv = append(kv, "route", resp.Route, "status", resp.Status)
+				if resp.Fault != nil { // the transport breaks the answer instead of writing it
+					kv = append(kv, "fault", resp.Fault.Kind.String())
+				}
 				if resp.Err != nil {
 					kv = append(kv, "err", resp.Err)
 				}
@@ -37,10 +41,8 @@ func AccessLog(logger log.Logger, sample float64, traceID func(context.Context) 
 			if err != nil {
 				kv = append(kv, "err", err)
 			}
-			if traceID != nil {
-				if id := traceID(ctx); id != "" {
-					kv = append(kv, "trace_id", id)
-				}
+			if req.TraceID != "" {
+				kv = append(kv, "trace_id", req.TraceID)
 			}
 			_ = logger.Log(kv...)
 			return response, err

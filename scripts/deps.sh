@@ -22,6 +22,11 @@ declare -A package_of=(
 	[jq]=jq
 	[qemu-aarch64-static]=qemu-user-static
 	[git]=git
+	[runc]=runc
+	[iptables]=iptables
+	[nft]=nftables
+	[openssl]=openssl
+	[curl]=curl
 )
 
 missing=()

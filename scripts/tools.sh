@@ -31,7 +31,7 @@ ETCD_VERSION=v3.5.21
 K8S_VERSION=v1.37.2
 K8S_STAGING_VERSION=v0.37.2
 PROMETHEUS_ADAPTER_VERSION=v0.12.0
-# Peers of the load benchmark (scripts/bench.sh). podinfo's tags have no "v" prefix, so the proxy
+# Peers of the load benchmark (bench/driver). podinfo's tags have no "v" prefix, so the proxy
 # knows 6.9.2 (what @latest gives) only by this pseudo-version of its commit.
 PODINFO_VERSION=v1.8.1-0.20250910200901-e86405a8674e
 PODINFO_RELEASE=6.9.2
@@ -43,11 +43,30 @@ KEDA_VERSION=v2.21.0 # keda-operator, keda-adapter and the CRDs (keda-crds)
 GORELEASER_VERSION=v2.17.0
 CYCLONEDX_GOMOD_VERSION=v1.10.0
 COSIGN_VERSION=v2.6.5
+# A real node (issue 26, in progress; docs/autoscaling.md, "A real node"): kubelet, kube-scheduler
+# and kube-proxy come from the Kubernetes wrapper above; containerd v2 (the kubelet 1.37 wants a
+# 2.x runtime), its ctr client and runc shim, the CNI plugins the bridge network needs, and crictl.
+# runc itself is Debian's package (scripts/deps.sh runc): the module's build needs cgo and
+# libseccomp's headers.
+CONTAINERD_VERSION=v2.4.2
+CNI_PLUGINS_VERSION=v1.10.0
+CRICTL_VERSION=v1.37.0
+METRICS_SERVER_VERSION=v0.8.0
+# CoreDNS, the node's cluster DNS: a wrapper main that plugs in only the plugins the node's Corefile
+# uses (the release's own main links every plugin, with the AWS, Azure and Google SDKs).
+COREDNS_VERSION=v1.15.0
+COREDNS_PLUGINS=(errors health ready kubernetes cache loadbalance)
+# Prometheus with its Kubernetes service discovery, for the e2e on the real node: Debian's package
+# is built without it (and without most discovery). v0.316.0 is the module version of v3.16.0; only
+# the Kubernetes discovery is linked in (the module's remove_all_sd and enable_kubernetes_sd tags).
+PROMETHEUS_VERSION=v0.316.0
+PROMETHEUS_RELEASE=3.16.0
 
 TOOLS=(golangci-lint govulncheck helm jaeger etcd kube-apiserver
 	kube-controller-manager kubectl prometheus-adapter podinfo go-httpbin fortio)
 TOOLS+=(keda-operator keda-adapter)
 TOOLS+=(goreleaser cyclonedx-gomod cosign)
+TOOLS+=(kubelet kube-scheduler kube-proxy containerd cni-plugins crictl metrics-server coredns prometheus)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS_DIR=${TOOLS_DIR:-$ROOT/.tools}
@@ -72,6 +91,13 @@ version_of() {
 	jaeger) echo "$JAEGER_VERSION" ;;
 	etcd) echo "$ETCD_VERSION" ;;
 	kube-apiserver | kube-controller-manager | kubectl) echo "$K8S_VERSION" ;;
+	kubelet | kube-scheduler | kube-proxy) echo "$K8S_VERSION" ;;
+	containerd) echo "$CONTAINERD_VERSION" ;;
+	cni-plugins) echo "$CNI_PLUGINS_VERSION" ;;
+	crictl) echo "$CRICTL_VERSION" ;;
+	metrics-server) echo "$METRICS_SERVER_VERSION" ;;
+	coredns) echo "$COREDNS_VERSION" ;;
+	prometheus) echo "$PROMETHEUS_VERSION" ;;
 	prometheus-adapter) echo "$PROMETHEUS_ADAPTER_VERSION" ;;
 	keda-operator | keda-adapter) echo "$KEDA_VERSION" ;;
 	podinfo) echo "$PODINFO_VERSION" ;;
@@ -227,6 +253,36 @@ build_k8s() {
 build_kube-apiserver() { build_k8s kube-apiserver; }
 build_kube-controller-manager() { build_k8s kube-controller-manager; }
 build_kubectl() { build_k8s kubectl; }
+build_kubelet() { build_k8s kubelet; }
+build_kube-scheduler() { build_k8s kube-scheduler; }
+build_kube-proxy() { build_k8s kube-proxy; }
+
+# containerd v2: the daemon, its ctr client and the runc v2 shim, static (CGO_ENABLED=0; btrfs and
+# devmapper need cgo and C headers, and the tags drop them outright), stamped as its Makefile does.
+build_containerd() {
+	local c=github.com/containerd/containerd/v2 cmd
+	for cmd in containerd ctr containerd-shim-runc-v2; do
+		CGO_ENABLED=0 go_install "$c/cmd/$cmd" "$CONTAINERD_VERSION" -tags "no_btrfs no_devmapper no_zfs" \
+			-ldflags "-s -w -X $c/version.Version=$CONTAINERD_VERSION -X $c/version.Package=$c"
+	done
+}
+
+# The CNI plugins a single-node bridge network needs, into bin/cni-plugins/ (the kubelet's and
+# containerd's CNI bin dir: the plugins' names are too generic for bin/).
+build_cni-plugins() {
+	local p=github.com/containernetworking/plugins tmp=$BIN/.cni-plugins.tmp
+	rm -rf "$tmp"
+	CGO_ENABLED=0 GOBIN=$tmp go install -trimpath -ldflags "-s -w" \
+		"$p/plugins/main/bridge@$CNI_PLUGINS_VERSION" "$p/plugins/main/loopback@$CNI_PLUGINS_VERSION" \
+		"$p/plugins/meta/portmap@$CNI_PLUGINS_VERSION" "$p/plugins/ipam/host-local@$CNI_PLUGINS_VERSION"
+	rm -rf "$BIN/cni-plugins"
+	mv "$tmp" "$BIN/cni-plugins"
+}
+
+build_crictl() {
+	CGO_ENABLED=0 go_install sigs.k8s.io/cri-tools/cmd/crictl "$CRICTL_VERSION" \
+		-ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
+}
 
 build_prometheus-adapter() {
 	local dir
@@ -288,12 +344,53 @@ build_cosign() {
 		-ldflags "-X sigs.k8s.io/release-utils/version.gitVersion=$COSIGN_VERSION"
 }
 
+# metrics-server: static, as its Makefile builds it; the real node runs it as a pod of its own image.
+build_metrics-server() {
+	local v=k8s.io/client-go/pkg/version
+	CGO_ENABLED=0 go_install sigs.k8s.io/metrics-server/cmd/metrics-server "$METRICS_SERVER_VERSION" \
+		-ldflags "-s -w -X $v.gitVersion=$METRICS_SERVER_VERSION"
+}
+
+# CoreDNS: a wrapper module whose main imports the Corefile's plugins and runs coremain, as
+# CoreDNS documents for a build with a chosen plugin set; static, like the image it goes into.
+build_coredns() {
+	local dir=$SRC/coredns-$COREDNS_VERSION p c=github.com/coredns/coredns
+	mkdir -p "$dir"
+	if [[ ! -f $dir/go.mod ]]; then
+		printf 'module anyroute.local/tools/coredns\n\ngo 1.26.0\n\nrequire %s %s\n' "$c" "$COREDNS_VERSION" >"$dir/go.mod"
+	fi
+	{
+		printf '// Written by scripts/tools.sh: CoreDNS with the plugins the node uses.\npackage main\n\nimport (\n'
+		for p in "${COREDNS_PLUGINS[@]}"; do printf '\t_ "%s/plugin/%s"\n' "$c" "$p"; done
+		printf '\n\t"%s/coremain"\n)\n\nfunc main() { coremain.Run() }\n' "$c"
+	} >"$dir/main.go"
+	(cd "$dir" && CGO_ENABLED=0 GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath \
+		-ldflags "-s -w -X $c/coremain.GitCommit=$COREDNS_VERSION" -o "$BIN/.coredns.tmp" .)
+	mv -f "$BIN/.coredns.tmp" "$BIN/coredns"
+	STAMP_NOTE="$STAMP_NOTE; plugins ${COREDNS_PLUGINS[*]}"
+}
+
+# Prometheus: the web UI's assets are not in the module (no builtinassets tag), so the UI pages are
+# absent; the API, which the e2e and anyroute doctor use, is whole.
+build_prometheus() {
+	local v=github.com/prometheus/common/version
+	CGO_ENABLED=0 go_install github.com/prometheus/prometheus/cmd/prometheus "$PROMETHEUS_VERSION" \
+		-tags "remove_all_sd enable_kubernetes_sd" \
+		-ldflags "-s -w -X $v.Version=$PROMETHEUS_RELEASE -X $v.Branch=HEAD -X $v.BuildUser=anyroute-tools.sh"
+	STAMP_NOTE="prometheus $PROMETHEUS_RELEASE with only the Kubernetes discovery, $STAMP_NOTE"
+}
+
 # ensure NAME: build NAME unless its binary and its current stamp exist.
+# cached NAME: its binary and the stamp of its pinned version are there.
+cached() {
+	[[ -x $BIN/$1 && -f $STAMPS/$1-$(version_of "$1") ]]
+}
+
 ensure() {
 	local name=$1 version start stamp
 	version=$(version_of "$name")
 	stamp=$STAMPS/$name-$version
-	if [[ -x $BIN/$name && -f $stamp ]]; then
+	if cached "$name"; then
 		echo "$name $version: cached"
 		return 0
 	fi
@@ -307,7 +404,7 @@ ensure() {
 }
 
 main() {
-	local arg name names=()
+	local arg name names=() all_cached
 	if [[ $# -eq 0 ]]; then
 		usage >&2
 		exit 2
@@ -345,7 +442,19 @@ main() {
 	# A stub module so that go commands run in src/ ignore the project's own
 	# go.mod (which may be mid-edit) and the repo's ./... skips src/.
 	[[ -f $SRC/go.mod ]] || printf 'module anyroute.local/tools\n\ngo 1.26.0\n' >"$SRC/go.mod"
-	# One build at a time, also across concurrent runs of this script.
+	# One build at a time, also across concurrent runs of this script; a run whose tools are all
+	# built already does not wait for another's build (a test asking for a tool it has must not
+	# wait out a cold Kubernetes build).
+	all_cached=1
+	for name in "${names[@]}"; do
+		cached "$name" || all_cached=0
+	done
+	if ((all_cached)); then
+		for name in "${names[@]}"; do
+			echo "$name $(version_of "$name"): cached"
+		done
+		return 0
+	fi
 	exec 9>"$TOOLS_DIR/.lock"
 	flock 9
 	for name in "${names[@]}"; do

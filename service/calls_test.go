@@ -68,7 +68,7 @@ func TestCalls(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeCaller{answers: tt.answers}
-			s, err := New([]Rule{callRule(tt.parallel, tt.fail)}, Options{Caller: f})
+			s, err := New(f, []Rule{callRule(tt.parallel, tt.fail)}, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -102,7 +102,7 @@ func TestCalls(t *testing.T) {
 // TestParallelCallsOverlap: three calls of 100ms each, in parallel, take about 100ms.
 func TestParallelCallsOverlap(t *testing.T) {
 	f := &fakeCaller{answers: map[string]CallResult{}, wait: 100 * time.Millisecond}
-	s, err := New([]Rule{callRule(true, false)}, Options{Caller: f})
+	s, err := New(f, []Rule{callRule(true, false)}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestParallelCallsOverlap(t *testing.T) {
 
 func TestLoopIsCutAtMaxHops(t *testing.T) {
 	f := &fakeCaller{answers: map[string]CallResult{}}
-	s, err := New([]Rule{callRule(false, true)}, Options{Caller: f, MaxHops: 4})
+	s, err := New(f, []Rule{callRule(false, true)}, Options{MaxHops: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,129 @@ func TestRequestIDIsKeptOrMade(t *testing.T) {
 }
 
 func TestRulesWithCallsNeedACaller(t *testing.T) {
-	if _, err := New([]Rule{callRule(false, true)}, Options{}); err == nil {
+	if _, err := New(nil, []Rule{callRule(false, true)}, Options{}); err == nil {
 		t.Fatal("a rule with calls was accepted without a caller")
+	}
+}
+
+// TestCallsCarryTheRequestsTrace: every call is told the incoming request's trace, for the
+// counting decorator's exemplars.
+func TestCallsCarryTheRequestsTrace(t *testing.T) {
+	f := &fakeCaller{answers: map[string]CallResult{}}
+	s, err := New(f, []Rule{callRule(true, false)}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Handle(context.Background(), Request{Method: "GET", Path: "/x", TraceID: "4bf9", TraceSampled: true}); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.asked) != 3 {
+		t.Fatalf("%d calls, want 3", len(f.asked))
+	}
+	for _, r := range f.asked {
+		if r.TraceID != "4bf9" || !r.TraceSampled {
+			t.Errorf("call %s carries trace %q sampled %v, want the request's 4bf9, sampled", r.Name, r.TraceID, r.TraceSampled)
+		}
+	}
+}
+
+// TestRefusedPathAnswers400: a call refused for its path is the client's doing: a route that
+// fails on call errors answers 400, one that ignores them answers as usual.
+func TestRefusedPathAnswers400(t *testing.T) {
+	for fail, want := range map[bool]int{true: 400, false: 200} {
+		f := &fakeCaller{answers: map[string]CallResult{"a": {Err: ErrUnsafePath}}}
+		s, err := New(f, []Rule{callRule(false, fail)}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, _ := s.Handle(context.Background(), Request{Method: "GET", Path: "/.."}); resp.Status != want {
+			t.Errorf("fail=%v: %d (%v), want %d", fail, resp.Status, resp.Err, want)
+		}
+	}
+}
+
+// TestHopHeaderCannotForceErrors: any client can send x-anyroute-hops; a route without calls
+// ends every chain, so it answers as usual whatever the header says, and only routes that call
+// are cut at max_hops.
+func TestHopHeaderCannotForceErrors(t *testing.T) {
+	f := &fakeCaller{answers: map[string]CallResult{}}
+	leaf := Rule{ID: 2, Name: "leaf", Match: "/leaf", Status: 201}
+	s, err := New(f, []Rule{leaf, callRule(false, true)}, Options{MaxHops: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, hops := range []int32{4, 10, 1 << 30} {
+		if resp, _ := s.Handle(context.Background(), Request{Method: "GET", Path: "/leaf", Hops: hops}); resp.Status != 201 || resp.Err != nil {
+			t.Errorf("route without calls, %d hops: %d %v, want its own 201", hops, resp.Status, resp.Err)
+		}
+		if resp, _ := s.Handle(context.Background(), Request{Method: "GET", Path: "/x", Hops: hops}); resp.Status != StatusLoopDetected {
+			t.Errorf("route with calls, %d hops: %d, want 508", hops, resp.Status)
+		}
+	}
+}
+
+// TestCallsCutByTheRequestsEnd: a request whose context ends during its calls is answered as one
+// that ends during its delay: 499 when the client left, 503 ErrStopping when the drain cut it,
+// whatever on_call_error says; not 502 (or 200) as if the upstream had failed.
+func TestCallsCutByTheRequestsEnd(t *testing.T) {
+	for _, tt := range []struct {
+		cause  error
+		fail   bool
+		status int
+	}{
+		{context.Canceled, true, StatusClientClosed},
+		{context.Canceled, false, StatusClientClosed},
+		{ErrStopping, true, 503},
+		{ErrStopping, false, 503},
+	} {
+		for _, parallel := range []bool{false, true} {
+			f := &fakeCaller{answers: map[string]CallResult{}, wait: time.Minute}
+			s, err := New(f, []Rule{callRule(parallel, tt.fail)}, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancelCause(context.Background())
+			go func() { time.Sleep(20 * time.Millisecond); cancel(tt.cause) }()
+			resp, err := s.Handle(ctx, Request{Method: "GET", Path: "/"})
+			if resp.Status != tt.status || err == nil || (tt.status == 503) != errors.Is(resp.Err, ErrStopping) {
+				t.Errorf("cause %v, fail=%v, parallel=%v: %d %v (err %v), want %d", tt.cause, tt.fail, parallel, resp.Status, resp.Err, err, tt.status)
+			}
+		}
+	}
+}
+
+// TestUpstreamStatusesAreBounded: a failed call passes on a standard 5xx only; any other status
+// an upstream gives (520, 599, 999) is answered 502, so the route's code series stay bounded.
+func TestUpstreamStatusesAreBounded(t *testing.T) {
+	for upstream, want := range map[int]int{500: 500, 503: 503, 508: 508, 511: 511, 509: 502, 520: 502, 599: 502, 600: 502, 999: 502} {
+		f := &fakeCaller{answers: map[string]CallResult{"a": {Status: upstream}}}
+		s, err := New(f, []Rule{callRule(false, true)}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, _ := s.Handle(context.Background(), Request{Method: "GET", Path: "/"}); resp.Status != want {
+			t.Errorf("upstream %d: answered %d, want %d", upstream, resp.Status, want)
+		}
+	}
+}
+
+func TestGRPCTarget(t *testing.T) {
+	for _, c := range []struct {
+		url, addr, method string
+		ok                bool
+	}{
+		{"grpc://inv:9090/shop.Inventory/Reserve", "inv:9090", "/shop.Inventory/Reserve", true},
+		{"grpc://[::1]:9090/a.B/C", "[::1]:9090", "/a.B/C", true},
+		{"grpc://inv/shop.Inventory/Reserve", "", "", false}, // no port
+		{"grpc://inv:9090/shop.Inventory", "", "", false},
+		{"grpc://inv:9090/a.B/C/D", "", "", false},
+		{"grpc://inv:9090/a.B/{path}", "", "", false},
+		{"grpc://inv:9090/a.B/C?x=1", "", "", false},
+		{"http://inv:9090/a.B/C", "", "", false},
+	} {
+		addr, method, ok := GRPCTarget(c.url)
+		if addr != c.addr || method != c.method || ok != c.ok {
+			t.Errorf("GRPCTarget(%q) = %q %q %v, want %q %q %v", c.url, addr, method, ok, c.addr, c.method, c.ok)
+		}
 	}
 }

@@ -22,7 +22,7 @@ func draws(t *testing.T, l Latency, n int) []time.Duration {
 	r := NewRandom(&seed)
 	out := make([]time.Duration, n)
 	for i := range out {
-		out[i] = draw(r)
+		out[i], _ = draw(r)
 	}
 	slices.Sort(out)
 	return out
@@ -121,5 +121,122 @@ func TestBadDistributionsAreRefused(t *testing.T) {
 		if err := l.Check(); err == nil {
 			t.Errorf("%+v accepted", l)
 		}
+	}
+}
+
+// TestDrawsTellTheirQuantile: the quantile a draw reports is where the draw lies in its
+// distribution: the distribution's inverse at that quantile gives back the draw (up to float
+// rounding), and over many draws the quantiles are uniform (a tenth below 0.1, a tenth above 0.9),
+// with no extra random number drawn (the seeded sequence is the one the durations alone draw).
+func TestDrawsTellTheirQuantile(t *testing.T) {
+	const n = 10000
+	ms := float64(time.Millisecond)
+	probit := func(q float64) float64 { return math.Sqrt2 * math.Erfinv(2*q-1) }
+	mu, sigma := math.Log(20*ms), (math.Log(80*ms)-math.Log(20*ms))/z99
+	pk := percentileKnots(Latency{P50: 10 * time.Millisecond, P90: 30 * time.Millisecond, P99: 90 * time.Millisecond})
+	for _, tt := range []struct {
+		l       Latency
+		inverse func(q float64) float64 // nanoseconds
+	}{
+		{Latency{Distribution: "uniform", Delay: 20 * time.Millisecond, Jitter: 10 * time.Millisecond},
+			func(q float64) float64 { return 20*ms + (2*q-1)*10*ms }},
+		{Latency{Distribution: "normal", Mean: 50 * time.Millisecond, StdDev: 10 * time.Millisecond},
+			func(q float64) float64 { return 50*ms + 10*ms*probit(q) }},
+		{Latency{Distribution: "lognormal", Median: 20 * time.Millisecond, P99: 80 * time.Millisecond},
+			func(q float64) float64 { return math.Exp(mu + sigma*probit(q)) }},
+		{Latency{Distribution: "percentiles", P50: 10 * time.Millisecond, P90: 30 * time.Millisecond, P99: 90 * time.Millisecond},
+			pk.at},
+	} {
+		t.Run(tt.l.Distribution, func(t *testing.T) {
+			draw, err := tt.l.compile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			seed := uint64(7)
+			r, again := NewRandom(&seed), NewRandom(&seed)
+			low, high := 0, 0
+			for range n {
+				d, q := draw(r)
+				if want := tt.inverse(q); math.Abs(float64(d)-want) > 1e-6*want+1 {
+					t.Fatalf("drew %v at quantile %v; the distribution has %v there", d, q, time.Duration(want))
+				}
+				if q < 0.1 {
+					low++
+				} else if q > 0.9 {
+					high++
+				}
+				// The same sequence, one variate a draw: the two stay in step only if draw took one.
+				if tt.l.Distribution == "uniform" || tt.l.Distribution == "percentiles" {
+					again.Float64()
+				} else {
+					again.NormFloat64()
+				}
+			}
+			if next, want := r.Float64(), again.Float64(); next != want {
+				t.Fatalf("the draws took more random numbers than one each: next %v, want %v", next, want)
+			}
+			// A tenth each within 5 standard errors (sqrt(0.1*0.9/n) = 0.003).
+			for name, got := range map[string]int{"below 0.1": low, "above 0.9": high} {
+				if share := float64(got) / n; math.Abs(share-0.1) > 0.015 {
+					t.Errorf("%.3f of the quantiles %s, want 0.1", share, name)
+				}
+			}
+		})
+	}
+}
+
+// Quantile, Average and Above describe the distribution the sampler draws from: the share of
+// 100,000 seeded draws above a bound is Above's within 5 standard errors, and their mean is
+// Average's within 1 %, for every distribution.
+func TestQuantileDescribesTheDraws(t *testing.T) {
+	ms := time.Millisecond
+	cases := []Latency{
+		{Distribution: "fixed", Delay: 5 * ms},
+		{Distribution: "uniform", Delay: 20 * ms, Jitter: 10 * ms},
+		{Distribution: "normal", Mean: 100 * ms, StdDev: 30 * ms},
+		{Distribution: "lognormal", Median: 400 * ms, P99: 2 * time.Second, Max: 9 * time.Second},
+		{Distribution: "percentiles", P50: 50 * ms, P90: 200 * ms, P99: 800 * ms},
+	}
+	seed := uint64(3)
+	for _, l := range cases {
+		draw, err := l.compile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := NewRandom(&seed)
+		const n = 100000
+		bound := l.Quantile(0.8)
+		above, sum := 0, 0.0
+		for range n {
+			d, _ := draw(r)
+			sum += float64(d)
+			if d > bound {
+				above++
+			}
+		}
+		p := l.Above(bound)
+		se := math.Sqrt(max(p*(1-p), 1e-6) / n)
+		if got := float64(above) / n; math.Abs(got-p) > 5*se {
+			t.Errorf("%s: %.4f of the draws above %s, Above says %.4f", l.Distribution, got, bound, p)
+		}
+		if mean, avg := sum/n, float64(l.Average()); math.Abs(mean-avg) > 0.01*avg {
+			t.Errorf("%s: the draws average %s, Average says %s", l.Distribution, time.Duration(mean), time.Duration(avg))
+		}
+	}
+	// Worked by hand: a lognormal's median is its 0.5 quantile and its p99 the 0.99; half of a
+	// uniform 20 ± 10 ms lies above 20 ms, a quarter above 25; a fixed delay is never above itself.
+	l := Latency{Distribution: "lognormal", Median: 400 * ms, P99: 2 * time.Second}
+	if q := l.Quantile(0.5); q < 399*ms || q > 401*ms {
+		t.Errorf("lognormal median: %s", q)
+	}
+	if p := l.Above(2 * time.Second); math.Abs(p-0.01) > 1e-6 {
+		t.Errorf("lognormal above its p99: %v", p)
+	}
+	u := Latency{Distribution: "uniform", Delay: 20 * ms, Jitter: 10 * ms}
+	if p := u.Above(25 * ms); math.Abs(p-0.25) > 1e-6 {
+		t.Errorf("uniform above 25 ms: %v", p)
+	}
+	if p := (Latency{Distribution: "fixed", Delay: 5 * ms}).Above(5 * ms); p != 0 {
+		t.Errorf("fixed above itself: %v", p)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -27,11 +28,11 @@ func parseOverride(req Request, maxDelay time.Duration) (override, error) {
 	var o override
 	status, delay := req.OverrideStatus, req.OverrideDelay
 	if (status == "" || delay == "") && req.Query != "" {
-		q, err := url.ParseQuery(req.Query)
+		qStatus, qDelay, err := queryOverrides(req.Query)
 		if err != nil {
-			return o, &OverrideError{Reason: "query does not parse"}
+			return o, err
 		}
-		status, delay = cmp.Or(status, q.Get("status")), cmp.Or(delay, q.Get("delay"))
+		status, delay = cmp.Or(status, qStatus), cmp.Or(delay, qDelay)
 	}
 	if status != "" {
 		n, err := strconv.Atoi(status)
@@ -51,4 +52,34 @@ func parseOverride(req Request, maxDelay time.Duration) (override, error) {
 		o.delay, o.hasDelay = d, true
 	}
 	return o, nil
+}
+
+// queryOverrides returns the first status and delay parameters of a query, as url.Values.Get
+// would. Only those two need to parse: the rest of a query is the client's own business (a load
+// test's cache buster, a malformed escape), and a route that allows overrides answers it normally
+// when it asks for none. Pairs holding a semicolon are skipped, as url.ParseQuery skips them.
+func queryOverrides(query string) (status, delay string, err error) {
+	var hasStatus, hasDelay bool
+	for query != "" && (!hasStatus || !hasDelay) {
+		var pair string
+		pair, query, _ = strings.Cut(query, "&")
+		if strings.Contains(pair, ";") {
+			continue
+		}
+		rawKey, rawValue, _ := strings.Cut(pair, "=")
+		key, kerr := url.QueryUnescape(rawKey)
+		if kerr != nil || (key == "status" && hasStatus) || (key == "delay" && hasDelay) || (key != "status" && key != "delay") {
+			continue
+		}
+		value, verr := url.QueryUnescape(rawValue)
+		if verr != nil {
+			return "", "", &OverrideError{Reason: fmt.Sprintf("query parameter %s does not parse", key)}
+		}
+		if key == "status" {
+			status, hasStatus = value, true
+		} else {
+			delay, hasDelay = value, true
+		}
+	}
+	return status, delay, nil
 }

@@ -31,6 +31,12 @@ func TestOverrides(t *testing.T) {
 		{"delay past max_delay", Request{Path: "/open", Query: "delay=51ms"}, 400, true, false},
 		{"delay not a duration", Request{Path: "/open", OverrideDelay: "soon"}, 400, true, false},
 		{"negative delay", Request{Path: "/open", OverrideDelay: "-1s"}, 400, true, false},
+		{"a query that does not parse, no override asked: the mix answers", Request{Path: "/open", Query: "q=%zz&x=100%"}, 500, false, false},
+		{"a query that does not parse elsewhere, a status asked", Request{Path: "/open", Query: "q=%zz&status=418"}, 418, false, false},
+		{"a status parameter that does not parse", Request{Path: "/open", Query: "status=%zz"}, 400, true, false},
+		{"an escaped key", Request{Path: "/open", Query: "%73tatus=418"}, 418, false, false},
+		{"the first status of two", Request{Path: "/open", Query: "status=418&status=%zz"}, 418, false, false},
+		{"a pair with a semicolon is no parameter", Request{Path: "/open", Query: "a=1;status=418"}, 500, false, false},
 		{"closed route ignores them", Request{Path: "/closed", Query: "status=503&delay=1h", OverrideStatus: "503"}, 200, false, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 
 func newTestService(t *testing.T, rules ...Rule) Service {
 	t.Helper()
-	s, err := New(rules, Options{})
+	s, err := New(nil, rules, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestHandleDelay(t *testing.T) {
 }
 
 func TestNewRejectsBadPattern(t *testing.T) {
-	if _, err := New([]Rule{{Name: "bad", Match: "/a*"}}, Options{}); err == nil {
+	if _, err := New(nil, []Rule{{Name: "bad", Match: "/a*"}}, Options{}); err == nil {
 		t.Fatal("New accepted a bad pattern")
 	}
 }
@@ -172,9 +172,9 @@ func (c *counter) Inc() { c.n++ }
 func TestRecoverAnswers500(t *testing.T) {
 	var logged strings.Builder
 	panics := &counter{}
-	svc := Recover(log.NewLogfmtLogger(&logged), func(context.Context) string { return "trace-7" }, panics)(panicking{})
+	svc := Recover(log.NewLogfmtLogger(&logged), panics)(panicking{})
 
-	resp, err := svc.Handle(context.Background(), Request{Method: "GET", Path: "/boom"})
+	resp, err := svc.Handle(context.Background(), Request{Method: "GET", Path: "/boom", TraceID: "trace-7"})
 	if err != nil || resp.Status != 500 || !errors.Is(resp.Err, ErrPanic) || resp.Route != OtherRoute || resp.RouteID != 0 {
 		t.Fatalf("got %+v, %v; want 500 under the catch-all route, id 0", resp, err)
 	}
@@ -195,7 +195,7 @@ func TestReplaceIsAtomic(t *testing.T) {
 	tableOf := func(n int) []Rule {
 		return []Rule{{ID: 1, Name: "r", Match: "/*", Status: 200 + n, BodyBytes: n}}
 	}
-	r, err := New(tableOf(1), Options{})
+	r, err := New(nil, tableOf(1), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,5 +233,54 @@ func TestReplaceIsAtomic(t *testing.T) {
 	}
 	if resp, _ := r.Handle(context.Background(), Request{Method: "GET", Path: "/x"}); resp.Route != "r" {
 		t.Fatalf("after a refused Replace, route %q answers; want the previous table's", resp.Route)
+	}
+}
+
+// TestResponseSaysWhyItTookItsTime: the response names what its delay was drawn from and where
+// the draw fell (the uniform's quantile is its position between Delay-Jitter and Delay+Jitter), a
+// fixed delay and an override have no quantile, a rule without latency no distribution, and a
+// rule's cpu is reported as burned.
+func TestResponseSaysWhyItTookItsTime(t *testing.T) {
+	ms := time.Millisecond
+	s := newTestService(t,
+		Rule{ID: 1, Name: "spread", Match: "/spread", Latency: Latency{Distribution: "uniform", Delay: 4 * ms, Jitter: 2 * ms}},
+		Rule{ID: 2, Name: "fixed", Match: "/fixed", Latency: Latency{Delay: ms}},
+		Rule{ID: 3, Name: "open", Match: "/open", AllowOverrides: true, MaxDelay: 50 * ms, Latency: Latency{Distribution: "normal", Mean: ms, StdDev: ms}},
+		Rule{ID: 4, Name: "burn", Match: "/burn", CPU: Latency{Delay: 2 * ms}},
+	)
+	handle := func(req Request) Response {
+		t.Helper()
+		req.Method = "GET"
+		resp, err := s.Handle(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	seen := map[bool]bool{} // quantile below and above 0.5
+	for range 20 {
+		resp := handle(Request{Path: "/spread"})
+		q := float64(resp.Quantile)
+		want := 2*ms + time.Duration(q*float64(4*ms))
+		if resp.Distribution != DistUniform || resp.Distribution.String() != "uniform" || q < 0 || q >= 1 ||
+			(resp.Delay-want).Abs() > time.Microsecond {
+			t.Fatalf("uniform: %v at quantile %v, delay %v (want %v there)", resp.Distribution, q, resp.Delay, want)
+		}
+		seen[q > 0.5] = true
+	}
+	if len(seen) != 2 {
+		t.Errorf("20 uniform draws all on one side of the median: %v", seen)
+	}
+	if resp := handle(Request{Path: "/fixed"}); resp.Distribution != DistFixed || resp.Quantile != 0 || resp.Delay != ms {
+		t.Errorf("fixed: %v at %v, delay %v", resp.Distribution, resp.Quantile, resp.Delay)
+	}
+	if resp := handle(Request{Path: "/open", OverrideDelay: "2ms"}); resp.Distribution != DistOverride || resp.Distribution.String() != "override" || resp.Quantile != 0 || resp.Delay != 2*ms {
+		t.Errorf("override: %v at %v, delay %v", resp.Distribution, resp.Quantile, resp.Delay)
+	}
+	if resp := handle(Request{Path: "/burn"}); resp.Distribution != DistNone || resp.Distribution.String() != "" || resp.CPU < 2*ms || resp.CPU > 50*ms {
+		t.Errorf("no latency, cpu 2ms: %v, burned %v", resp.Distribution, resp.CPU)
+	}
+	if resp := handle(Request{Path: "/spread"}); resp.CPU != 0 {
+		t.Errorf("a rule without cpu reports %v burned", resp.CPU)
 	}
 }

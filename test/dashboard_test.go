@@ -14,7 +14,7 @@ import (
 	"testing"
 	"text/template"
 
-	"sigs.k8s.io/yaml"
+	"github.com/anyroute/anyroute/instrumenting"
 )
 
 // The Grafana dashboard: one file, inside the chart so that the chart's ConfigMap can read it
@@ -293,7 +293,7 @@ func TestDashboardStructure(t *testing.T) {
 		}
 	}
 	has("requests/s per route", contains("sum by (route) (rate(app_requests_total{"))
-	has("the error ratio per route", contains("sum by (route) (rate(app_requests_total{", `code=~"5.."`))
+	has("the error ratio per route", contains("sum by (route) (rate(app_requests_total{", `code=~"`+instrumenting.ErrorCodes+`"`))
 	for _, q := range []string{"0.5", "0.9", "0.99"} {
 		has("p"+q+" per route", contains("histogram_quantile("+q+", sum by (le, route) (rate(app_request_duration_seconds_bucket{"))
 	}
@@ -301,7 +301,7 @@ func TestDashboardStructure(t *testing.T) {
 		return p.Type == "heatmap" && tg.Format == "heatmap" && strings.Contains(tg.Expr, "app_request_duration_seconds_bucket")
 	})
 	has("upstream calls per edge", contains("sum by (route, call) (rate(app_upstream_requests_total{"))
-	has("the upstream error ratio per edge", contains("sum by (route, call) (rate(app_upstream_requests_total{", `code=~"5..|timeout|error"`))
+	has("the upstream error ratio per edge", contains("sum by (route, call) (rate(app_upstream_requests_total{", `code=~"5..|timeout|error|nonstandard|limited"`))
 	has("upstream latency per edge", contains("sum by (le, route, call) (rate(app_upstream_request_duration_seconds_bucket{"))
 	has("avg_requests per pod as the adapter computes it", contains(adapterQuery(t, `namespace=~"$namespace", job=~"$job"`, "namespace, pod")))
 	for _, m := range []string{"spec_target_metric", "status_current_replicas", "status_desired_replicas"} {
@@ -310,6 +310,20 @@ func TestDashboardStructure(t *testing.T) {
 	has("the flusher's lag", contains("app_metrics_last_flush_timestamp_seconds"))
 	has("the flush duration", contains("app_metrics_flush_duration_seconds"))
 	has("tracing drops", contains("app_tracing_spans_dropped_total"))
+	sideBySide := false // one panel draws the load generator's rates beside the server's count
+	for _, p := range panels {
+		var client, server bool
+		for _, tg := range p.Targets {
+			client = client || strings.Contains(tg.Expr, "rate(load_requests_total{")
+			server = server || strings.Contains(tg.Expr, "rate(app_requests_total{")
+		}
+		sideBySide = sideBySide || client && server
+	}
+	if !sideBySide {
+		t.Error("no panel shows anyroute load's rate beside the server's")
+	}
+	has("the load generator's schedule", contains("load_scheduled_requests_per_second{"))
+	has("the load generator's dropped sends", contains("rate(load_dropped_requests_total{"))
 
 	// Exemplars on every graph of the request latency histogram (a stat panel cannot draw them).
 	for _, p := range panels {
@@ -400,13 +414,7 @@ func TestDashboardIsOneFile(t *testing.T) {
 			Volumes  []string `json:"volumes"`
 		} `json:"services"`
 	}
-	data, err := os.ReadFile(composeDir + "/docker-compose.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(data, &file); err != nil {
-		t.Fatal(err)
-	}
+	readYAML(t, composeDir+"/docker-compose.yml", &file)
 	mounts := map[string]string{} // container path → host path, of grafana's
 	for name, svc := range file.Services {
 		for _, v := range svc.Volumes {

@@ -99,11 +99,22 @@ func TestHelmKEDA(t *testing.T) {
 	}
 }
 
-// TestHelmKEDASchemaRejectsBoth: one autoscaler at a time.
-func TestHelmKEDASchemaRejectsBoth(t *testing.T) {
-	_, stderr, err := runHelm(t, templateArgs("anyroute", "--set", "keda.enabled=true")...)
-	if err == nil || !strings.Contains(stderr, "at '/keda/enabled': value must be false") {
-		t.Fatalf("helm template with hpa.enabled and keda.enabled: err %v, want the schema's refusal:\n%s", err, stderr)
+// TestHelmKEDARejectsBoth: one autoscaler at a time, and turning KEDA on with the default
+// hpa.enabled is refused with a message that says what to change (not the schema's "value must be
+// false" at '/keda/enabled', which names neither hpa.enabled nor the fix).
+func TestHelmKEDARejectsBoth(t *testing.T) {
+	for name, args := range map[string][]string{
+		"keda on, hpa at its default":  {"--set", "keda.enabled=true"},
+		"keda on, hpa on in the file":  {"-f", demoValues, "--set", "keda.enabled=true"},
+		"keda on, hpa on, said so too": {"--set", "keda.enabled=true,hpa.enabled=true"},
+	} {
+		_, stderr, err := runHelm(t, templateArgs("anyroute", args...)...)
+		if err == nil || !strings.Contains(stderr, "keda.enabled=true needs hpa.enabled=false") {
+			t.Errorf("%s: helm template err %v, want the refusal naming both keys:\n%s", name, err, stderr)
+		}
+	}
+	if _, stderr, err := runHelm(t, templateArgs("anyroute", kedaValues...)...); err != nil {
+		t.Errorf("hpa.enabled=false with keda.enabled=true: %v\n%s", err, stderr)
 	}
 }
 

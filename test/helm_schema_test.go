@@ -38,7 +38,7 @@ func TestHelmValuesSchemaEmbedsConfigSchema(t *testing.T) {
 	}
 	if !*updateHelmSchema {
 		t.Fatalf("%s: definitions/anyrouteConfig differs from config/schema.json; run\n"+
-			"  go test ./test -run TestHelmValuesSchemaEmbedsConfigSchema -update-helm-schema", schemaFile)
+			"  cd test && go test -run TestHelmValuesSchemaEmbedsConfigSchema -update-helm-schema .", schemaFile)
 	}
 	defs["anyrouteConfig"] = want
 	var b bytes.Buffer

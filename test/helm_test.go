@@ -35,6 +35,7 @@ import (
 
 	"github.com/anyroute/anyroute/config"
 	"github.com/anyroute/anyroute/test/kit"
+	"github.com/anyroute/anyroute/transport/load/stages"
 )
 
 // The chart is rendered with the real helm binary that scripts/tools.sh builds, for the Kubernetes
@@ -65,7 +66,33 @@ func TestHelmChartRenders(t *testing.T) {
 			checkHPA(t, r, hpaWant{min: 1, max: 10, target: "10", upWindow: 0, downWindow: 300})
 			checkScrapeAnnotations(t, r, true)
 			checkGracePeriod(t, r, 20) // drain_delay 5s + grace 10s + the 5s margin
+			checkTLSMount(t, r, "")
+			if r.config.HTTP.TLS != nil {
+				t.Errorf("http.tls set without tls.enabled: %+v", r.config.HTTP.TLS)
+			}
 		}},
+		{name: "tls", release: "anyroute", args: []string{"--set", "tls.enabled=true,tls.secretName=anyroute-tls"}, check: func(t *testing.T, r *rendered) {
+			checkTLSMount(t, r, "anyroute-tls")
+			want := config.TLS{CertFile: "/etc/anyroute-tls/tls.crt", KeyFile: "/etc/anyroute-tls/tls.key"}
+			if got := r.config.HTTP.TLS; got == nil || *got != want {
+				t.Errorf("http.tls %+v, want %+v", got, want)
+			}
+			checkScrapeAnnotations(t, r, true) // the admin port, plain
+		}},
+		{name: "mtls with siege", release: "anyroute", args: []string{"-f", demoValues, "--set",
+			"tls.enabled=true,tls.secretName=anyroute-tls,tls.clientAuth=optional,config.http.addr=:9000"},
+			check: func(t *testing.T, r *rendered) {
+				checkTLSMount(t, r, "anyroute-tls")
+				want := config.TLS{CertFile: "/etc/anyroute-tls/tls.crt", KeyFile: "/etc/anyroute-tls/tls.key",
+					ClientCAFile: "/etc/anyroute-tls/ca.crt", ClientAuth: "optional"}
+				if got := r.config.HTTP.TLS; got == nil || *got != want {
+					t.Errorf("http.tls %+v, want %+v", got, want)
+				}
+				if r.config.HTTP.Addr != ":9000" || len(r.config.Routes) == 0 {
+					t.Errorf("the rest of config.http or the routes lost beside http.tls: %+v", r.config.HTTP)
+				}
+				checkSiege(t, r, []string{"/api/hello", "/orders/42", "/slow/report"}, "10", "1")
+			}},
 		{name: "long shutdown", release: "anyroute", args: []string{"--set",
 			"config.shutdown.drain_delay=2.5s,config.shutdown.grace=1m,config.shutdown.metrics_linger=15s"},
 			check: func(t *testing.T, r *rendered) {
@@ -83,6 +110,31 @@ func TestHelmChartRenders(t *testing.T) {
 			r.wantKinds(t, "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Service", "ServiceAccount")
 			checkHPA(t, r, hpaWant{min: 1, max: 5, target: "5", upWindow: 0, downWindow: 30})
 		}},
+		{name: "load anyroute", release: "web", args: []string{"--set", "load.enabled=true,metrics.podMonitor.enabled=true,metrics.scrapeAnnotations=true"},
+			check: func(t *testing.T, r *rendered) {
+				r.wantKinds(t, "ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler", "PodMonitor", "PodMonitor", "Service", "ServiceAccount")
+				if r.siege != nil {
+					t.Error("load.tool anyroute also rendered the siege Deployment")
+				}
+				checkLoad(t, r, []string{"/"}, stages.List{{Duration: stages.Duration(time.Minute), TargetRate: 20},
+					{Duration: stages.Duration(3 * time.Minute), TargetRate: 20}, {Duration: stages.Duration(time.Minute), TargetRate: 0}})
+			}},
+		{name: "load stages from values", release: "anyroute", args: []string{"-f", demoValues, "--set", "siege.enabled=false,load.enabled=true,metrics.scrapeAnnotations=false",
+			"--set-json", `load.stages=[{"duration":"30s","target_rate":500},{"duration":"0s","target_rate":50},{"duration":"1m","target_rate":50}]`,
+			"--set-json", `load.paths=["/api/a","/slow/b"]`},
+			check: func(t *testing.T, r *rendered) {
+				r.wantKinds(t, "ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler", "Service", "ServiceAccount")
+				checkLoad(t, r, []string{"/api/a", "/slow/b"}, stages.List{{Duration: stages.Duration(30 * time.Second), TargetRate: 500},
+					{Duration: 0, TargetRate: 50}, {Duration: stages.Duration(time.Minute), TargetRate: 50}})
+			}},
+		{name: "load siege", release: "anyroute", args: []string{"--set", "load.enabled=true,load.tool=siege", "--set-json", `siege.paths=["/x"]`},
+			check: func(t *testing.T, r *rendered) {
+				r.wantKinds(t, "ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler", "Service", "ServiceAccount")
+				if r.load != nil {
+					t.Error("load.tool siege also rendered anyroute load")
+				}
+				checkSiege(t, r, []string{"/x"}, "5", "1")
+			}},
 		{name: "hpa off", release: "anyroute", args: []string{"--set", "hpa.enabled=false,replicaCount=3"}, check: func(t *testing.T, r *rendered) {
 			r.wantKinds(t, "ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount")
 			if got := r.server.Spec.Replicas; got == nil || *got != 3 {
@@ -90,6 +142,21 @@ func TestHelmChartRenders(t *testing.T) {
 			}
 			checkPDB(t, r)
 		}},
+		{name: "cpu only", release: "anyroute", args: []string{"--set", "hpa.metric.enabled=false", "--set-json",
+			`hpa.extraMetrics=[{"type":"Resource","resource":{"name":"cpu","target":{"type":"Utilization","averageUtilization":50}}}]`},
+			check: func(t *testing.T, r *rendered) {
+				r.wantKinds(t, "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Service", "ServiceAccount")
+				// The request-rate metric gone: an HPA with a metric nobody serves never scales down.
+				ms := r.hpa(t).Spec.Metrics
+				if len(ms) != 1 || ms[0].Type != autoscalingv2.ResourceMetricSourceType || ms[0].Resource == nil ||
+					ms[0].Resource.Name != corev1.ResourceCPU || ms[0].Resource.Target.Type != autoscalingv2.UtilizationMetricType ||
+					!ptrIs32(ms[0].Resource.Target.AverageUtilization, 50) {
+					t.Errorf("metrics %+v, want only a Resource cpu Utilization 50%%", ms)
+				}
+				if r.server.Spec.Template.Spec.Containers[0].Resources.Requests.Cpu().IsZero() {
+					t.Error("a cpu Utilization target needs the pods' cpu request")
+				}
+			}},
 		{name: "pdb on", release: "anyroute", args: []string{"-f", demoValues, "--set", "hpa.minReplicas=2"}, check: func(t *testing.T, r *rendered) {
 			r.wantKinds(t, "ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "ServiceAccount")
 			checkHPA(t, r, hpaWant{min: 2, max: 5, target: "5", upWindow: 0, downWindow: 30})
@@ -157,14 +224,32 @@ func TestHelmValuesSchemaRejects(t *testing.T) {
 			[]string{schemaErr, "at '/config/routes/0': additional properties 'colour' not allowed"}},
 		{"siege url", "siege:\n  enabled: true\n  urls: [\"ftp://x\"]\n",
 			[]string{schemaErr, "/siege/urls/0"}},
+		{"load tool", "load:\n  enabled: true\n  tool: wrk\n",
+			[]string{schemaErr, "/load/tool"}},
+		{"load rate above the cap", "load:\n  enabled: true\n  stages: [{duration: 1m, target_rate: 50000}]\n",
+			[]string{schemaErr, "/load/stages/0/target_rate"}},
+		{"load stage without a unit", "load:\n  enabled: true\n  stages: [{duration: \"30\", target_rate: 5}]\n",
+			[]string{schemaErr, "/load/stages/0/duration"}},
+		{"load stage misspelt", "load:\n  enabled: true\n  stages: [{duration: 1m, rate: 5}]\n",
+			[]string{schemaErr, "/load/stages/0"}},
 		{"grace period too short", "terminationGracePeriodSeconds: 12\n",
 			[]string{"terminationGracePeriodSeconds (12) must exceed config.shutdown drain_delay + grace + metrics_linger (15s)"}},
 		{"min above max", "hpa:\n  minReplicas: 6\n  maxReplicas: 5\n",
 			[]string{"hpa.minReplicas (6) must not exceed hpa.maxReplicas (5)"}},
+		{"hpa without a metric", "hpa:\n  metric:\n    enabled: false\n",
+			[]string{"hpa.metric.enabled=false leaves the HPA no metric: give one in hpa.extraMetrics"}},
+		{"keda without the rate", "hpa:\n  enabled: false\n  metric:\n    enabled: false\nkeda:\n  enabled: true\n",
+			[]string{"keda.enabled=true needs hpa.metric.enabled=true"}},
 		{"availability as a percentage", "prometheusRule:\n  availability: 99.9\n",
 			[]string{schemaErr, "at '/prometheusRule/availability'"}},
 		{"dashboard without a sidecar label", "dashboards:\n  enabled: true\n  labels:\n    grafana_dashboard: null\n",
 			[]string{schemaErr, "at '/dashboards/labels'"}},
+		{"tls without a Secret", "tls:\n  enabled: true\n",
+			[]string{schemaErr, "at '/tls/secretName'"}},
+		{"tls client auth unknown", "tls:\n  clientAuth: always\n",
+			[]string{schemaErr, "at '/tls/clientAuth'"}},
+		{"memory limit ratio above 1", "memoryLimitRatio: 1.5\n",
+			[]string{schemaErr, "at '/memoryLimitRatio'"}},
 		{"latency bound not a bucket", "config:\n  metrics:\n    buckets: [0.1, 1, 10]\nprometheusRule:\n  enabled: true\n",
 			[]string{"prometheusRule.latency.bound (0.5) must be one of config.metrics.buckets ([0.1 1 10])"}},
 	}
@@ -295,6 +380,84 @@ func TestHelmAdapterRulesAgree(t *testing.T) {
 // cluster) through a copy of the chart, and checks it tells how to watch the HPA and stop the load,
 // and where the dashboard and the alerts went.
 func TestHelmNotes(t *testing.T) {
+	text := renderNotes(t, "dashboards.enabled=true,prometheusRule.enabled=true")
+	for _, want := range []string{
+		"kubectl -n demo get hpa anyroute -w",
+		`kubectl get --raw "/apis/custom.metrics.k8s.io/v1beta1/namespaces/demo/pods/*/avg_requests"`,
+		"kubectl -n demo scale deploy/anyroute-siege --replicas=0",
+		"http://anyroute.demo.svc:8080/api/hello",
+		"anyroute doctor -namespace demo -release anyroute",
+		"the ConfigMap anyroute-dashboard in namespace demo carries\nthe anyroute dashboard for the Grafana sidecar (labels grafana_dashboard=1)",
+		"kubectl -n demo get prometheusrule anyroute",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("NOTES.txt lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+// TestHelmNotesCPUOnly: an HPA on a cpu metric alone points at metrics-server (kubectl top, its
+// APIService), not at the custom metric and the adapter it does not use.
+func TestHelmNotesCPUOnly(t *testing.T) {
+	text := renderNotes(t, "hpa.metric.enabled=false,hpa.extraMetrics[0].type=Resource,hpa.extraMetrics[0].resource.name=cpu,"+
+		"hpa.extraMetrics[0].resource.target.type=Utilization,hpa.extraMetrics[0].resource.target.averageUtilization=50")
+	for _, want := range []string{"kubectl -n demo get hpa anyroute -w", "kubectl -n demo top pods", "kubectl get apiservice v1beta1.metrics.k8s.io"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("NOTES.txt lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "custom.metrics.k8s.io") {
+		t.Errorf("NOTES.txt of a cpu-only HPA sends the user to the custom metric:\n%s", text)
+	}
+}
+
+// TestHelmNotesLoad: with load.tool anyroute the notes give the stages, the URLs and how to follow
+// and stop the load; with neither generator they say how to turn one on.
+func TestHelmNotesLoad(t *testing.T) {
+	text := renderNotes(t, "siege.enabled=false,load.enabled=true")
+	for _, want := range []string{
+		"Load: anyroute load (anyroute-load, 1 replica(s))",
+		"1m to 20 requests/s\n  3m to 20 requests/s\n  1m to 0 requests/s",
+		"http://anyroute.demo.svc:8080/",
+		"kubectl -n demo logs -f deploy/anyroute-load",
+		"kubectl -n demo scale deploy/anyroute-load --replicas=0",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("NOTES.txt lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "siege") {
+		t.Errorf("NOTES.txt with anyroute load speaks of siege:\n%s", text)
+	}
+	if text := renderNotes(t, "siege.enabled=false"); !strings.Contains(text, "No load generator: install with --set load.enabled=true") {
+		t.Errorf("NOTES.txt without a load generator does not say how to turn one on:\n%s", text)
+	}
+}
+
+// TestHelmNotesNativeHistograms: with config.metrics.native_histograms the notes say what each
+// Prometheus major needs to store them (2.x a feature flag, 3.x a scrape setting, the flag a no-op
+// since 3.9) and how to keep the classic buckets; without, they say nothing of it.
+func TestHelmNotesNativeHistograms(t *testing.T) {
+	text := renderNotes(t, "config.metrics.native_histograms=true")
+	for _, want := range []string{
+		"2.x with --enable-feature=native-histograms",
+		"3.x with scrape_native_histograms: true",
+		"since 3.9 the feature flag does nothing",
+		"always_scrape_classic_histograms: true (3.x; scrape_classic_histograms on 2.45+)",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("NOTES.txt with native histograms lacks %q:\n%s", want, text)
+		}
+	}
+	if text := renderNotes(t, "config.metrics.native_histograms=false"); strings.Contains(text, "native") {
+		t.Errorf("NOTES.txt without native histograms speaks of them:\n%s", text)
+	}
+}
+
+// renderNotes renders NOTES.txt with the demo values and the given --set, through a copy of the
+// chart whose extra template prints it into a ConfigMap.
+func renderNotes(t *testing.T, set string) string {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "anyroute")
 	copyTree(t, chartDir, dir)
 	notes, err := os.ReadFile(filepath.Join(dir, "templates", "NOTES.txt"))
@@ -310,7 +473,7 @@ func TestHelmNotes(t *testing.T) {
 		t.Fatal(err)
 	}
 	stdout, stderr, err := runHelm(t, "template", "anyroute", dir, "--kube-version", helmKubeVersion,
-		"-n", testNamespace, "-f", demoValues, "--set", "dashboards.enabled=true,prometheusRule.enabled=true",
+		"-n", testNamespace, "-f", demoValues, "--set", set,
 		"--show-only", "templates/zz-notes.yaml")
 	if err != nil {
 		t.Fatalf("helm template: %v\n%s", err, stderr)
@@ -319,20 +482,7 @@ func TestHelmNotes(t *testing.T) {
 	if err := yaml.UnmarshalStrict([]byte(stdout), &cm); err != nil {
 		t.Fatal(err)
 	}
-	text := cm.Data["notes"]
-	for _, want := range []string{
-		"kubectl -n demo get hpa anyroute -w",
-		`kubectl get --raw "/apis/custom.metrics.k8s.io/v1beta1/namespaces/demo/pods/*/avg_requests"`,
-		"kubectl -n demo scale deploy/anyroute-siege --replicas=0",
-		"http://anyroute.demo.svc:8080/api/hello",
-		"anyroute doctor -namespace demo -release anyroute",
-		"the ConfigMap anyroute-dashboard in namespace demo carries\nthe anyroute dashboard for the Grafana sidecar (labels grafana_dashboard=1)",
-		"kubectl -n demo get prometheusrule anyroute",
-	} {
-		if !strings.Contains(text, want) {
-			t.Errorf("NOTES.txt lacks %q:\n%s", want, text)
-		}
-	}
+	return cm.Data["notes"]
 }
 
 // TestHelmKnowsItsKubernetes: the helm scripts/tools.sh builds is v3.22.0 and, as helm's own
@@ -400,7 +550,8 @@ type rendered struct {
 	prometheusRules []*monitoringv1.PrometheusRule
 
 	server     *appsv1.Deployment // the anyroute Deployment
-	siege      *appsv1.Deployment // the load generator, when rendered
+	siege      *appsv1.Deployment // the siege load generator, when rendered
+	load       *appsv1.Deployment // the anyroute load generator, when rendered
 	configJSON string
 	config     config.Config
 }
@@ -452,6 +603,8 @@ func renderChart(t *testing.T, release string, args ...string) *rendered {
 			r.server = d
 		case r.fullname + "-siege":
 			r.siege = d
+		case r.fullname + "-load":
+			r.load = d
 		default:
 			t.Fatalf("unexpected Deployment %q", d.Name)
 		}
@@ -661,6 +814,9 @@ func checkServer(t *testing.T, r *rendered) {
 	if r.siege != nil && selectorMatches(r.siege.Spec.Selector.MatchLabels, pod.Labels) {
 		t.Error("the siege selector also picks the server pods")
 	}
+	if r.load != nil && (selectorMatches(sel, r.load.Spec.Template.Labels) || selectorMatches(r.load.Spec.Selector.MatchLabels, pod.Labels)) {
+		t.Error("the server and load selectors pick each other's pods")
+	}
 	if r.hpas != nil && d.Spec.Replicas != nil {
 		t.Errorf("with the HPA on, the Deployment must leave replicas to it, got %d", *d.Spec.Replicas)
 	}
@@ -701,12 +857,62 @@ func checkServer(t *testing.T, r *rendered) {
 	}
 	checkContainerSecurity(t, "server", c.SecurityContext, 65532)
 
-	if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/etc/anyroute" || !c.VolumeMounts[0].ReadOnly {
+	// The config first; the TLS Secret's mount, when tls.enabled, is checkTLSMount's.
+	if len(c.VolumeMounts) < 1 || c.VolumeMounts[0].MountPath != "/etc/anyroute" || !c.VolumeMounts[0].ReadOnly {
 		t.Errorf("volumeMounts %+v, want the config read-only at /etc/anyroute", c.VolumeMounts)
 	}
-	if len(spec.Volumes) != 1 || spec.Volumes[0].ConfigMap == nil ||
+	if len(spec.Volumes) < 1 || spec.Volumes[0].ConfigMap == nil ||
 		spec.Volumes[0].ConfigMap.Name != r.fullname || spec.Volumes[0].Name != c.VolumeMounts[0].Name {
 		t.Errorf("volumes %+v, want the ConfigMap %q", spec.Volumes, r.fullname)
+	}
+}
+
+// checkTLSMount checks the TLS Secret's volume: mounted read-only at /etc/anyroute-tls when
+// secret is set, absent (the config's the only volume) when it is "".
+func checkTLSMount(t *testing.T, r *rendered, secret string) {
+	t.Helper()
+	spec := r.server.Spec.Template.Spec
+	mounts, volumes := spec.Containers[0].VolumeMounts, spec.Volumes
+	if secret == "" {
+		if len(mounts) != 1 || len(volumes) != 1 {
+			t.Errorf("without tls.enabled: volumes %+v, mounts %+v, want the config's alone", volumes, mounts)
+		}
+		return
+	}
+	if len(mounts) != 2 || mounts[1].Name != "tls" || mounts[1].MountPath != "/etc/anyroute-tls" || !mounts[1].ReadOnly {
+		t.Errorf("volumeMounts %+v, want the Secret read-only at /etc/anyroute-tls", mounts)
+	}
+	if len(volumes) != 2 || volumes[1].Name != "tls" || volumes[1].Secret == nil || volumes[1].Secret.SecretName != secret {
+		t.Errorf("volumes %+v, want the Secret %q", volumes, secret)
+	}
+}
+
+// TestHelmMemoryLimitRatio: the server gets memoryLimitRatio as ANYROUTE_MEMORY_LIMIT_RATIO, which
+// it takes as the share of the cgroup's memory limit to set as GOMEMLIMIT (0.9 by default, 0 off),
+// beside a memory limit in resources for it to read.
+func TestHelmMemoryLimitRatio(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "0.9"},
+		{[]string{"--set", "memoryLimitRatio=0"}, "0"},
+		{[]string{"--set-json", "memoryLimitRatio=0.75"}, "0.75"},
+	} {
+		r := renderChart(t, "anyroute", tc.args...)
+		c := r.server.Spec.Template.Spec.Containers[0]
+		got, found := "", false
+		for _, e := range c.Env {
+			if e.Name == "ANYROUTE_MEMORY_LIMIT_RATIO" {
+				got, found = e.Value, true
+			}
+		}
+		if !found || got != tc.want {
+			t.Errorf("%v: ANYROUTE_MEMORY_LIMIT_RATIO %q (set: %v), want %q", tc.args, got, found, tc.want)
+		}
+		if q, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok || q.IsZero() {
+			t.Errorf("%v: no memory limit for the ratio to apply to", tc.args)
+		}
 	}
 }
 
@@ -736,6 +942,9 @@ func checkProbe(t *testing.T, which string, p *corev1.Probe, path string) {
 	}
 	if p.HTTPGet.Path != path || p.HTTPGet.Port != intstr.FromString("admin") {
 		t.Errorf("%s probe GETs %s on port %s, want %s on the admin port", which, p.HTTPGet.Path, p.HTTPGet.Port.String(), path)
+	}
+	if p.HTTPGet.Scheme != "" && p.HTTPGet.Scheme != corev1.URISchemeHTTP { // the admin port stays plain with tls.enabled
+		t.Errorf("%s probe scheme %s, want HTTP", which, p.HTTPGet.Scheme)
 	}
 	if p.PeriodSeconds < 1 || p.TimeoutSeconds < 1 || p.FailureThreshold < 1 {
 		t.Errorf("%s probe timings %+v", which, p)
@@ -998,8 +1207,12 @@ func checkSiege(t *testing.T, r *rendered, paths []string, concurrency, delay st
 		if err != nil {
 			t.Fatalf("SIEGE_URLS: %v", err)
 		}
-		if want := fmt.Sprintf("%s.%s.svc:%d", svc.Name, svc.Namespace, svc.Spec.Ports[0].Port); parsed.Scheme != "http" || parsed.Host != want {
-			t.Errorf("siege URL %s: want http://%s (the chart's Service)", u, want)
+		scheme := "http"
+		if r.config.HTTP.TLS != nil {
+			scheme = "https"
+		}
+		if want := fmt.Sprintf("%s.%s.svc:%d", svc.Name, svc.Namespace, svc.Spec.Ports[0].Port); parsed.Scheme != scheme || parsed.Host != want {
+			t.Errorf("siege URL %s: want %s://%s (the chart's Service)", u, scheme, want)
 		}
 		got = append(got, parsed.Path)
 	}
@@ -1013,6 +1226,92 @@ func checkSiege(t *testing.T, r *rendered, paths []string, concurrency, delay st
 	}
 	if !mounts["/tmp"] {
 		t.Errorf("siege: no writable /tmp among %+v", c.VolumeMounts)
+	}
+}
+
+// checkLoad asserts the anyroute load generator: the chart's own image running `anyroute load`
+// on the stages of the values (read back with the stages package, as the binary reads them), its
+// URLs on the chart's Service, its /metrics on a named port, scraped as the server is (annotations
+// or a PodMonitor of its own), and as locked down as the server.
+func checkLoad(t *testing.T, r *rendered, paths []string, want stages.List) {
+	t.Helper()
+	d := r.load
+	if d == nil {
+		t.Fatal("no anyroute load Deployment")
+	}
+	if !selectorMatches(d.Spec.Selector.MatchLabels, d.Spec.Template.Labels) ||
+		d.Spec.Selector.MatchLabels["app.kubernetes.io/component"] != "load" {
+		t.Errorf("load selector %v / pod labels %v", d.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
+	}
+	spec := d.Spec.Template.Spec
+	if len(spec.Containers) != 1 {
+		t.Fatalf("load: want one container, got %d", len(spec.Containers))
+	}
+	c := spec.Containers[0]
+	if c.Image != r.server.Spec.Template.Spec.Containers[0].Image {
+		t.Errorf("load image %q, want the server's %q", c.Image, r.server.Spec.Template.Spec.Containers[0].Image)
+	}
+	if !reflect.DeepEqual(c.SecurityContext, r.server.Spec.Template.Spec.Containers[0].SecurityContext) ||
+		!reflect.DeepEqual(spec.SecurityContext, r.server.Spec.Template.Spec.SecurityContext) {
+		t.Error("the load pods must run as locked down as the server's")
+	}
+	if len(c.Args) == 0 || c.Args[0] != "load" {
+		t.Fatalf("load args %q: want the load subcommand", c.Args)
+	}
+	flags, urls := map[string]string{}, []string{}
+	for _, a := range c.Args[1:] {
+		if name, value, ok := strings.Cut(a, "="); ok && strings.HasPrefix(name, "-") {
+			flags[name] = value
+		} else {
+			urls = append(urls, a)
+		}
+	}
+	plan, err := stages.Parse([]byte(flags["-stages"]), stages.Limits{MaxRate: 20000, MaxDuration: time.Hour})
+	if err != nil {
+		t.Fatalf("-stages %q: %v", flags["-stages"], err)
+	}
+	if !reflect.DeepEqual(plan.Stages, want) {
+		t.Errorf("stages %+v, want %+v", plan.Stages, want)
+	}
+	if flags["-metrics.addr"] != ":9102" || flags["-progress"] != "off" || flags["-seed"] != "1" {
+		t.Errorf("load flags %v", flags)
+	}
+	if len(c.Ports) != 1 || c.Ports[0].Name != "load-metrics" || c.Ports[0].ContainerPort != 9102 {
+		t.Errorf("load ports %+v, want load-metrics 9102", c.Ports)
+	}
+	svc := r.services[0]
+	var got []string
+	for _, u := range urls {
+		parsed, err := url.Parse(u)
+		if err != nil {
+			t.Fatalf("load URL: %v", err)
+		}
+		if want := fmt.Sprintf("%s.%s.svc:%d", svc.Name, svc.Namespace, svc.Spec.Ports[0].Port); parsed.Scheme != "http" || parsed.Host != want {
+			t.Errorf("load URL %s: want http://%s (the chart's Service)", u, want)
+		}
+		got = append(got, parsed.Path)
+	}
+	if !slices.Equal(got, paths) {
+		t.Errorf("load paths %v, want %v", got, paths)
+	}
+	annotated := r.server.Spec.Template.Annotations["prometheus.io/scrape"] == "true"
+	a := d.Spec.Template.Annotations
+	if annotated != (a["prometheus.io/scrape"] == "true") || annotated && (a["prometheus.io/port"] != "9102" || a["prometheus.io/path"] != "/metrics") {
+		t.Errorf("load pod annotations %v: want scraped on 9102 exactly when the server's are (%v)", a, annotated)
+	}
+	var pm *monitoringv1.PodMonitor
+	for _, m := range r.podMonitors {
+		if m.Name == d.Name {
+			pm = m
+		}
+	}
+	operator := len(r.podMonitors)+len(r.serviceMonitors) > 0
+	switch {
+	case operator && pm == nil:
+		t.Error("the server is scraped by the operator but the load pods have no PodMonitor")
+	case pm != nil && (!reflect.DeepEqual(pm.Spec.Selector.MatchLabels, d.Spec.Selector.MatchLabels) ||
+		len(pm.Spec.PodMetricsEndpoints) != 1 || pm.Spec.PodMetricsEndpoints[0].Port == nil || *pm.Spec.PodMetricsEndpoints[0].Port != "load-metrics"):
+		t.Errorf("load PodMonitor %+v: want the load pods' load-metrics port", pm.Spec)
 	}
 }
 
@@ -1121,6 +1420,9 @@ func TestHelmConfigReload(t *testing.T) {
 	}
 	if checksum("--set", "config.shutdown.grace=20s") == base {
 		t.Error("inPlace: a change of shutdown.grace, which a reload cannot apply, does not roll the pods")
+	}
+	if checksum("--set", "tls.enabled=true,tls.secretName=s") == base {
+		t.Error("inPlace: turning TLS on, which a reload cannot apply, does not roll the pods")
 	}
 	restart := checksum("--set", "configReload=restart")
 	if checksum("--set", "configReload=restart,config.routes[0].status=201") == restart {

@@ -18,22 +18,13 @@ import (
 // and its body (empty when there is no response to read).
 func rawExchange(t *testing.T, addr, raw string) (status string, body string) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	c := kit.DialRaw(t, addr)
+	defer c.Close()
+	resp, body, err := c.Exchange(raw) //nolint:bodyclose // Exchange has read and closed the body
 	if err != nil {
-		t.Fatal(err)
+		return err.Error(), ""
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, raw); err != nil {
-		return "write failed: " + err.Error(), ""
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return "read failed: " + err.Error(), ""
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.Proto + " " + resp.Status, string(b)
+	return resp.Proto + " " + resp.Status, body
 }
 
 // TestBadRequestsGetAClearStatus sends what browsers and libraries never would, and checks each

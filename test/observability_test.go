@@ -22,14 +22,8 @@ import (
 // feature flags (--enable-feature), and waits for its first scrape.
 func startPrometheusWith(t *testing.T, target string, features ...string) *kit.Prometheus {
 	t.Helper()
-	p := kit.StartPrometheus(t, kit.PrometheusOptions{Features: features, Config: fmt.Sprintf(`global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: anyroute
-    static_configs:
-      - targets: [%q]
-`, target)})
+	p := kit.StartPrometheus(t, kit.PrometheusOptions{Features: features,
+		Jobs: []kit.ScrapeJob{{Name: "anyroute", Targets: []kit.ScrapeTarget{{Addr: target}}}}})
 	p.WaitEquals(t, `up{job="anyroute"}`, 1, 15*time.Second)
 	return p
 }

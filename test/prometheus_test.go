@@ -4,7 +4,6 @@ package test
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -17,15 +16,8 @@ import (
 // prometheus-community chart gives pods.
 func startPrometheus(t *testing.T, target, namespace, pod string) *kit.Prometheus {
 	t.Helper()
-	return kit.StartPrometheus(t, kit.PrometheusOptions{Config: fmt.Sprintf(`global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: anyroute
-    static_configs:
-      - targets: [%q]
-        labels: {namespace: %q, pod: %q}
-`, target, namespace, pod)})
+	return kit.StartPrometheus(t, kit.PrometheusOptions{Jobs: []kit.ScrapeJob{{Name: "anyroute", Targets: []kit.ScrapeTarget{
+		{Addr: target, Labels: map[string]string{"namespace": namespace, "pod": pod}}}}}})
 }
 
 // TestPrometheusScrapesExactCountsAndRate has a real Prometheus scrape the admin port while a

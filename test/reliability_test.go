@@ -2,7 +2,6 @@ package test
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -29,25 +28,13 @@ type answer struct {
 // closed the connection after it (a read that ends in EOF rather than waiting).
 func exchange(t *testing.T, addr, raw string) (resp answer, body string, closed bool) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(conn, raw); err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(conn)
-	hr, err := http.ReadResponse(r, nil)
+	c := kit.DialRaw(t, addr)
+	defer c.Close()
+	hr, body, err := c.Exchange(raw) //nolint:bodyclose // Exchange has read and closed the body
 	if err != nil {
 		t.Fatalf("%.40q: %v", raw, err)
 	}
-	b, _ := io.ReadAll(hr.Body)
-	hr.Body.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	_, err = r.ReadByte()
-	return answer{hr.StatusCode, hr.Close, hr.Header.Get("Content-Type")}, string(b), errors.Is(err, io.EOF)
+	return answer{hr.StatusCode, hr.Close, hr.Header.Get("Content-Type")}, body, c.ClosedByServer(500 * time.Millisecond)
 }
 
 // TestSmugglingShapesCloseTheConnection sends the classic request-smuggling shapes, a body framed
@@ -100,13 +87,14 @@ func TestHeaderLimitIsTheConfiguredOne(t *testing.T) {
 // TestNetHTTPsOwnAnswersAreCounted: the answers net/http writes by itself, to requests that never
 // reach the service, are counted under route other, method OTHER, by status.
 func TestNetHTTPsOwnAnswersAreCounted(t *testing.T) {
-	p := start(t, `{"http": {"max_header_bytes": 8192}}`)
+	p := start(t, `{"http": {"max_header_bytes": 8192}, "routes": [{"name": "teapot", "match": "/teapot", "status": 417}]}`)
 	addr := strings.TrimPrefix(p.api, "http://")
 	raws := map[string]string{
 		"400": "GARBAGE\r\n\r\n",
 		"431": "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("b", 16<<10) + "\r\n\r\n",
 		"505": "GET / HTTP/7.1\r\nHost: x\r\n\r\n",
 		"501": "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+		"417": "GET / HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\n\r\n",
 	}
 	const n = 20
 	for code, raw := range raws {
@@ -116,6 +104,12 @@ func TestNetHTTPsOwnAnswersAreCounted(t *testing.T) {
 			}
 		}
 	}
+	// A route's own 417 is the route's, not net/http's.
+	for range n {
+		if resp, _, _ := exchange(t, addr, "GET /teapot HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); resp.StatusCode != 417 {
+			t.Fatalf("the teapot route: %d", resp.StatusCode)
+		}
+	}
 	kit.WaitFor(t, 5*time.Second, "every one of net/http's answers counted", func() bool {
 		m := p.metrics(t)
 		for code := range raws {
@@ -123,7 +117,7 @@ func TestNetHTTPsOwnAnswersAreCounted(t *testing.T) {
 				return false
 			}
 		}
-		return true
+		return m.Sum("app_requests_total", "route", "teapot", "method", "GET", "code", "417") == n
 	})
 }
 

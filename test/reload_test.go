@@ -166,13 +166,13 @@ func TestReloadUnderLoad(t *testing.T) {
 	mu.Unlock()
 }
 
-// startFile runs anyroute on a config file the test keeps, for reloads.
-func startFile(t *testing.T, file string) *proc {
+// startFile runs anyroute on a config file the test keeps, for reloads, with extra flags.
+func startFile(t *testing.T, file string, extra ...string) *proc {
 	t.Helper()
 	apiAddr, adminAddr := kit.FreeAddr(t), kit.FreeAddr(t)
 	p := &proc{
 		Proc: kit.StartT(t, kit.Cmd{Name: "anyroute", Path: binary,
-			Args: []string{"-config", file, "-http.addr", apiAddr, "-admin.addr", adminAddr}, Env: []string{raceEnv}}),
+			Args: append([]string{"-config", file, "-http.addr", apiAddr, "-admin.addr", adminAddr}, extra...), Env: []string{raceEnv}}),
 		api:   "http://" + apiAddr,
 		admin: "http://" + adminAddr,
 	}

@@ -3,7 +3,6 @@
 package test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -19,17 +18,10 @@ import (
 // hop counted every request.
 func TestSystemTracesSpanEveryHop(t *testing.T) {
 	j := kit.StartJaeger(t)
-	for _, backend := range []struct{ name, target string }{
-		{"jaeger", fmt.Sprintf(`"jaeger": {"agent_addr": %q}`, j.AgentUDP)},
-		{"zipkin", fmt.Sprintf(`"zipkin": {"url": "http://%s/api/v2/spans"}`, j.Zipkin)},
-		{"otlp", fmt.Sprintf(`"otlp": {"endpoint": %q}`, j.OTLPHTTP)},
-	} {
+	for _, backend := range chainBackends(j) {
 		t.Run(backend.name, func(t *testing.T) {
 			service := func(name string) string { return "sys-" + backend.name + "-" + name }
-			config := func(name, routes string) string {
-				return fmt.Sprintf(`{"tracing": {"backend": %q, "service_name": %q, "sampler": {"type": "const", "param": 1}, %s}, "routes": [%s]}`,
-					backend.name, service(name), backend.target, routes)
-			}
+			config := func(name, routes string) string { return backend.config("", service(name), routes) }
 			inventory := start(t, config("inventory", `{"name": "items", "match": "/items/*"}`))
 			payment := start(t, config("payment", `{"name": "pay", "match": "/pay/*", "methods": ["POST"], "delay": "2ms"}`))
 			checkout := start(t, config("checkout", fmt.Sprintf(`{"name": "checkout", "match": "/checkout/*", "call_mode": "parallel", "calls": [
@@ -37,32 +29,8 @@ func TestSystemTracesSpanEveryHop(t *testing.T) {
 			frontend := start(t, config("frontend", fmt.Sprintf(`{"name": "shop", "match": "/shop/*", "calls": [{"name": "checkout", "url": "%s/checkout/{path}"}]}`, checkout.api)))
 
 			const n = 10
-			ours := map[string]bool{}
-			for i := range n {
-				code, e := kit.Echo(t, "GET", fmt.Sprintf("%s/shop/%d", frontend.api, i), nil)
-				if code != 200 || len(e.TraceID) != 32 || len(e.Calls) != 1 || e.Calls[0].Status != 200 {
-					t.Fatalf("request %d: %d %+v", i, code, e)
-				}
-				ours[e.TraceID] = true
-			}
-			var traces []kit.Trace
-			kit.WaitUntil(t, 30*time.Second, "Jaeger to hold the 10 traces with 8 spans each", func() (bool, string, error) {
-				var err error
-				if traces, err = j.Traces(context.Background(), service("frontend")); err != nil {
-					return false, "", err
-				}
-				complete := 0
-				for _, tr := range traces {
-					if len(tr.Spans) == 8 {
-						complete++
-					}
-				}
-				return len(traces) == n && complete == n, fmt.Sprintf("%d traces, %d with 8 spans", len(traces), complete), nil
-			})
-			for _, tr := range traces {
-				if !ours[strings.TrimLeft(tr.TraceID, "0")] && !ours[tr.TraceID] {
-					t.Errorf("trace %s: not one the frontend echoed", tr.TraceID)
-				}
+			ours := sendChained(t, frontend.api+"/shop", n)
+			for _, tr := range waitForChains(t, j, service("frontend"), 8, ours) {
 				checkTree(t, tr, service)
 			}
 			for _, p := range []*proc{frontend, checkout, inventory, payment} {
@@ -90,19 +58,7 @@ func TestSystemTracesSpanEveryHop(t *testing.T) {
 // service's server span; an upstream's server span is the child of the client span that called it.
 func checkTree(t *testing.T, tr kit.Trace, service func(string) string) {
 	t.Helper()
-	byID := map[string]kit.Span{}
-	for _, s := range tr.Spans {
-		byID[s.SpanID] = s
-	}
-	parent := func(s kit.Span) (kit.Span, bool) {
-		if len(s.References) == 0 {
-			return kit.Span{}, false
-		}
-		p, ok := byID[s.References[0].SpanID]
-		return p, ok
-	}
-	// span (service, operation) → its parent's (service, operation); "" for the root.
-	want := map[string]string{
+	checkParents(t, tr, map[string]string{
 		service("frontend") + " http get":       "",
 		service("frontend") + " call checkout":  service("frontend") + " http get",
 		service("checkout") + " http get":       service("frontend") + " call checkout",
@@ -111,29 +67,11 @@ func checkTree(t *testing.T, tr kit.Trace, service func(string) string) {
 		service("inventory") + " http get":      service("checkout") + " call inventory",
 		service("payment") + " http post":       service("checkout") + " call payment",
 		service("payment") + " delay":           service("payment") + " http post",
-	}
-	seen := map[string]bool{}
+	})
 	for _, s := range tr.Spans {
-		key := tr.Service(s) + " " + strings.ToLower(s.OperationName) // Zipkin lowercases span names
-		wantParent, known := want[key]
-		if !known {
-			t.Errorf("trace %s: unexpected span %q", tr.TraceID, key)
-			continue
-		}
-		seen[key] = true
-		p, hasParent := parent(s)
-		got := ""
-		if hasParent {
-			got = tr.Service(p) + " " + strings.ToLower(p.OperationName)
-		}
-		if got != wantParent {
-			t.Errorf("trace %s: span %q has parent %q, want %q", tr.TraceID, key, got, wantParent)
-		}
+		key := spanKey(tr, s)
 		if tags := s.TagMap(); strings.HasPrefix(key, service("checkout")+" call") && (tags["span.kind"] != "client" || tags["http.status_code"] != "200") {
 			t.Errorf("trace %s: client span %q tags %v", tr.TraceID, key, tags)
 		}
-	}
-	if len(seen) != len(want) {
-		t.Errorf("trace %s: spans %v, want one of each of %d", tr.TraceID, seen, len(want))
 	}
 }

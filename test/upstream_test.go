@@ -1,24 +1,33 @@
 package test
 
 import (
+	"context"
 	"fmt"
-
+	"math"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/anyroute/anyroute/test/kit"
 )
 
-// TestLoopIsCutAtMaxHops: a route that calls itself is cut after max_hops, answering 508 down the
-// whole chain, each hop counted once.
+// TestLoopIsCutAtMaxHops: two services whose routes call each other are cut after max_hops,
+// answering 508 down the whole chain, each hop counted once. A route calling its own service is
+// refused before it runs (check-config, and at start with the address -http.addr gives).
 func TestLoopIsCutAtMaxHops(t *testing.T) {
-	addr := kit.FreeAddr(t)
-	p := startOn(t, binary, addr, fmt.Sprintf(`{"max_hops": 4, "routes": [
-  {"name": "loop", "match": "/loop/*", "calls": [{"name": "self", "url": "http://%s/loop/{path}", "timeout": "5s"}]}]}`, addr))
-	code, e := kit.Echo(t, "GET", p.api+"/loop/x", nil)
-	if code != 508 || !strings.Contains(e.Error, "upstream call self failed: 508") {
+	addrA, addrB := kit.FreeAddr(t), kit.FreeAddr(t)
+	loop := func(peer string) string {
+		return fmt.Sprintf(`{"max_hops": 4, "routes": [
+  {"name": "loop", "match": "/loop/*", "calls": [{"name": "peer", "url": "http://%s/loop/{path}", "timeout": "5s"}]}]}`, peer)
+	}
+	a := startOn(t, binary, addrA, loop(addrB))
+	b := startOn(t, binary, addrB, loop(addrA))
+	code, e := kit.Echo(t, "GET", a.api+"/loop/x", nil)
+	if code != 508 || !strings.Contains(e.Error, "upstream call peer failed: 508") {
 		t.Fatalf("%d %+v: want 508 from the upstream named", code, e)
 	}
 	// Walk the nested answers down to the hop that found the loop.
@@ -34,8 +43,70 @@ func TestLoopIsCutAtMaxHops(t *testing.T) {
 		t.Fatalf("the chain ends %d hops down with %+v; want hop 4 answering 508 loop detected, same request id", depth, answer)
 	}
 	kit.WaitFor(t, 5*time.Second, "5 requests counted, all 508", func() bool {
-		return p.metrics(t).Sum("app_requests_total", "route", "loop", "code", "508") == 5
+		return a.metrics(t).Sum("app_requests_total", "route", "loop", "code", "508") == 3 &&
+			b.metrics(t).Sum("app_requests_total", "route", "loop", "code", "508") == 2
 	})
+
+	self := filepath.Join(t.TempDir(), "self.json")
+	if err := os.WriteFile(self, []byte(loop(addrA)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runBinary(t, "-http.addr", addrA, "-admin.addr", kit.FreeAddr(t), "-config", self); code != 2 || !strings.Contains(out, "own API address") {
+		t.Errorf("started with a route calling itself through -http.addr: exit %d, %s", code, out)
+	}
+	self2 := filepath.Join(t.TempDir(), "self2.json")
+	doc := strings.Replace(loop("127.0.0.1:8080"), `{"max_hops"`, `{"http": {"addr": ":8080"}, "max_hops"`, 1)
+	if err := os.WriteFile(self2, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runBinary(t, "check-config", self2); code != 2 || !strings.Contains(out, "/routes/0/calls/0/url") {
+		t.Errorf("check-config of a route calling itself: exit %d, %s", code, out)
+	}
+}
+
+// TestFanOutIsBounded: two services whose route calls the other 16 times in parallel (the widest
+// fan-out max_hops 4 allows; one service calling itself is refused) once turned one request into
+// tens of thousands. The bound on calls in flight per request tree cuts it to a few hundred
+// requests; every call made or refused is counted exactly, and the goroutines go back to their
+// number before.
+func TestFanOutIsBounded(t *testing.T) {
+	addrA, addrB := kit.FreeAddr(t), kit.FreeAddr(t)
+	fan := func(peer string) string {
+		var calls []string
+		for i := range 16 {
+			calls = append(calls, fmt.Sprintf(`{"name": "c%d", "url": "http://%s/fan/{path}", "timeout": "10s"}`, i, peer))
+		}
+		return `{"max_hops": 4, "http": {"idle_timeout": "1s"}, "routes": [
+  {"name": "fan", "match": "/fan/*", "call_mode": "parallel", "calls": [` + strings.Join(calls, ", ") + `]}]}`
+	}
+	a := startOn(t, binary, addrA, fan(addrB))
+	b := startOn(t, binary, addrB, fan(addrA))
+	before := a.metrics(t).Sum("go_goroutines") + b.metrics(t).Sum("go_goroutines")
+	code, e := kit.Echo(t, "GET", a.api+"/fan/x", nil)
+	if (code != 503 && code != 508) || len(e.Calls) != 16 {
+		t.Fatalf("%d %+v: want 503 (calls refused down the tree) or 508 (the tree's end), at once", code, e)
+	}
+	var last string
+	kit.WaitUntil(t, 30*time.Second, "every request answered and counted, every call counted, the goroutines back", func() (bool, string, error) {
+		ma, mb := a.metrics(t), b.metrics(t)
+		reqA, reqB := ma.Sum("app_requests_total"), mb.Sum("app_requests_total")
+		callsA, limitedA := ma.Sum("app_upstream_requests_total"), ma.Sum("app_upstream_requests_total", "code", "limited")
+		callsB, limitedB := mb.Sum("app_upstream_requests_total"), mb.Sum("app_upstream_requests_total", "code", "limited")
+		inFlight := ma.Sum("app_requests_in_flight") + mb.Sum("app_requests_in_flight")
+		goroutines := ma.Sum("go_goroutines") + mb.Sum("go_goroutines")
+		got := fmt.Sprintf("requests A %v B %v; calls A %v (%v limited) B %v (%v limited); in flight %v; goroutines %v (before %v)",
+			reqA, reqB, callsA, limitedA, callsB, limitedB, inFlight, goroutines, before)
+		last = got
+		if reqA+reqB > 1000 {
+			return false, got, fmt.Errorf("one request set off %v requests", reqA+reqB)
+		}
+		// Every call made reached the other service and was counted there; every request that
+		// made calls made all 16, each counted, made or refused.
+		return inFlight == 0 && callsA-limitedA == reqB && callsB-limitedB == reqA-1 &&
+			math.Mod(callsA, 16) == 0 && math.Mod(callsB, 16) == 0 && callsA <= 16*reqA && callsB <= 16*reqB &&
+			goroutines <= before+10, got, nil
+	})
+	t.Log(last)
 }
 
 // TestFailingUpstreams: an upstream that is down, one that takes the connection and never
@@ -108,5 +179,46 @@ func TestRequestIDIsForwarded(t *testing.T) {
 	nested, _ = kit.ParseEcho(string(e.Calls[0].Answer))
 	if len(e.RequestID) != 32 || nested.RequestID != e.RequestID {
 		t.Fatalf("made request id %q, upstream saw %q", e.RequestID, nested.RequestID)
+	}
+}
+
+// TestRequestsEndingDuringCallsAreCountedAsDuringDelays: a client that leaves while its request
+// waits for an upstream is answered and counted 499, as one leaving during a delay is, and not
+// 502 as if the upstream had failed; a drain cut while a request waits for an upstream answers
+// the documented 503 "server shutting down" and exits 3.
+func TestRequestsEndingDuringCallsAreCountedAsDuringDelays(t *testing.T) {
+	hole := stuckAddr(t)
+	for _, mode := range []string{"fail", "ignore"} {
+		t.Run(mode, func(t *testing.T) {
+			p := start(t, fmt.Sprintf(`{"http": {"write_timeout": "2m"}, "shutdown": {"grace": "1s"}, "routes": [
+  {"name": "wait", "match": "/*", "on_call_error": %q, "calls": [{"name": "hole", "url": "http://%s/", "timeout": "1m"}]}]}`, mode, hole))
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			code, _ := kit.Do(ctx, "GET", p.api+"/leave", nil, nil)
+			cancel()
+			if code != 0 {
+				t.Fatalf("the client that left got %d", code)
+			}
+			kit.WaitUntil(t, 10*time.Second, "the request that left counted 499, its call canceled", func() (bool, string, error) {
+				m := p.metrics(t)
+				got := fmt.Sprintf("499: %v, all: %v, canceled calls: %v", m.Sum("app_requests_total", "code", "499"),
+					m.Sum("app_requests_total"), m.Sum("app_upstream_requests_total", "code", "canceled"))
+				return m.Sum("app_requests_total", "code", "499") == 1 && m.Sum("app_requests_total") == 1 &&
+					m.Sum("app_upstream_requests_total", "code", "canceled") == 1, got, nil
+			})
+
+			answer := make(chan string, 1)
+			go func() {
+				code, body := kit.Get(p.api + "/cut")
+				answer <- fmt.Sprint(code, " ", body)
+			}()
+			kit.WaitFor(t, 5*time.Second, "the request in flight", func() bool { return inFlight(p) == 1 })
+			p.SignalT(t, syscall.SIGTERM)
+			if code := p.WaitExit(t, 10*time.Second); code != 3 {
+				t.Errorf("exit code %d after a drain cut during a call, want 3", code)
+			}
+			if got := <-answer; !strings.HasPrefix(got, "503 ") || !strings.Contains(got, `"error":"server shutting down"`) {
+				t.Errorf("the request cut during its call got %q, want 503 server shutting down", got)
+			}
+		})
 	}
 }

@@ -17,11 +17,20 @@ type AdminOptions struct {
 	Metrics  http.Handler
 	Gatherer prometheus.Gatherer
 	Ready    *atomic.Bool // /readyz answers 200 while true; shutdown sets it false before draining
-	PProf    bool
+	// Unready is the flag POST /-/readyz/disable sets, shared with whatever else reports readiness
+	// (the gRPC health service); nil: the handler keeps its own.
+	Unready *atomic.Bool
+	PProf   bool
 	// Lifecycle is what the mutations act on; they answer 403 unless LifecycleOn.
 	Lifecycle   Lifecycle
 	LifecycleOn bool
-	Logger      log.Logger
+	// ReleaseLeak gives back what the leak kept and returns the bytes (POST /-/leak/release, a
+	// mutation); nil: the call answers 404.
+	ReleaseLeak func() int64
+	// Scenario is what the scenario endpoints act on (mutations, 403 unless LifecycleOn); nil:
+	// they answer 404.
+	Scenario ScenarioControl
+	Logger   log.Logger
 }
 
 // NewAdminHandler returns the handler of the admin listener: /metrics, /healthz, /readyz and, only
@@ -37,7 +46,10 @@ func NewAdminHandler(o AdminOptions) http.Handler {
 		})
 	}
 	mux.Handle("GET /metrics", metrics)
-	p := &probes{}
+	p := &probes{unready: o.Unready, log: toggleLog{every: probeLogEvery}}
+	if p.unready == nil {
+		p.unready = new(atomic.Bool)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if p.unhealthy.Load() {
 			writeText(w, http.StatusInternalServerError, "unhealthy (forced: POST /-/healthz/enable)\n")
@@ -56,6 +68,12 @@ func NewAdminHandler(o AdminOptions) http.Handler {
 		}
 	})
 	lifecycleRoutes(mux, o.Lifecycle, o.LifecycleOn, p, o.Logger)
+	if o.ReleaseLeak != nil {
+		leakRoute(mux, o.ReleaseLeak, o.LifecycleOn, o.Logger)
+	}
+	if o.Scenario != nil {
+		scenarioRoutes(mux, o.Scenario, o.LifecycleOn, o.Logger)
+	}
 	if o.PProf {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

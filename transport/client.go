@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	kitendpoint "github.com/go-kit/kit/endpoint"
 	kithttp "github.com/go-kit/kit/transport/http"
@@ -50,7 +51,7 @@ func NewCaller(o ClientOptions) service.Caller {
 	tr.MaxIdleConns = 0
 	tr.MaxIdleConnsPerHost = o.MaxIdleConnsPerHost
 	client := kithttp.NewExplicitClient(encodeCall, decodeCall,
-		kithttp.SetClient(&http.Client{Transport: tr}),
+		kithttp.SetClient(&http.Client{Transport: tr, CheckRedirect: noRedirects}),
 		kithttp.ClientBefore(o.Before...),
 		kithttp.ClientAfter(o.After...),
 	)
@@ -63,9 +64,20 @@ func NewCaller(o ClientOptions) service.Caller {
 
 type caller struct{ call kitendpoint.Endpoint }
 
+// noRedirects makes a redirect the call's answer: the 3xx is the status the call reports, and its
+// Location is never followed. Following it would let an upstream send the call anywhere, to the
+// admin port of the calling process included, and nest what it answers in the echo; a call goes
+// where the config points it, and only there.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
 // Call makes one call and reports how it went; it never fails itself.
 func (c *caller) Call(ctx context.Context, req service.CallRequest) service.CallResult {
-	res := service.CallResult{Name: req.Name, URL: expand(req.URL, req.Path)}
+	u, ok := expand(req.URL, req.Path)
+	res := service.CallResult{Name: req.Name, URL: u}
+	if !ok {
+		res.Err = service.ErrUnsafePath
+		return res
+	}
 	req.URL = res.URL
 	callCtx, cancel := context.WithTimeout(ctx, req.Timeout)
 	defer cancel()
@@ -75,7 +87,7 @@ func (c *caller) Call(ctx context.Context, req service.CallRequest) service.Call
 	switch {
 	case err == nil:
 		answer := out.(callAnswer)
-		res.Status, res.Answer = answer.status, answer.body
+		res.Status, res.Answer, res.AnswerOmitted = answer.status, answer.body, answer.omitted
 	case ctx.Err() != nil: // the request itself ended: the client left, or the server stopped
 		res.Err = context.Cause(ctx)
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
@@ -88,8 +100,9 @@ func (c *caller) Call(ctx context.Context, req service.CallRequest) service.Call
 
 // callAnswer is what decodeCall keeps of an upstream's answer.
 type callAnswer struct {
-	status int
-	body   []byte // JSON of at most MaxAnswerBytes, else nil
+	status  int
+	body    []byte // JSON, valid UTF-8, of at most MaxAnswerBytes, else nil
+	omitted string // why a body that came is not kept
 }
 
 func encodeCall(ctx context.Context, request any) (*http.Request, error) {
@@ -103,34 +116,74 @@ func encodeCall(ctx context.Context, request any) (*http.Request, error) {
 	return r, nil
 }
 
+// decodeCall keeps the answer's body to nest in the echo when it is JSON in valid UTF-8 (json.Valid
+// alone lets invalid UTF-8 through inside strings, which would make the echo invalid) of at most
+// MaxAnswerBytes; otherwise it says why not.
 func decodeCall(_ context.Context, resp *http.Response) (any, error) {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, service.MaxAnswerBytes+1))
-	if err == nil && len(body) > service.MaxAnswerBytes {
+	tooLarge := err == nil && len(body) > service.MaxAnswerBytes
+	if tooLarge {
 		_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrainBytes)) // keep the connection
-		body = nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	if !json.Valid(body) {
-		body = nil
+	answer := callAnswer{status: resp.StatusCode}
+	switch {
+	case tooLarge:
+		answer.omitted = answerTooLarge
+	case len(body) == 0:
+	case !utf8.Valid(body):
+		answer.omitted = "not valid UTF-8"
+	case !json.Valid(body):
+		answer.omitted = "not JSON"
+	default:
+		answer.body = body
 	}
-	return callAnswer{status: resp.StatusCode, body: body}, nil
+	return answer, nil
 }
+
+var answerTooLarge = "larger than " + strconv.Itoa(service.MaxAnswerBytes) + " bytes"
 
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// expand puts the incoming path, without its leading slash and escaped, where the URL says {path}.
-func expand(template, path string) string {
+// expand puts the incoming path, without its leading slash and escaped, where the URL says {path},
+// and reports false, with the template unexpanded, when the path has a dot segment, which would
+// take the call out of the configured URL's path.
+func expand(template, path string) (string, bool) {
 	if !strings.Contains(template, "{path}") {
-		return template
+		return template, true
 	}
 	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
 	for i, seg := range segs {
+		if dotSegment(seg) {
+			return template, false
+		}
 		segs[i] = url.PathEscape(seg)
 	}
-	return strings.ReplaceAll(template, "{path}", strings.Join(segs, "/"))
+	return strings.ReplaceAll(template, "{path}", strings.Join(segs, "/")), true
+}
+
+// dotSegment reports whether a segment of the decoded incoming path is, or hides, "." or "..": as
+// itself (net/http has already decoded %2e%2e and %2F), once more percent-decoded (an upstream or
+// a proxy that decodes twice would see %252e%252e as ..), or with a backslash read as a slash, as
+// some servers read it. Such a segment has no business in a path passed along, so the call is
+// refused rather than cleaned: cleaning would call another URL than the one the client named.
+func dotSegment(seg string) bool {
+	for range 3 { // decoding layers: a segment is short, and three is past any real proxy chain
+		for part := range strings.FieldsFuncSeq(seg, func(r rune) bool { return r == '/' || r == '\\' }) {
+			if part == "." || part == ".." {
+				return true
+			}
+		}
+		decoded, err := url.PathUnescape(seg)
+		if err != nil || decoded == seg {
+			return false
+		}
+		seg = decoded
+	}
+	return false
 }

@@ -1,9 +1,11 @@
 package transport
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/anyroute/anyroute/endpoint"
 	"github.com/anyroute/anyroute/service"
@@ -21,6 +24,12 @@ func call(name, url string, timeout time.Duration) service.CallRequest {
 		Call:  service.Call{Name: name, URL: url, Method: "GET", Timeout: timeout},
 		Route: "front", Path: "/orders/a b/7", RequestID: "rid-9", Hops: 3,
 	}
+}
+
+// withPathOf is the call made for a request of this (decoded) path.
+func withPathOf(req service.CallRequest, path string) service.CallRequest {
+	req.Path = path
+	return req
 }
 
 func TestCallerSendsAndReports(t *testing.T) {
@@ -136,11 +145,12 @@ func TestIncomingHeaders(t *testing.T) {
 	for _, tt := range []struct {
 		id, hops string
 		wantID   string
-		wantHops int
+		wantHops int32
 	}{
 		{"abc-123_x:y.z", "4", "abc-123_x:y.z", 4},
 		{"bad id", "-1", "", 0},
 		{strings.Repeat("a", 129), "many", "", 0},
+		{"abc", "4294967297", "abc", math.MaxInt32}, // 2³²+1: held past any max_hops, not wrapped round to 1
 	} {
 		req := httptest.NewRequest("GET", "/", nil)
 		req.Header.Set("X-Request-Id", tt.id)
@@ -150,6 +160,116 @@ func TestIncomingHeaders(t *testing.T) {
 		h.ServeHTTP(httptest.NewRecorder(), req)
 		if got.RequestID != tt.wantID || got.Hops != tt.wantHops || got.OverrideStatus != "503" || got.OverrideDelay != "1s" {
 			t.Errorf("%q %q: decoded %+v", tt.id, tt.hops, got)
+		}
+	}
+}
+
+// TestCallerDoesNotFollowRedirects: an upstream's redirect is the call's answer. Followed, a 302
+// to the caller's own admin port put the whole effective config into the client's echo.
+func TestCallerDoesNotFollowRedirects(t *testing.T) {
+	var secretHits atomic.Int64
+	secret := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		secretHits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"secret":"the effective config"}`))
+	}))
+	defer secret.Close()
+	for _, status := range []int{301, 302, 303, 307, 308} {
+		redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Location", secret.URL+"/-/config")
+			w.WriteHeader(status)
+		}))
+		res := NewCaller(ClientOptions{}).Call(context.Background(), call("up", redirect.URL+"/", time.Second))
+		redirect.Close()
+		if res.Err != nil || res.Status != status || strings.Contains(string(res.Answer), "secret") {
+			t.Errorf("%d: result %+v, want the %d itself as the call's answer", status, res, status)
+		}
+	}
+	if n := secretHits.Load(); n != 0 {
+		t.Errorf("the redirect target was called %d times", n)
+	}
+}
+
+// TestPathCannotLeaveTheCallURL: {path} is the incoming path as net/http decodes it; a dot segment
+// in it, in any encoding, would take the call out of the configured URL's path, so the call is
+// not made. Paths with dots that are not dot segments still pass.
+func TestPathCannotLeaveTheCallURL(t *testing.T) {
+	var hits atomic.Int64
+	var gotPath atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		gotPath.Store(r.URL.EscapedPath())
+	}))
+	defer srv.Close()
+	c := NewCaller(ClientOptions{})
+	decoded := func(target string) string { // the path as the API's handler sees it
+		r, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n")))
+		if err != nil {
+			t.Fatalf("%s: %v", target, err)
+		}
+		return r.URL.Path
+	}
+	for _, target := range []string{
+		"/..", "/a/../../admin", "/./x", "/a/%2e%2e/x", "/a/%2E%2e/x", "/a/..%2F..%2Fx", "/a/%2e%2e%2f%2e%2e%2fx",
+		"/a/..%5Cx", `/a/..\..\x`, "/a/%252e%252e/x", "/a/%25252e%25252e/x", "/a/.%252e/x", "/a/%252e%252e%252fx",
+	} {
+		res := c.Call(context.Background(), withPathOf(call("up", srv.URL+"/base/{path}", time.Second), decoded(target)))
+		if !errors.Is(res.Err, service.ErrUnsafePath) || res.Status != 0 {
+			t.Errorf("%s: %+v, want the call refused", target, res)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the upstream was called %d times for paths with dot segments", n)
+	}
+	for target, want := range map[string]string{
+		"/a.b/..c/x...": "/base/a.b/..c/x...", "/v1.2/%2e%2ex": "/base/v1.2/..x", "/a%20b/%25zz": "/base/a%20b/%25zz",
+	} {
+		res := c.Call(context.Background(), withPathOf(call("up", srv.URL+"/base/{path}", time.Second), decoded(target)))
+		if res.Err != nil || res.Status != 200 || gotPath.Load() != want {
+			t.Errorf("%s: %+v, upstream saw %v; want %s called", target, res, gotPath.Load(), want)
+		}
+	}
+}
+
+// TestAnswersThatAreNotValidUTF8JSONAreNotNested: json.Valid lets invalid UTF-8 through inside a
+// string; nested raw, it made the echo itself invalid. Such an answer, like one that is not JSON or
+// too large, is left out with the reason, and the echo stays valid JSON in valid UTF-8.
+func TestAnswersThatAreNotValidUTF8JSONAreNotNested(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/latin1":
+			_, _ = w.Write([]byte("{\"name\":\"caf\xe9\"}"))
+		case "/text":
+			_, _ = w.Write([]byte("plain text"))
+		case "/big":
+			_, _ = w.Write([]byte(`"` + strings.Repeat("x", service.MaxAnswerBytes) + `"`))
+		default:
+			_, _ = w.Write([]byte(`{"name":"café"}`))
+		}
+	}))
+	defer srv.Close()
+	c := NewCaller(ClientOptions{})
+	var calls []service.CallResult
+	for path, omitted := range map[string]string{"/latin1": "not valid UTF-8", "/text": "not JSON", "/big": "larger than 16384 bytes", "/ok": ""} {
+		res := c.Call(context.Background(), call(strings.Trim(path, "/"), srv.URL+path, time.Second))
+		if res.AnswerOmitted != omitted || (omitted == "") != (res.Answer != nil) {
+			t.Errorf("%s: answer %q omitted %q, want omitted %q", path, res.Answer, res.AnswerOmitted, omitted)
+		}
+		calls = append(calls, res)
+	}
+	h := NewHTTPHandler(func(context.Context, any) (any, error) {
+		return &endpoint.HandleResponse{Response: service.Response{Status: 200, Route: "front", Calls: calls}}, nil
+	}, Options{})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	var e Echo
+	if !utf8.Valid(rec.Body.Bytes()) || json.Unmarshal(rec.Body.Bytes(), &e) != nil || len(e.Calls) != 4 {
+		t.Fatalf("echo is not valid JSON in UTF-8: %q", rec.Body.Bytes())
+	}
+	for _, c := range e.Calls {
+		if (c.Name == "ok") != (c.Answer != nil) || (c.Name == "ok") == (c.AnswerOmitted != "") {
+			t.Errorf("call %s in the echo: answer %s, omitted %q", c.Name, c.Answer, c.AnswerOmitted)
 		}
 	}
 }

@@ -7,17 +7,20 @@ import "encoding/json"
 // this type is its shape for everyone who reads it (clients, the tests, the docs), and a unit test
 // holds the two to each other.
 type Echo struct {
-	Method    string     `json:"method"`
-	Path      string     `json:"path"`  // the decoded URL path
-	Query     string     `json:"query"` // the raw query string
-	Route     string     `json:"route"` // the name of the rule that answered, or "other"
-	Status    int        `json:"status"`
-	Instance  string     `json:"instance"`   // POD_NAME, else the host name
-	TraceID   string     `json:"trace_id"`   // "" when tracing is off
-	RequestID string     `json:"request_id"` // the caller's x-request-id, or one the service made
-	Calls     []EchoCall `json:"calls,omitempty"`
-	Error     string     `json:"error,omitempty"`
-	Padding   string     `json:"padding,omitempty"` // body_bytes of filler
+	Method    string `json:"method"`
+	Path      string `json:"path"`  // the decoded URL path
+	Query     string `json:"query"` // the raw query string
+	Route     string `json:"route"` // the name of the rule that answered, or "other"
+	Status    int    `json:"status"`
+	Instance  string `json:"instance"`   // POD_NAME, else the host name
+	TraceID   string `json:"trace_id"`   // "" when tracing is off
+	RequestID string `json:"request_id"` // the caller's x-request-id, or one the service made
+	// ClientSubject is the subject of the client certificate verified under mTLS (http.tls
+	// client_auth optional or required), absent without one.
+	ClientSubject string     `json:"client_subject,omitempty"`
+	Calls         []EchoCall `json:"calls,omitempty"`
+	Error         string     `json:"error,omitempty"`
+	Padding       string     `json:"padding,omitempty"` // body_bytes of filler
 }
 
 // EchoCall is one upstream call the request made, with the upstream's own echo nested, so that
@@ -30,4 +33,7 @@ type EchoCall struct {
 	Error           string  `json:"error,omitempty"`
 	// Answer is the upstream's JSON answer when it was at most 16 KiB, usually its Echo.
 	Answer json.RawMessage `json:"answer,omitempty"`
+	// AnswerOmitted says why an answer that came is not nested: "not JSON", "not valid UTF-8",
+	// or "larger than 16384 bytes".
+	AnswerOmitted string `json:"answer_omitted,omitempty"`
 }

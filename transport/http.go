@@ -7,9 +7,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	kitendpoint "github.com/go-kit/kit/endpoint"
 	kittransport "github.com/go-kit/kit/transport"
@@ -27,6 +29,13 @@ type Options struct {
 	Instance     string                // echoed as "instance": the pod or host name
 	Before       []kithttp.RequestFunc // e.g. extracting incoming trace context
 	Logger       log.Logger            // errors before the endpoint runs are logged at level warn
+	// HangFor bounds a hang fault: the connection is closed after it if the client has not left
+	// (http.write_timeout, which a hijacked connection no longer has); 0 is no bound.
+	HangFor time.Duration
+	// ClientIdentity echoes the subject of each request's verified client certificate (mTLS,
+	// ClientSubject); off, nothing is looked up. It rides in the context, not in the request, so
+	// that the request every answer allocates stays in its size class.
+	ClientIdentity bool
 }
 
 // NewHTTPHandler returns the catch-all API handler over the Handle endpoint.
@@ -40,7 +49,7 @@ func NewHTTPHandler(ep kitendpoint.Endpoint, o Options) http.Handler {
 			log.With(level.Warn(o.Logger), "msg", "request failed in transport"))),
 		kithttp.ServerBefore(o.Before...),
 	}
-	return closeRiskyFraming(kithttp.NewServer(ep, decodeRequest(o.MaxBodyBytes), encodeResponse(o.Instance), opts...))
+	return closeRiskyFraming(kithttp.NewServer(ep, decodeRequest(o.MaxBodyBytes), encodeResponse(o.Instance, o.HangFor, o.ClientIdentity), opts...))
 }
 
 // closeRiskyFraming closes the connection after answering a request whose body framing a proxy in
@@ -133,7 +142,7 @@ func tokenByte(c byte) bool {
 }
 
 // hops reads the hop count a calling anyroute sent; anything but a small number is 0.
-func hops(vs []string) int {
+func hops(vs []string) int32 {
 	v := first(vs)
 	if v == "" { // most requests: skip the error Atoi would allocate
 		return 0
@@ -142,38 +151,51 @@ func hops(vs []string) int {
 	if err != nil || n < 0 {
 		return 0
 	}
-	return n
+	return int32(min(n, math.MaxInt32)) // past any max_hops, and not wrapped round below it
 }
 
 var (
 	jsonContentType = []string{"application/json"}
 	closeConnection = []string{"close"}
 	bufPool         = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+	noRequest       service.Request // echoed for a response that carries no request
 )
 
-// encodeResponse writes the JSON echo with the status the service decided. The body is built by
-// hand into a pooled buffer: it is the hottest code of the service and encoding/json would
-// allocate on every request.
-func encodeResponse(instance string) kithttp.EncodeResponseFunc {
-	return func(_ context.Context, w http.ResponseWriter, response any) error {
+// encodeResponse writes the JSON echo with the status the service decided, or carries out the
+// fault it decided instead (faults.go). The body is built by hand into a pooled buffer: it is the
+// hottest code of the service and encoding/json would allocate on every request.
+func encodeResponse(instance string, hangFor time.Duration, identity bool) kithttp.EncodeResponseFunc {
+	return func(ctx context.Context, w http.ResponseWriter, response any) error {
 		resp := response.(*endpoint.HandleResponse)
+		if resp.Fault != nil && breaksConnection(resp.Fault.Kind) {
+			return breakConnection(ctx, w, resp.Fault.Kind, hangFor)
+		}
 		h := w.Header()
-		if errors.Is(resp.Err, service.ErrBodyTooLarge) || errors.Is(resp.Err, service.ErrBadBody) {
+		switch {
+		case errors.Is(resp.Err, service.ErrBodyTooLarge) || errors.Is(resp.Err, service.ErrBadBody):
 			h["Connection"] = closeConnection // the unread rest of the body is not worth draining
+		case resp.Status == service.StatusTooManyRequests:
+			if v := retryAfter(resp.Err); v != nil {
+				h["Retry-After"] = v
+			}
 		}
 		if bodiless(resp.Status) {
 			w.WriteHeader(resp.Status)
 			return nil
 		}
+		req := resp.Request
+		if req == nil {
+			req = &noRequest
+		}
 		bp := bufPool.Get().(*[]byte)
 		defer putBuf(bp)
 		b := (*bp)[:0]
 		b = append(b, `{"method":`...)
-		b = appendString(b, resp.Request.Method)
+		b = appendString(b, req.Method)
 		b = append(b, `,"path":`...)
-		b = appendString(b, resp.Request.Path)
+		b = appendString(b, req.Path)
 		b = append(b, `,"query":`...)
-		b = appendString(b, resp.Request.Query)
+		b = appendString(b, req.Query)
 		b = append(b, `,"route":`...)
 		b = appendString(b, resp.Route)
 		b = append(b, `,"status":`...)
@@ -181,9 +203,13 @@ func encodeResponse(instance string) kithttp.EncodeResponseFunc {
 		b = append(b, `,"instance":`...)
 		b = appendString(b, instance)
 		b = append(b, `,"trace_id":`...)
-		b = appendString(b, resp.TraceID)
+		b = appendString(b, req.TraceID)
 		b = append(b, `,"request_id":`...)
 		b = appendString(b, resp.RequestID)
+		if subject := clientSubjectIf(ctx, identity); subject != "" {
+			b = append(b, `,"client_subject":`...)
+			b = appendString(b, subject)
+		}
 		if len(resp.Calls) > 0 {
 			b = appendCalls(b, resp.Calls)
 		}
@@ -201,6 +227,9 @@ func encodeResponse(instance string) kithttp.EncodeResponseFunc {
 		h["Content-Type"] = jsonContentType
 		if resp.RequestID != "" {
 			h[HeaderRequestID] = []string{resp.RequestID}
+		}
+		if resp.Fault != nil {
+			return writeFaulty(ctx, w, resp.Status, b, resp.Fault)
 		}
 		w.WriteHeader(resp.Status)
 		_, err := w.Write(b)
@@ -227,9 +256,12 @@ func appendCalls(b []byte, calls []service.CallResult) []byte {
 			b = append(b, `,"error":`...)
 			b = appendString(b, publicMessage(c.Err, 0))
 		}
-		if c.Answer != nil { // valid JSON of a bounded size, checked by the client
+		if c.Answer != nil { // valid JSON in valid UTF-8 of a bounded size, checked by the client
 			b = append(b, `,"answer":`...)
 			b = append(b, c.Answer...)
+		} else if c.AnswerOmitted != "" {
+			b = append(b, `,"answer_omitted":`...)
+			b = appendString(b, c.AnswerOmitted)
 		}
 		b = append(b, '}')
 	}
@@ -252,7 +284,8 @@ func bodiless(status int) bool {
 
 // namedErrors are the business errors a client learns by name.
 var namedErrors = []error{service.ErrInjected, service.ErrBodyTooLarge, service.ErrBadBody, service.ErrStopping,
-	service.ErrLoop, service.ErrCallTimeout, service.ErrNoAnswer, context.Canceled}
+	service.ErrLoop, service.ErrRateLimited, service.ErrCallTimeout, service.ErrNoAnswer, service.ErrUnsafePath, service.ErrCallLimit,
+	context.Canceled}
 
 // publicMessage is what a client may learn of an error: a business error by its name (never what
 // wraps it), a failed call or a refused override by what the service made of it (config names and

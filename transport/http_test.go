@@ -28,6 +28,7 @@ func echoEndpoint(got *service.Request) func(context.Context, any) (any, error) 
 	return func(_ context.Context, request any) (any, error) {
 		req := request.(*endpoint.HandleRequest)
 		*got = req.Request
+		req.TraceID = "abc" // as the tracing middleware sets it
 		resp := service.Response{Status: 200, Route: "r"}
 		switch {
 		case req.BodyTooLarge:
@@ -35,7 +36,7 @@ func echoEndpoint(got *service.Request) func(context.Context, any) (any, error) 
 		case req.BodyBroken:
 			resp.Status, resp.Err = 400, service.ErrBadBody
 		}
-		return &endpoint.HandleResponse{Response: resp, Request: req.Request, TraceID: "abc"}, nil
+		return &endpoint.HandleResponse{Response: resp, Request: &req.Request}, nil
 	}
 }
 
@@ -176,15 +177,17 @@ func TestEchoIsValidJSONForAnyPath(t *testing.T) {
 // writes for the same Echo (omitempty included).
 func TestEncoderWritesTheEchoShape(t *testing.T) {
 	req := service.Request{Method: "PURGE", Path: "/a/\"b\"", Query: "x=1"}
+	traced := req
+	traced.TraceID = "4bf9"
 	for _, tt := range []struct {
 		resp endpoint.HandleResponse
 		want Echo
 	}{
-		{endpoint.HandleResponse{Response: service.Response{Status: 200, Route: "r"}, Request: req},
+		{endpoint.HandleResponse{Response: service.Response{Status: 200, Route: "r"}, Request: &req},
 			Echo{Method: "PURGE", Path: "/a/\"b\"", Query: "x=1", Route: "r", Status: 200, Instance: "pod"}},
-		{endpoint.HandleResponse{Response: service.Response{Status: 201, Route: "r", Padding: 3}, Request: req, TraceID: "4bf9"},
+		{endpoint.HandleResponse{Response: service.Response{Status: 201, Route: "r", Padding: 3}, Request: &traced},
 			Echo{Method: "PURGE", Path: "/a/\"b\"", Query: "x=1", Route: "r", Status: 201, Instance: "pod", TraceID: "4bf9", Padding: "xxx"}},
-		{endpoint.HandleResponse{Response: service.Response{Status: 503, Route: "other", Err: service.ErrInjected}, Request: req},
+		{endpoint.HandleResponse{Response: service.Response{Status: 503, Route: "other", Err: service.ErrInjected}, Request: &req},
 			Echo{Method: "PURGE", Path: "/a/\"b\"", Query: "x=1", Route: "other", Status: 503, Instance: "pod", Error: "injected failure"}},
 	} {
 		ep := func(context.Context, any) (any, error) { r := tt.resp; return &r, nil }

@@ -41,6 +41,8 @@ func TestListenerCountsNetHTTPsOwnAnswers(t *testing.T) {
 		{"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("b", 16<<10) + "\r\n\r\n", "431"},
 		{"GET / HTTP/7.1\r\nHost: x\r\n\r\n", "505"},
 		{"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "501"},
+		{"GET / HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\n\r\n", "417"},
+		{"GET / HTTP/1.0\r\nExpect: teapot\r\n\r\n", "417"},
 		{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "503"},
 	} {
 		c, err := net.Dial("tcp", raw.Addr().String())
@@ -57,20 +59,25 @@ func TestListenerCountsNetHTTPsOwnAnswers(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if counted[400] != 2 || counted[431] != 1 || counted[505] != 1 || counted[501] != 1 || counted[503] != 0 {
-		t.Fatalf("counted %v; want 400×2, 431, 505, 501 and not the handler's 503", counted)
+	if counted[400] != 2 || counted[431] != 1 || counted[505] != 1 || counted[501] != 1 || counted[417] != 2 || counted[503] != 0 {
+		t.Fatalf("counted %v; want 400×2, 431, 505, 501, 417×2 and not the handler's 503", counted)
 	}
-	if ln.Accepted() != 6 {
-		t.Fatalf("accepted %d connections, want 6", ln.Accepted())
+	if ln.Accepted() != 8 {
+		t.Fatalf("accepted %d connections, want 8", ln.Accepted())
 	}
 }
 
 func TestRejectionStatus(t *testing.T) {
 	for p, want := range map[string]int{
-		"HTTP/1.1 400 Bad Request" + string(netHTTPErrorHeaders) + "400 Bad Request":     400,
-		"HTTP/1.1 200 OK" + string(netHTTPErrorHeaders):                                  0,
-		"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\r\n{}": 0,
-		"HTTP/1.1 4x0 Bad" + string(netHTTPErrorHeaders):                                 0,
+		"HTTP/1.1 400 Bad Request" + string(netHTTPErrorHeaders) + "400 Bad Request":        400,
+		"HTTP/1.1 200 OK" + string(netHTTPErrorHeaders):                                     0,
+		"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\r\n{}":    0,
+		"HTTP/1.1 4x0 Bad" + string(netHTTPErrorHeaders):                                    0,
+		"HTTP/1.0 400 Bad Request" + string(netHTTPErrorHeaders):                            0,
+		"HTTP/1.1 417 Expectation Failed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n": 417,
+		"HTTP/1.0 417 Expectation Failed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n": 417,
+		"HTTP/1.1 417 Expectation Failed\r\nContent-Type: application/json\r\n\r\n{}":       0, // a route's 417
+		"HTTP/1.1 417 Expectation Failed\r\nConnection: close\r\n":                          0, // the head cut: not net/http's one write
 		"HTTP/1.1 4": 0,
 		"":           0,
 	} {

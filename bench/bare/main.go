@@ -12,21 +12,32 @@
 // the client settings of anyroute's (transport/client.go: http.DefaultTransport cloned, no proxy,
 // 64 kept-alive connections per upstream host), a 1 s timeout per call, and the upstream's answer
 // nested in the echo when it is JSON of at most 16 KiB.
+//
+// With -metrics ADDR it serves, on that address of its own, the Go runtime's figures the bench
+// driver reads from every server (allocations, bytes allocated, GC cycles, heap in use, live
+// heap), under the names client_golang's Go collector gives them, read from runtime/metrics by
+// hand so that the baseline's live heap does not grow by a metrics library.
+//
+// With -h2c it also speaks HTTP/2 in clear text with prior knowledge, net/http's own way
+// (http.Protocols' UnencryptedHTTP2), with anyroute's default HTTP/2 limits: the baseline of
+// anyroute's h2c, which serves the same HTTP/2 server (golang.org/x/net/http2, which net/http's
+// is bundled from) on a connection it takes over from its HTTP/1 server (transport/h2c.go).
 package main
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"io"
 	"log"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/anyroute/anyroute/bench/internal/requestid"
+	"github.com/anyroute/anyroute/bench/internal/runtimemetrics"
 )
 
 type echo struct {
@@ -61,7 +72,12 @@ const (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8090", "listen address")
 	upstream := flag.String("upstream", "", "make one upstream call per request: GET of this URL followed by the request's path")
+	metricsAddr := flag.String("metrics", "", "serve the Go runtime's figures on this address (GET /metrics)")
+	h2c := flag.Bool("h2c", false, "also serve HTTP/2 in clear text with prior knowledge")
 	flag.Parse()
+	if *metricsAddr != "" {
+		go func() { log.Fatal(http.ListenAndServe(*metricsAddr, http.HandlerFunc(runtimemetrics.Serve))) }()
+	}
 	instance, _ := os.Hostname()
 	h := newHandler(instance)
 	if *upstream != "" {
@@ -74,6 +90,14 @@ func main() {
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
+	}
+	if *h2c {
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
+		// anyroute's defaults (http.http2 in config/schema.json): 100 streams a connection, 1 MiB
+		// frames read, a 4 KiB HPACK table.
+		srv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 100, MaxReadFrameSize: 1 << 20, MaxDecoderHeaderTableSize: 4096}
 	}
 	log.Fatal(srv.ListenAndServe())
 }
@@ -143,14 +167,7 @@ func requestID(r *http.Request) string {
 	if id := r.Header.Get("X-Request-Id"); id != "" {
 		return id
 	}
-	var b [16]byte
-	for i := range 2 {
-		v := rand.Uint64()
-		for j := range 8 {
-			b[i*8+j] = byte(v >> (8 * j))
-		}
-	}
-	return hex.EncodeToString(b[:])
+	return requestid.New()
 }
 
 // escapePath is the path without its leading slash, each segment escaped.

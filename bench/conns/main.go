@@ -1,8 +1,8 @@
-// Command conns opens many idle keep-alive connections to an HTTP server, for the memory figures
-// of scripts/bench.sh: each connection sends one GET, reads its whole answer and stays open,
-// idle, as a kept-alive client connection does between requests. Once every connection is open it
-// prints "open N" (N the connections that got an answer) and holds them until -hold passes or it
-// is signalled; connections the server closes meanwhile are counted and printed at the end.
+// Command conns opens many idle keep-alive connections to an HTTP server, for the memory figures of
+// the bench driver (bench/driver): each connection sends one GET, reads its whole answer and stays
+// open, idle, as a kept-alive client connection does between requests. Once every connection is
+// open it prints "open N" (N the connections that got an answer) and holds them until -hold passes
+// or it is signalled; connections the server closes meanwhile are counted and printed at the end.
 // Signalled while still opening, it prints how many it had opened.
 //
 // -source gives the connections a local address of their own (any of 127.0.0.0/8 on loopback):

@@ -1,4 +1,4 @@
-// Command scrapers is the scrape storm of the load benchmark (scripts/bench-scrapes.sh): n
+// Command scrapers is the scrape storm of the load benchmark (bench/driver): n
 // scrapers, each scraping a /metrics URL rate times a second for a duration, as Prometheus does
 // (its Accept header, gzip, a fresh read of the whole body), and a summary line of what they got:
 // how many scrapes answered 200, how many were refused (any other status) or failed, their median

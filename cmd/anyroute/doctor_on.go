@@ -5,7 +5,7 @@ package main
 import (
 	"io"
 
-	"github.com/anyroute/anyroute/cmd/anyroute/doctor"
+	"github.com/anyroute/anyroute/instrumenting/doctor"
 )
 
 // runDoctor is `anyroute doctor`. The doctor links client-go and k8s.io/api into the binary (9 MB

@@ -3,8 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"net"
+	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -33,17 +37,13 @@ func TestExemplarsFollowSampling(t *testing.T) {
 			cfg := config.Default()
 			cfg.Tracing.Backend = tc.backend
 			cfg.Tracing.Sampler = config.Sampler{Type: "const", Param: tc.param}
-			cfg.Tracing.Jaeger.AgentAddr = closedUDPAddrT(t)
+			cfg.Tracing.Jaeger.AgentAddr = closedUDPAddr(t)
 			cfg.Tracing.OTLP.Endpoint = closedTCPAddr(t)
 			a, err := newApp(cfg, log.NewNopLogger())
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				defer cancel()
-				_ = a.tracing.Close(ctx)
-			})
+			closeTracingAtEnd(t, a)
 			rec := httptest.NewRecorder()
 			a.api.ServeHTTP(rec, httptest.NewRequest("GET", "/x", nil))
 			var echo struct {
@@ -52,17 +52,7 @@ func TestExemplarsFollowSampling(t *testing.T) {
 			if err := json.Unmarshal(rec.Body.Bytes(), &echo); err != nil {
 				t.Fatal(err)
 			}
-			a.flusher.Flush()
-			fams, err := a.registry.Gather()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var ids []string
-			for _, f := range fams {
-				for _, m := range f.GetMetric() {
-					ids = append(ids, exemplarIDs(m)...)
-				}
-			}
+			ids := flushedExemplarIDs(t, a)
 			if !tc.exemplar {
 				if len(ids) != 0 {
 					t.Fatalf("exemplars %v without a sampled request", ids)
@@ -86,6 +76,42 @@ func TestExemplarsFollowSampling(t *testing.T) {
 	}
 }
 
+// closeTracingAtEnd closes the app's tracer when the test ends, so that its sender goroutines
+// end with the test; a second bounds its last send, to an address nothing listens on.
+func closeTracingAtEnd(t *testing.T, a *app) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = a.tracing.Close(ctx)
+	})
+}
+
+// flushedFamilies flushes the app's request metrics and gathers its registry: the request and
+// call metrics are served from the flusher's last snapshot, so a gather alone would miss the
+// requests the test just made.
+func flushedFamilies(t *testing.T, a *app) []*dto.MetricFamily {
+	t.Helper()
+	a.flusher.Flush()
+	fams, err := a.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fams
+}
+
+// flushedExemplarIDs returns the trace ids of every exemplar the app's registry gathers after a
+// flush, in the registry's order.
+func flushedExemplarIDs(t *testing.T, a *app) []string {
+	t.Helper()
+	var ids []string
+	for _, f := range flushedFamilies(t, a) {
+		for _, m := range f.GetMetric() {
+			ids = append(ids, exemplarIDs(m)...)
+		}
+	}
+	return ids
+}
+
 func exemplarIDs(m *dto.Metric) []string {
 	var ids []string
 	add := func(e *dto.Exemplar) {
@@ -106,11 +132,13 @@ func exemplarIDs(m *dto.Metric) []string {
 	return ids
 }
 
-func closedUDPAddrT(t *testing.T) string {
-	t.Helper()
+// closedUDPAddr is a loopback UDP address nothing listens on, for a Jaeger agent whose spans go
+// nowhere: the tests and the benchmarks pay for sending them, and no collector is needed.
+func closedUDPAddr(tb testing.TB) string {
+	tb.Helper()
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer c.Close()
 	return c.LocalAddr().String()
@@ -127,12 +155,7 @@ func TestNativeHistogramsWiring(t *testing.T) {
 			t.Fatal(err)
 		}
 		a.api.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil))
-		a.flusher.Flush()
-		fams, err := a.registry.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range fams {
+		for _, f := range flushedFamilies(t, a) {
 			if f.GetName() != "app_request_duration_seconds" {
 				continue
 			}
@@ -152,4 +175,98 @@ func sumDeltas(deltas []int64) uint64 {
 		n += count
 	}
 	return uint64(n)
+}
+
+// TestEveryCallOfAValidConfigIsCountedApart: with metrics.max_routes 1, a route of 16 calls (all a
+// valid config allows) is counted call by call, each under its route and call labels. The calls'
+// slots were sized 4 x max_routes + 1 = 5: 11 of the 16 calls were counted under route="" call="".
+func TestEveryCallOfAValidConfigIsCountedApart(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer up.Close()
+	var calls []string
+	for i := range config.MaxCallsPerRoute {
+		calls = append(calls, fmt.Sprintf(`{"name": "c%d", "url": %q}`, i, up.URL+"/"))
+	}
+	cfg, err := config.Parse("doc", []byte(`{"metrics": {"max_routes": 1}, "max_hops": 4, "routes": [
+  {"name": "fan", "match": "/*", "call_mode": "parallel", "calls": [`+strings.Join(calls, ",")+`]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := newApp(cfg, log.NewNopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.tracing.Close(context.Background())
+	for range 3 {
+		rec := httptest.NewRecorder()
+		a.api.ServeHTTP(rec, httptest.NewRequest("GET", "/x", nil))
+		if rec.Code != 200 {
+			t.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+	}
+	got := map[string]float64{}
+	for _, f := range flushedFamilies(t, a) {
+		if f.GetName() != "app_upstream_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			got[labels["route"]+"/"+labels["call"]+"/"+labels["code"]] += m.GetCounter().GetValue()
+		}
+	}
+	want := map[string]float64{}
+	for i := range config.MaxCallsPerRoute {
+		want[fmt.Sprintf("fan/c%d/200", i)] = 3
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("upstream calls counted %v, want each of the 16 calls 3 times under its own labels", got)
+	}
+}
+
+// TestRuntimeFiguresForTheBenchmark: the admin registry has, beside the Go collector's defaults,
+// the live heap and the GC cycle count that bench/driver reads during a load; the cycles count
+// the collections forced here, and the live heap is what the last one found (never zero in a
+// running process).
+func TestRuntimeFiguresForTheBenchmark(t *testing.T) {
+	a, err := newApp(config.Default(), log.NewNopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func() map[string]float64 {
+		t.Helper()
+		fams, err := a.registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]float64{}
+		for _, f := range fams {
+			for _, s := range f.GetMetric() {
+				switch {
+				case s.GetGauge() != nil:
+					m[f.GetName()] = s.GetGauge().GetValue()
+				case s.GetCounter() != nil:
+					m[f.GetName()] = s.GetCounter().GetValue()
+				}
+			}
+		}
+		return m
+	}
+	before := read()
+	for _, name := range []string{"go_gc_heap_live_bytes", "go_gc_cycles_total_gc_cycles_total", "go_memstats_mallocs_total", "go_memstats_alloc_bytes_total"} {
+		if _, ok := before[name]; !ok {
+			t.Fatalf("%s is not exposed", name)
+		}
+	}
+	runtime.GC()
+	runtime.GC()
+	after := read()
+	if got := after["go_gc_cycles_total_gc_cycles_total"] - before["go_gc_cycles_total_gc_cycles_total"]; got < 2 {
+		t.Errorf("GC cycles went up by %v over two forced collections", got)
+	}
+	if after["go_gc_heap_live_bytes"] <= 0 {
+		t.Errorf("live heap %v after a collection", after["go_gc_heap_live_bytes"])
+	}
 }

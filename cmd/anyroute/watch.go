@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -12,7 +14,13 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
+
+	"github.com/anyroute/anyroute/config"
 )
+
+// watchDebounce is how long the watcher waits after a change before it reloads: an editor's save
+// or Kubernetes' swap of a mounted ConfigMap is several events in a row.
+const watchDebounce = 200 * time.Millisecond
 
 // watchFile calls changed each time the content of file changes, until ctx ends. It watches the
 // file's directory, not the file: editors and Kubernetes replace a file rather than write it in
@@ -49,11 +57,17 @@ func watchFile(ctx context.Context, file string, logger log.Logger, changed func
 	}
 }
 
-// contentHash is the sha256 of the file's content, nil while it cannot be read (mid-swap).
+// contentHash is the sha256 of the file's content, read as a reload reads it (config.ReadFile:
+// regular files only, never waiting, at most the cap), nil while there is no file (mid-swap).
+// A file that is there and refused hashes as its refusal: turning into a FIFO, a device or a
+// file past the cap is a change, which the reload it asks for refuses and reports, once.
 func contentHash(file string) []byte {
-	b, err := os.ReadFile(file)
-	if err != nil {
+	if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
 		return nil
+	}
+	b, err := config.ReadFile(file)
+	if err != nil {
+		b = []byte("refused: " + err.Error())
 	}
 	sum := sha256.Sum256(b)
 	return sum[:]

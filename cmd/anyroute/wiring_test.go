@@ -219,7 +219,9 @@ func TestLogLevelFiltersEveryComponent(t *testing.T) {
 	}
 }
 
-func closedTCPAddr(t *testing.T) string {
+// closedTCPAddr is a local TCP address nothing listens on: a connection to it is refused at once.
+func closedTCPAddr(t testing.TB) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

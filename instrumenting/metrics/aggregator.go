@@ -43,6 +43,9 @@ type Aggregator struct {
 type routeTable struct {
 	names []string
 	cells []*[len(instrumenting.Methods)]codeTable
+	// cpu is the CPU time each route's requests burned, in nanoseconds: one counter a route, not
+	// sharded, since a route that burns adds milliseconds of work to each add.
+	cpu []*atomic.Int64
 }
 
 // DefaultMaxRoutes bounds the routes an aggregator counts apart, the catch-all included, so that
@@ -124,7 +127,7 @@ func NewAggregator(other string, routes []string, bucketBounds []float64, opts .
 	}
 	a.stride = (words+7)/8*8 + 8
 	a.inFlight = make([]paddedInt64, a.shards)
-	a.routes.Store(&routeTable{names: []string{other}, cells: []*[len(instrumenting.Methods)]codeTable{{}}})
+	a.routes.Store(&routeTable{names: []string{other}, cells: []*[len(instrumenting.Methods)]codeTable{{}}, cpu: []*atomic.Int64{new(atomic.Int64)}})
 	for _, r := range routes {
 		a.Register(r)
 	}
@@ -141,6 +144,15 @@ func (a *Aggregator) Register(name string) int {
 	if id, ok := a.ids[name]; ok {
 		return id
 	}
+	id := a.grow(name)
+	if id != 0 {
+		a.ids[name] = id
+	}
+	return id
+}
+
+// grow adds a slot labelled name and returns its id, or 0 past maxRoutes. Called under mu.
+func (a *Aggregator) grow(name string) int {
 	t := a.routes.Load()
 	if len(t.names) >= a.maxRoutes {
 		return 0
@@ -148,11 +160,10 @@ func (a *Aggregator) Register(name string) int {
 	grown := &routeTable{
 		names: append(slices.Clip(t.names), name),
 		cells: append(slices.Clip(t.cells), &[len(instrumenting.Methods)]codeTable{}),
+		cpu:   append(slices.Clip(t.cpu), new(atomic.Int64)),
 	}
 	a.routes.Store(grown)
-	id := len(grown.names) - 1
-	a.ids[name] = id
-	return id
+	return len(grown.names) - 1
 }
 
 // shardCount gives each core a few shards: a random shard then seldom collides with another core.
@@ -196,6 +207,16 @@ func (a *Aggregator) InFlight() int64 {
 		n += a.inFlight[i].Load()
 	}
 	return n
+}
+
+// AddCPU counts CPU time a request of the route burned (route as in End; out of range, the
+// catch-all's).
+func (a *Aggregator) AddCPU(route int, d time.Duration) {
+	routes := a.routes.Load()
+	if route < 0 || route >= len(routes.cpu) {
+		route = 0
+	}
+	routes.cpu[route].Add(int64(d))
 }
 
 // End records a finished request: its route id (from RouteID; anything out of range is folded into
@@ -343,13 +364,20 @@ func Latest(exemplars []Exemplar) (Exemplar, bool) {
 // Snapshot is what one flush publishes.
 type Snapshot struct {
 	Series []Series
-	// Calls are the upstream calls' series, when the flusher has their aggregator: Route holds
-	// CallSlot's "route/call", Method is unused.
-	Calls  []Series
+	// Calls are the upstream calls' series, when the flusher has their counter.
+	Calls  []CallSeries
 	Bounds []float64
+	// CPU is the CPU time each route's requests burned, for the routes that burned any.
+	CPU    []RouteCPU
 	Folded uint64
 	Taken  time.Time
 	Native *NativeSchema // nil without native histograms
+}
+
+// RouteCPU is the CPU time a route's requests burned since start.
+type RouteCPU struct {
+	Route   string
+	Seconds float64
 }
 
 // NativeSchema is the resolution of the native histograms: bucket k's upper bound is
@@ -363,10 +391,18 @@ type NativeSchema struct {
 // once each for all their exemplars and native buckets (growing), so its cost grows with the
 // number of series, not of requests.
 func (a *Aggregator) Snapshot() *Snapshot {
+	snap, _ := a.snapshot(false)
+	return snap
+}
+
+// snapshot is Snapshot, and with withIDs the route id of each series, for a counter that labels
+// the slots itself (CallCounter).
+func (a *Aggregator) snapshot(withIDs bool) (*Snapshot, []int) {
 	a.snapshotMu.Lock()
 	defer a.snapshotMu.Unlock()
 	var cells []*cell
 	var labels []Series
+	var ids []int
 	routes := a.routes.Load()
 	for r, route := range routes.cells {
 		for m := range route {
@@ -377,6 +413,9 @@ func (a *Aggregator) Snapshot() *Snapshot {
 			for _, c := range *p {
 				cells = append(cells, c)
 				labels = append(labels, Series{Route: routes.names[r], Method: instrumenting.Methods[m], Code: c.code})
+				if withIDs {
+					ids = append(ids, r)
+				}
 			}
 		}
 	}
@@ -423,6 +462,11 @@ func (a *Aggregator) Snapshot() *Snapshot {
 		}
 	}
 	snap := &Snapshot{Series: labels, Bounds: a.buckets, Folded: a.folded.Load(), Taken: time.Now()}
+	for r, c := range routes.cpu {
+		if n := c.Load(); n > 0 {
+			snap.CPU = append(snap.CPU, RouteCPU{Route: routes.names[r], Seconds: float64(n) / float64(time.Second)})
+		}
+	}
 	if a.native != nil {
 		snap.Native = &NativeSchema{Schema: a.native.schema, ZeroThreshold: a.native.zeroThreshold}
 		for k := range snap.Series { // slices of native, now that it has stopped growing
@@ -430,7 +474,7 @@ func (a *Aggregator) Snapshot() *Snapshot {
 			s.Native = native[nativeFrom[k]:nativeFrom[k+1]:nativeFrom[k+1]]
 		}
 	}
-	return snap
+	return snap, ids
 }
 
 // readNative reads a cell's native buckets into s, appending them to native, after its classic

@@ -24,24 +24,23 @@ var benchBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 // for a request whose trace is not sampled (or tracing off) and for a sampled one, which leaves
 // an exemplar. Compare with BenchmarkClientGolangDirect, run alongside.
 func BenchmarkCounting(b *testing.B) {
-	sampled := func(context.Context) (string, bool) { return "4bf92f3577b34da6a3ce929d0e0e4736", true }
-	unsampled := func(context.Context) (string, bool) { return "", false }
 	for _, bc := range []struct {
-		name    string
-		native  bool
-		traceID TraceIDFunc
+		name   string
+		native bool
+		trace  service.Request
 	}{
-		{"classic", false, nil},
-		{"classic-unsampled", false, unsampled},
-		{"classic-sampled", false, sampled},
-		{"native", true, nil},
-		{"native-unsampled", true, unsampled},
-		{"native-sampled", true, sampled},
+		{"classic", false, service.Request{}},
+		{"classic-unsampled", false, service.Request{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"}},
+		{"classic-sampled", false, service.Request{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", TraceSampled: true}},
+		{"native", true, service.Request{}},
+		{"native-unsampled", true, service.Request{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"}},
+		{"native-sampled", true, service.Request{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", TraceSampled: true}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			agg := NewAggregator("other", []string{"orders"}, benchBuckets, NativeHistograms(bc.native))
-			svc := Counting(agg, bc.traceID)(fixedService{resp: service.Response{Status: 200, Route: "orders"}})
-			req := service.Request{Method: "GET", Path: "/orders/1"}
+			svc := Counting(agg)(fixedService{resp: service.Response{Status: 200, Route: "orders"}})
+			req := bc.trace
+			req.Method, req.Path = "GET", "/orders/1"
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()

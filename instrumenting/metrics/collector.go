@@ -4,13 +4,14 @@ import (
 	"math"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/anyroute/anyroute/instrumenting"
 )
 
 // BuildInfo labels the build_info metric.
@@ -35,19 +36,15 @@ type Collector struct {
 	folded       *prometheus.Desc
 	calls        *prometheus.Desc
 	callDuration *prometheus.Desc
+	cpuBurned    *prometheus.Desc
 	build        BuildInfo
-	codeLabels   []string
-
-	// labels holds the label pairs of each series, made on its first collect: a series' labels
-	// never change, and making them anew took a third of a collect's allocations.
-	labelsMu sync.Mutex
-	labels   map[seriesKey][]*dto.LabelPair
+	labels       labelCache
 }
 
 type seriesKey struct {
 	route, method string
 	code          int
-	call          bool // an upstream call's series: route holds its CallSlot
+	call          string // an upstream call's series: the call's name (its method is "")
 }
 
 // NewCollector returns the collector of the request metrics, named under namespace.
@@ -76,11 +73,11 @@ func NewCollector(namespace string, f *Flusher, build BuildInfo) *Collector {
 		folded: prometheus.NewDesc(name("metrics_folded_requests_total"),
 			"Requests whose route was not a configured rule and were counted under route \"other\" instead.", nil, nil),
 		calls: prometheus.NewDesc(name("upstream_requests_total"),
-			"Upstream calls made, by route rule, call and status code (timeout, error or canceled when no answer came).", callLabels, nil),
+			"Upstream calls made, by route rule, call and status code (timeout, error or canceled when no answer came, refused or limited when not made, nonstandard for a status HTTP does not define).", callLabels, nil),
 		callDuration: prometheus.NewDesc(name("upstream_request_duration_seconds"),
-			"Time an upstream call took, by route rule, call and status code (timeout, error or canceled when no answer came).", callLabels, nil),
-		codeLabels: codeStrings(),
-		labels:     map[seriesKey][]*dto.LabelPair{},
+			"Time an upstream call took, by route rule, call and status code (timeout, error or canceled when no answer came, refused or limited when not made, nonstandard for a status HTTP does not define).", callLabels, nil),
+		cpuBurned: prometheus.NewDesc(name("cpu_burned_seconds_total"),
+			"CPU time the route rule's cost (its cpu key) burned on requests, by route rule, as the burning threads' CPU clocks measured it.", []string{"route"}, nil),
 	}
 }
 
@@ -96,7 +93,7 @@ func codeStrings() []string {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.requests, c.duration, c.inFlight, c.buildInfo,
-		c.flushSeconds, c.flushes, c.lastFlush, c.folded, c.calls, c.callDuration} {
+		c.flushSeconds, c.flushes, c.lastFlush, c.folded, c.calls, c.callDuration, c.cpuBurned} {
 		ch <- d
 	}
 }
@@ -104,21 +101,15 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	snap := c.flusher.Current()
-	for i := range snap.Series {
-		s := &snap.Series[i]
-		labels := c.labelPairs(s)
-		requests := &counter{desc: c.requests, labels: labels, value: float64(s.Count)}
-		if e, ok := Latest(s.Exemplars); ok {
-			requests.exemplar = exemplar(&e, &one)
-		}
-		ch <- requests
-		ch <- &histogram{desc: c.duration, labels: labels, series: s, bounds: snap.Bounds, native: snap.Native}
-	}
+	collectRequests(ch, snap, c.requests, c.duration, c.labelPairs)
 	for i := range snap.Calls {
 		s := &snap.Calls[i]
 		labels := c.callLabelPairs(s)
-		ch <- &counter{desc: c.calls, labels: labels, value: float64(s.Count)}
-		ch <- &histogram{desc: c.callDuration, labels: labels, series: s, bounds: snap.Bounds}
+		ch <- &counter{desc: c.calls, labels: labels, value: float64(s.Series.Count)}
+		ch <- &histogram{desc: c.callDuration, labels: labels, series: &s.Series, bounds: snap.Bounds}
+	}
+	for _, r := range snap.CPU {
+		ch <- prometheus.MustNewConstMetric(c.cpuBurned, prometheus.CounterValue, r.Seconds, r.Route)
 	}
 	ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(c.agg.InFlight()))
 	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, c.build.Version, c.build.Revision, runtime.Version())
@@ -129,42 +120,76 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (c *Collector) labelPairs(s *Series) []*dto.LabelPair {
-	key := seriesKey{route: s.Route, method: s.Method, code: s.Code}
-	c.labelsMu.Lock()
-	defer c.labelsMu.Unlock()
-	labels, ok := c.labels[key]
+	return c.labels.get(seriesKey{route: s.Route, method: s.Method, code: s.Code}, func() []*dto.LabelPair {
+		return prometheus.MakeLabelPairs(c.requests, []string{s.Method, s.Route, CodeLabel(s.Code)})
+	})
+}
+
+// callLabelPairs are the labels of an upstream call's series: its route, call and code.
+func (c *Collector) callLabelPairs(s *CallSeries) []*dto.LabelPair {
+	return c.labels.get(seriesKey{route: s.Route, code: s.Series.Code, call: s.Call}, func() []*dto.LabelPair {
+		return prometheus.MakeLabelPairs(c.calls, []string{s.Route, s.Call, CodeLabel(s.Series.Code)})
+	})
+}
+
+// collectRequests sends each request series of snap, for the service's collector and a client's
+// alike: its counter, with the trace id of its latest sampled request as exemplar, and its
+// latency histogram, labelled by labels.
+func collectRequests(ch chan<- prometheus.Metric, snap *Snapshot, requests, duration *prometheus.Desc, labels func(*Series) []*dto.LabelPair) {
+	for i := range snap.Series {
+		s := &snap.Series[i]
+		l := labels(s)
+		c := &counter{desc: requests, labels: l, value: float64(s.Count)}
+		if e, ok := Latest(s.Exemplars); ok {
+			c.exemplar = exemplar(&e, &one)
+		}
+		ch <- c
+		ch <- &histogram{desc: duration, labels: l, series: s, bounds: snap.Bounds, native: snap.Native}
+	}
+}
+
+// labelCache holds the label pairs of each series, made on its first collect: a series' labels
+// never change, and making them anew took a third of a collect's allocations.
+type labelCache struct {
+	mu sync.Mutex
+	m  map[seriesKey][]*dto.LabelPair
+}
+
+// get returns key's label pairs, made by build the first time.
+func (l *labelCache) get(key seriesKey, build func() []*dto.LabelPair) []*dto.LabelPair {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	labels, ok := l.m[key]
 	if !ok {
-		labels = prometheus.MakeLabelPairs(c.requests, []string{s.Method, s.Route, c.code(s.Code)})
-		c.labels[key] = labels
+		if l.m == nil {
+			l.m = map[seriesKey][]*dto.LabelPair{}
+		}
+		labels = build()
+		l.m[key] = labels
 	}
 	return labels
 }
 
-// callLabelPairs are the labels of an upstream call's series: its route and call, from the slot
-// name, and its code.
-func (c *Collector) callLabelPairs(s *Series) []*dto.LabelPair {
-	key := seriesKey{route: s.Route, code: s.Code, call: true}
-	c.labelsMu.Lock()
-	defer c.labelsMu.Unlock()
-	labels, ok := c.labels[key]
-	if !ok {
-		route, call, _ := strings.Cut(s.Route, "/")
-		labels = prometheus.MakeLabelPairs(c.calls, []string{route, call, c.code(s.Code)})
-		c.labels[key] = labels
-	}
-	return labels
-}
-
-func (c *Collector) code(code int) string {
+// codeLabel is the code label of a status, or of why no answer came; labels are codeStrings'.
+func codeLabel(labels []string, code int) string {
 	switch {
-	case code >= 0 && code < len(c.codeLabels):
-		return c.codeLabels[code]
+	case code >= 0 && code < len(labels):
+		return labels[code]
 	case code == CodeTimeout:
 		return "timeout"
 	case code == CodeError:
 		return "error"
 	case code == CodeCanceled:
 		return "canceled"
+	case code == CodeRefused:
+		return "refused"
+	case code == CodeNonStandard:
+		return "nonstandard"
+	case code == CodeLimited:
+		return "limited"
+	}
+	if label, ok := instrumenting.FaultCodeLabel(code); ok {
+		return label
 	}
 	return strconv.Itoa(code)
 }

@@ -3,29 +3,28 @@ package metrics
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
+	"github.com/anyroute/anyroute/instrumenting"
 	"github.com/anyroute/anyroute/service"
 )
 
-// TraceIDFunc returns the trace id of the request in ctx when its trace is sampled, and false
-// otherwise; tracing.Tracing's SampledTraceID is one. It must not allocate when it answers false.
-type TraceIDFunc func(ctx context.Context) (traceID string, sampled bool)
-
 // Counting returns a service middleware that records every answer in agg: route, method, status
-// and how long the service took. It costs a few atomic adds and no allocation, so it can stay on
-// for every request. With traceID (nil: none), a request whose trace is sampled also leaves its
-// trace id as the exemplar of its bucket.
-func Counting(agg *Aggregator, traceID TraceIDFunc) service.Middleware {
+// (or, for an answer a fault replaces, the fault's code: instrumenting.FaultCode) and how long the
+// service took, up to the fault for a faulted one. It costs a few atomic adds and no allocation, so it can stay on
+// for every request. A request whose trace is sampled (Request.TraceSampled, with its TraceID, as
+// the tracing decorator outside resolved them) also leaves its trace id as the exemplar of its
+// bucket.
+func Counting(agg *Aggregator) service.Middleware {
 	return func(next service.Service) service.Service {
-		return &counting{next: next, agg: agg, traceID: traceID}
+		return &counting{next: next, agg: agg}
 	}
 }
 
 type counting struct {
-	next    service.Service
-	agg     *Aggregator
-	traceID TraceIDFunc
+	next service.Service
+	agg  *Aggregator
 }
 
 func (c *counting) Handle(ctx context.Context, req service.Request) (service.Response, error) {
@@ -33,13 +32,15 @@ func (c *counting) Handle(ctx context.Context, req service.Request) (service.Res
 	begin := monotonic()
 	resp, err := c.next.Handle(ctx, req)
 	end := monotonic()
-	if c.traceID != nil {
-		if id, ok := c.traceID(ctx); ok {
-			c.agg.EndSampled(token, resp.RouteID, req.Method, resp.Status, end-begin, end, id)
-			return resp, err
-		}
+	code := resp.Status
+	if resp.Fault != nil { // what the client gets is the fault, not the status
+		code = instrumenting.FaultCode(resp.Fault.Kind)
 	}
-	c.agg.End(token, resp.RouteID, req.Method, resp.Status, end-begin)
+	if req.TraceSampled && req.TraceID != "" {
+		c.agg.EndSampled(token, resp.RouteID, req.Method, code, end-begin, end, req.TraceID)
+		return resp, err
+	}
+	c.agg.End(token, resp.RouteID, req.Method, code, end-begin)
 	return resp, err
 }
 
@@ -56,36 +57,54 @@ const (
 	CodeTimeout  = -1 // the call took longer than its timeout
 	CodeError    = -2 // no answer: refused, reset, unresolvable, not HTTP
 	CodeCanceled = -3 // the request itself ended (the client left, the server stopped)
+	CodeRefused  = -4 // not made: the incoming path would leave the URL's path (service.ErrUnsafePath)
+	// CodeNonStandard is an answer whose status HTTP does not define (520, 599, 999): counted
+	// under one code, so that an upstream answering arbitrary numbers adds one series, not one
+	// a number.
+	CodeNonStandard = -5
+	CodeLimited     = -6 // not made: the process had as many calls in flight as it allows (service.ErrCallLimit)
 )
 
-// CallSlot is the name an upstream call is registered under in the calls' aggregator: its route's
-// and its own, which config names keep free of "/".
-func CallSlot(route, call string) string { return route + "/" + call }
-
-// CountingCaller returns the decorator of an upstream Caller that records every call in agg (the
-// calls' aggregator, by the call's ID from CallSlot): its status, or the code of why none came,
-// and how long it took.
-func CountingCaller(agg *Aggregator) func(service.Caller) service.Caller {
-	return func(next service.Caller) service.Caller { return &countingCaller{next: next, agg: agg} }
+// CountingCaller returns the decorator of an upstream Caller that records every call in calls, by
+// the call's ID from CallCounter.Register: its status, or the code of why none came, and how long
+// it took. A call of a request whose trace is sampled (CallRequest.TraceSampled and TraceID)
+// leaves the trace id as the exemplar of its bucket, as Counting does for requests: a slow
+// upstream bucket then leads to a trace holding the call's span.
+func CountingCaller(calls *CallCounter) func(service.Caller) service.Caller {
+	return func(next service.Caller) service.Caller { return &countingCaller{next: next, calls: calls} }
 }
 
 type countingCaller struct {
-	next service.Caller
-	agg  *Aggregator
+	next  service.Caller
+	calls *CallCounter
 }
 
 func (c *countingCaller) Call(ctx context.Context, req service.CallRequest) service.CallResult {
-	token := c.agg.Begin()
+	token := c.calls.begin()
 	res := c.next.Call(ctx, req)
-	code := res.Status
+	if req.TraceSampled && req.TraceID != "" {
+		c.calls.endSampled(token, req.ID, callCode(res), res.Duration, monotonic(), req.TraceID)
+		return res
+	}
+	c.calls.end(token, req.ID, callCode(res), res.Duration)
+	return res
+}
+
+// callCode is the code label of a call: its status, or why none came, or CodeNonStandard.
+func callCode(res service.CallResult) int {
 	switch {
 	case errors.Is(res.Err, service.ErrCallTimeout):
-		code = CodeTimeout
+		return CodeTimeout
 	case errors.Is(res.Err, service.ErrNoAnswer):
-		code = CodeError
+		return CodeError
+	case errors.Is(res.Err, service.ErrUnsafePath):
+		return CodeRefused
+	case errors.Is(res.Err, service.ErrCallLimit):
+		return CodeLimited
 	case res.Err != nil:
-		code = CodeCanceled
+		return CodeCanceled
+	case http.StatusText(res.Status) == "":
+		return CodeNonStandard
 	}
-	c.agg.End(token, req.ID, "", code, res.Duration)
-	return res
+	return res.Status
 }

@@ -17,14 +17,9 @@ import (
 	"github.com/anyroute/anyroute/service"
 )
 
-// sampledBy is a TraceIDFunc that finds the trace id in the context under traceKey: a request
-// without one is unsampled, as a request whose span is not sampled (or tracing off) is.
-type traceKey struct{}
-
-func sampledBy(ctx context.Context) (string, bool) {
-	id, ok := ctx.Value(traceKey{}).(string)
-	return id, ok
-}
+// sampled is a request whose trace is sampled, as the tracing decorator leaves it: a request
+// without a trace is unsampled, as a request whose span is not sampled (or tracing off) is.
+func sampled(id string) service.Request { return service.Request{TraceID: id, TraceSampled: true} }
 
 // delayed answers after the delay the request's path names, so a test puts requests in buckets.
 type delayed struct{ status int }
@@ -58,21 +53,21 @@ func TestExemplarsOfSampledRequestsOnly(t *testing.T) {
 	f := NewFlusher(agg, time.Hour)
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(NewCollector("app", f, BuildInfo{}))
-	ok := Counting(agg, sampledBy)(delayed{status: 200})
-	untraced := Counting(agg, sampledBy)(delayed{status: 404})
-	sampled := func(id string) context.Context { return context.WithValue(context.Background(), traceKey{}, id) }
+	ok := Counting(agg)(delayed{status: 200})
+	untraced := Counting(agg)(delayed{status: 404})
 
 	for _, r := range []struct {
-		ctx  context.Context
+		req  service.Request
 		path string
 	}{
 		{sampled("aaaa0000000000000000000000000001"), "/0s"},   // le=0.005, replaced below
 		{sampled("aaaa0000000000000000000000000002"), "/0s"},   // le=0.005: the latest
-		{context.Background(), "/0s"},                          // unsampled: keeps the one before
-		{context.Background(), "/10ms"},                        // le=0.05: unsampled only
+		{service.Request{}, "/0s"},                             // unsampled: keeps the one before
+		{service.Request{}, "/10ms"},                           // le=0.05: unsampled only
 		{sampled("aaaa0000000000000000000000000003"), "/60ms"}, // +Inf
 	} {
-		_, _ = ok.Handle(r.ctx, service.Request{Method: "GET", Path: r.path})
+		r.req.Method, r.req.Path = "GET", r.path
+		_, _ = ok.Handle(context.Background(), r.req)
 		time.Sleep(2 * time.Duration(exemplarGap)) // past the gap: the later one replaces it
 	}
 	_, _ = untraced.Handle(context.Background(), service.Request{Method: "GET", Path: "/0s"})
@@ -237,8 +232,9 @@ func TestExemplarsAreNeverTorn(t *testing.T) {
 func TestCountingSampledDoesNotAllocate(t *testing.T) {
 	agg := NewAggregator("other", []string{"r"}, []float64{0.1, 1})
 	id := "4bf92f3577b34da6a3ce929d0e0e4736"
-	svc := Counting(agg, func(context.Context) (string, bool) { return id, true })(fixedService{resp: service.Response{Status: 200}})
-	ctx, req := context.Background(), service.Request{Method: "GET", Path: "/"}
+	svc := Counting(agg)(fixedService{resp: service.Response{Status: 200}})
+	ctx, req := context.Background(), sampled(id)
+	req.Method, req.Path = "GET", "/"
 	_, _ = svc.Handle(ctx, req) // the first sampled answer of a series makes its exemplar slots
 	if n := testing.AllocsPerRun(1000, func() { _, _ = svc.Handle(ctx, req) }); n != 0 {
 		t.Fatalf("%v allocations per sampled request", n)
@@ -248,11 +244,11 @@ func TestCountingSampledDoesNotAllocate(t *testing.T) {
 	}
 }
 
-// TestCountingUnsampledDoesNotAllocate: with a trace id function that says unsampled, as it does
-// for every request when tracing is off or the request's trace is not sampled.
+// TestCountingUnsampledDoesNotAllocate: a request that carries no sampled trace, as every request
+// does when tracing is off or the request's trace is not sampled.
 func TestCountingUnsampledDoesNotAllocate(t *testing.T) {
 	agg := NewAggregator("other", []string{"r"}, []float64{0.1, 1})
-	svc := Counting(agg, sampledBy)(fixedService{resp: service.Response{Status: 200}})
+	svc := Counting(agg)(fixedService{resp: service.Response{Status: 200}})
 	ctx, req := context.Background(), service.Request{Method: "GET", Path: "/"}
 	_, _ = svc.Handle(ctx, req)
 	if n := testing.AllocsPerRun(1000, func() { _, _ = svc.Handle(ctx, req) }); n != 0 {
@@ -260,5 +256,65 @@ func TestCountingUnsampledDoesNotAllocate(t *testing.T) {
 	}
 	if ex := agg.Snapshot().Series[0].Exemplars; ex != nil {
 		t.Fatalf("exemplars of unsampled requests: %+v", ex)
+	}
+}
+
+// TestNoExemplarOfAnUnsampledTrace: a request that carries the id of a trace that is not sampled
+// (a caller decided so) leaves no exemplar: the id would name a trace the backend never holds.
+func TestNoExemplarOfAnUnsampledTrace(t *testing.T) {
+	agg := NewAggregator("other", []string{"r"}, []float64{0.1, 1})
+	svc := Counting(agg)(fixedService{resp: service.Response{Status: 200}})
+	req := service.Request{Method: "GET", Path: "/", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"}
+	_, _ = svc.Handle(context.Background(), req)
+	if s := agg.Snapshot().Series; len(s) != 1 || s[0].Exemplars != nil {
+		t.Fatalf("series %+v: want one, without exemplars", s)
+	}
+}
+
+// TestUpstreamExemplarsInOpenMetrics: a call of a sampled request leaves its trace id as the
+// exemplar of its bucket of app_upstream_request_duration_seconds, with the call's duration, in
+// the OpenMetrics exposition; a call of an unsampled request, or of one whose trace is not sampled,
+// leaves none on its bucket; and counting either allocates nothing once the series' slots exist.
+func TestUpstreamExemplarsInOpenMetrics(t *testing.T) {
+	reqs := NewAggregator("other", nil, []float64{0.01, 0.1})
+	calls := NewCallCounter([]float64{0.01, 0.1}, 16)
+	inv := calls.Register("checkout", "inventory")
+	id := "4bf92f3577b34da6a3ce929d0e0e4736"
+	count := func(d time.Duration, traceID string, sampled bool) {
+		CountingCaller(calls)(fixedCaller{service.CallResult{Status: 200, Duration: d}}).Call(context.Background(),
+			service.CallRequest{Call: service.Call{ID: inv}, TraceID: traceID, TraceSampled: sampled})
+	}
+	count(50*time.Millisecond, id, true)                   // the 0.1 bucket
+	count(5*time.Millisecond, "", false)                   // the 0.01 bucket, untraced
+	count(500*time.Millisecond, "0000000000000abc", false) // +Inf, a trace the caller did not sample
+	f := NewFlusherWithCalls(reqs, calls, time.Hour)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector("app", f, BuildInfo{}))
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	enc := expfmt.NewEncoder(&b, expfmt.NewFormat(expfmt.TypeOpenMetrics))
+	for _, mf := range fams {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	om := b.String()
+	want := `app_upstream_request_duration_seconds_bucket{call="inventory",code="200",route="checkout",le="0.1"} 2 # {trace_id="` + id + `"} 0.05 `
+	if !strings.Contains(om, want) {
+		t.Fatalf("OpenMetrics lacks %q:\n%s", want, om)
+	}
+	if n := strings.Count(om, "# {trace_id="); n != 1 {
+		t.Errorf("%d exemplars, want the sampled call's alone:\n%s", n, om)
+	}
+
+	call := CountingCaller(calls)(fixedCaller{service.CallResult{Status: 200, Duration: time.Millisecond}})
+	for _, req := range []service.CallRequest{{Call: service.Call{ID: inv}}, {Call: service.Call{ID: inv}, TraceID: id, TraceSampled: true}} {
+		call.Call(context.Background(), req)
+		if n := testing.AllocsPerRun(1000, func() { call.Call(context.Background(), req) }); n != 0 {
+			t.Errorf("%v allocations per call (sampled %v)", n, req.TraceSampled)
+		}
 	}
 }

@@ -12,7 +12,7 @@ import (
 // all published.
 type Flusher struct {
 	agg      *Aggregator
-	calls    *Aggregator // the upstream calls'; nil: none
+	calls    *CallCounter // the upstream calls'; nil: none
 	interval time.Duration
 	current  atomic.Pointer[Snapshot]
 	flushes  atomic.Uint64
@@ -32,9 +32,9 @@ func NewFlusher(agg *Aggregator, interval time.Duration) *Flusher {
 	return NewFlusherWithCalls(agg, nil, interval)
 }
 
-// NewFlusherWithCalls is NewFlusher for the requests' aggregator and the upstream calls' one,
+// NewFlusherWithCalls is NewFlusher for the requests' aggregator and the upstream calls' counter,
 // flushed together into one snapshot (its Calls), so both are as of the same moment.
-func NewFlusherWithCalls(agg, calls *Aggregator, interval time.Duration) *Flusher {
+func NewFlusherWithCalls(agg *Aggregator, calls *CallCounter, interval time.Duration) *Flusher {
 	f := &Flusher{agg: agg, calls: calls, interval: interval, stop: make(chan struct{}), done: make(chan struct{})}
 	f.Flush()
 	return f
@@ -47,7 +47,7 @@ func (f *Flusher) Flush() {
 	begin := time.Now()
 	snap := f.agg.Snapshot()
 	if f.calls != nil {
-		snap.Calls = f.calls.Snapshot().Series
+		snap.Calls = f.calls.Snapshot()
 	}
 	f.current.Store(snap)
 	f.lastTook.Store(int64(time.Since(begin)))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -188,8 +189,8 @@ func (f fixedService) Handle(context.Context, service.Request) (service.Response
 func TestCountingRecordsEveryAnswer(t *testing.T) {
 	agg := NewAggregator("other", []string{"r"}, []float64{1})
 	r := agg.RouteID("r")
-	ok := Counting(agg, nil)(fixedService{resp: service.Response{Status: 201, RouteID: r}})
-	gone := Counting(agg, nil)(fixedService{resp: service.Response{Status: 499, RouteID: r}, err: context.Canceled})
+	ok := Counting(agg)(fixedService{resp: service.Response{Status: 201, RouteID: r}})
+	gone := Counting(agg)(fixedService{resp: service.Response{Status: 499, RouteID: r}, err: context.Canceled})
 	for range 3 {
 		_, _ = ok.Handle(context.Background(), service.Request{Method: "PUT"})
 	}
@@ -207,7 +208,7 @@ func TestCountingRecordsEveryAnswer(t *testing.T) {
 
 func TestCountingDoesNotAllocate(t *testing.T) {
 	agg := NewAggregator("other", []string{"r"}, []float64{0.1, 1})
-	svc := Counting(agg, nil)(fixedService{resp: service.Response{Status: 200}})
+	svc := Counting(agg)(fixedService{resp: service.Response{Status: 200}})
 	ctx, req := context.Background(), service.Request{Method: "GET", Path: "/"}
 	_, _ = svc.Handle(ctx, req) // the first answer of a code creates its cell
 	if n := testing.AllocsPerRun(1000, func() { _, _ = svc.Handle(ctx, req) }); n != 0 {
@@ -311,9 +312,9 @@ func (f fixedCaller) Call(context.Context, service.CallRequest) service.CallResu
 // with route, call and code labels, flushed with the requests.
 func TestUpstreamCallsAreExposed(t *testing.T) {
 	reqs := NewAggregator("other", nil, []float64{0.01, 0.1})
-	calls := NewAggregator("", nil, []float64{0.01, 0.1})
-	inv := calls.Register(CallSlot("checkout", "inventory"))
-	pay := calls.Register(CallSlot("checkout", "payment"))
+	calls := NewCallCounter([]float64{0.01, 0.1}, 16)
+	inv := calls.Register("checkout", "inventory")
+	pay := calls.Register("checkout", "payment")
 	for _, c := range []struct {
 		id  int
 		res service.CallResult
@@ -324,6 +325,11 @@ func TestUpstreamCallsAreExposed(t *testing.T) {
 		{pay, service.CallResult{Err: service.ErrCallTimeout, Duration: 2 * time.Second}},
 		{pay, service.CallResult{Err: service.ErrNoAnswer, Duration: time.Millisecond}},
 		{pay, service.CallResult{Err: context.Canceled, Duration: time.Millisecond}},
+		{pay, service.CallResult{Err: service.ErrUnsafePath}},
+		{pay, service.CallResult{Err: service.ErrCallLimit}},
+		{pay, service.CallResult{Status: 520, Duration: time.Millisecond}},
+		{pay, service.CallResult{Status: 599, Duration: time.Millisecond}},
+		{pay, service.CallResult{Status: 999, Duration: time.Millisecond}},
 	} {
 		CountingCaller(calls)(fixedCaller{c.res}).Call(context.Background(), service.CallRequest{Call: service.Call{ID: c.id}})
 	}
@@ -331,21 +337,105 @@ func TestUpstreamCallsAreExposed(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(NewCollector("app", f, BuildInfo{}))
 	want := `
-# HELP app_upstream_requests_total Upstream calls made, by route rule, call and status code (timeout, error or canceled when no answer came).
+# HELP app_upstream_requests_total Upstream calls made, by route rule, call and status code (timeout, error or canceled when no answer came, refused or limited when not made, nonstandard for a status HTTP does not define).
 # TYPE app_upstream_requests_total counter
 app_upstream_requests_total{call="inventory",code="200",route="checkout"} 2
 app_upstream_requests_total{call="payment",code="503",route="checkout"} 1
 app_upstream_requests_total{call="payment",code="canceled",route="checkout"} 1
 app_upstream_requests_total{call="payment",code="error",route="checkout"} 1
+app_upstream_requests_total{call="payment",code="limited",route="checkout"} 1
+app_upstream_requests_total{call="payment",code="nonstandard",route="checkout"} 3
+app_upstream_requests_total{call="payment",code="refused",route="checkout"} 1
 app_upstream_requests_total{call="payment",code="timeout",route="checkout"} 1
 `
 	if err := testutil.CollectAndCompare(reg, strings.NewReader(want), "app_upstream_requests_total"); err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.CollectAndCount(reg, "app_upstream_request_duration_seconds"); n != 5 {
-		t.Fatalf("%d duration series, want 5", n)
+	if n := testutil.CollectAndCount(reg, "app_upstream_request_duration_seconds"); n != 8 {
+		t.Fatalf("%d duration series, want 8", n)
 	}
 	if lint, err := testutil.GatherAndLint(reg); err != nil || len(lint) > 0 {
 		t.Fatalf("metric lint: %v %v", lint, err)
+	}
+}
+
+// TestFaultsAreCountedByWhatTheClientGot: an answer a fault replaced is counted under the fault's
+// code label, not the status the rule decided, each kind apart; a slow_body too, since its client
+// got its answer only slowly.
+func TestFaultsAreCountedByWhatTheClientGot(t *testing.T) {
+	agg := NewAggregator("other", []string{"r"}, []float64{1})
+	r := agg.RouteID("r")
+	for i, k := range service.FaultKinds {
+		fault := &service.Fault{Kind: k, Rate: 1}
+		svc := Counting(agg)(fixedService{resp: service.Response{Status: 200, RouteID: r, Fault: fault}})
+		for range i + 1 {
+			_, _ = svc.Handle(context.Background(), service.Request{Method: "GET"})
+		}
+	}
+	_, _ = Counting(agg)(fixedService{resp: service.Response{Status: 200, RouteID: r}}).Handle(context.Background(), service.Request{Method: "GET"})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector("app", NewFlusher(agg, time.Hour), BuildInfo{}))
+	want := `
+# HELP app_requests_total Requests answered, by method, route rule and status code.
+# TYPE app_requests_total counter
+app_requests_total{code="200",method="GET",route="r"} 1
+app_requests_total{code="reset",method="GET",route="r"} 1
+app_requests_total{code="close",method="GET",route="r"} 2
+app_requests_total{code="hang",method="GET",route="r"} 3
+app_requests_total{code="slow_body",method="GET",route="r"} 4
+app_requests_total{code="truncate",method="GET",route="r"} 5
+app_requests_total{code="malformed",method="GET",route="r"} 6
+`
+	if err := testutil.CollectAndCompare(reg, strings.NewReader(want), "app_requests_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEveryCallHasItsOwnSlot: a counter sized for n calls counts n distinct (route, call) pairs
+// each under its own labels, also while snapshots run beside the registrations, and only the
+// calls past n under the overflow slot. The request aggregator posing as the calls' counter gave
+// a config of one route with 16 calls 5 slots (4 x max_routes + 1): 11 calls under route="".
+func TestEveryCallHasItsOwnSlot(t *testing.T) {
+	const n = 16 * 8
+	calls := NewCallCounter([]float64{0.1}, n)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // snapshots racing the registrations never see a slot without its labels
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for _, s := range calls.Snapshot() {
+				if s.Route == "" && s.Series.Count > 0 {
+					t.Errorf("a registered call's series published without labels: %+v", s)
+					return
+				}
+			}
+		}
+	}()
+	counted := map[CallLabels]int{}
+	for i := range n + 3 {
+		l := CallLabels{Route: fmt.Sprintf("r%d", i/16), Call: fmt.Sprintf("c%d", i%16)}
+		id := calls.Register(l.Route, l.Call)
+		if again := calls.Register(l.Route, l.Call); again != id {
+			t.Fatalf("%v registered as %d, then %d", l, id, again)
+		}
+		if i >= n {
+			l = CallLabels{}
+		}
+		CountingCaller(calls)(fixedCaller{service.CallResult{Status: 200}}).Call(context.Background(), service.CallRequest{Call: service.Call{ID: id}})
+		counted[l]++
+	}
+	close(stop)
+	<-done
+	got := map[CallLabels]int{}
+	for _, s := range calls.Snapshot() {
+		got[s.CallLabels] += int(s.Series.Count)
+	}
+	if !maps.Equal(got, counted) || len(got) != n+1 || got[CallLabels{}] != 3 {
+		t.Fatalf("%d series published (%d under the overflow slot), want %d apart and 3 overflowed", len(got), got[CallLabels{}], n)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	kitot "github.com/go-kit/kit/tracing/opentracing"
 	kithttp "github.com/go-kit/kit/transport/http"
 	"github.com/go-kit/log"
-	"github.com/go-kit/log/level"
 	"github.com/opentracing/opentracing-go"
 	"github.com/opentracing/opentracing-go/ext"
 
@@ -40,7 +39,7 @@ func (t *Tracing) Client() kitendpoint.Middleware {
 func (t *Tracing) tagClientSpan(next kitendpoint.Endpoint) kitendpoint.Endpoint {
 	return func(ctx context.Context, request any) (any, error) {
 		span := opentracing.SpanFromContext(ctx)
-		if req, ok := request.(service.CallRequest); ok && t.sampled(span) {
+		if req, ok := request.(service.CallRequest); ok && t.b.Sampled(span) {
 			span.SetOperationName("call " + req.Name)
 			span.SetTag("call", req.Name)
 			span.SetTag("route", req.Route)
@@ -57,11 +56,7 @@ func (t *Tracing) ContextToHTTP(logger log.Logger) kithttp.RequestFunc {
 	if t.b == nil {
 		return func(ctx context.Context, _ *http.Request) context.Context { return ctx }
 	}
-	if logger == nil {
-		logger = log.NewNopLogger()
-	}
-	inject := kitot.ContextToHTTP(t.b.Tracer(ext.SpanKindRPCClientEnum),
-		level.Debug(log.With(logger, "component", "tracing", "msg", "trace context not written")))
+	inject := kitot.ContextToHTTP(t.b.Tracer(ext.SpanKindRPCClientEnum), debugLogger(logger, "trace context not written"))
 	return func(ctx context.Context, r *http.Request) context.Context {
 		if opentracing.SpanFromContext(ctx) == nil {
 			t.b.NotSampled(r.Header, nonZero(), nonZero(), nonZero())
@@ -78,7 +73,7 @@ func (t *Tracing) ClientAfter() kithttp.ClientResponseFunc {
 		if t.b == nil {
 			return ctx
 		}
-		if span := opentracing.SpanFromContext(ctx); span != nil && t.sampled(span) {
+		if span := opentracing.SpanFromContext(ctx); span != nil && t.b.Sampled(span) {
 			ext.HTTPStatusCode.Set(span, uint16(resp.StatusCode))
 			if resp.StatusCode >= 500 {
 				ext.Error.Set(span, true)
@@ -86,9 +81,4 @@ func (t *Tracing) ClientAfter() kithttp.ClientResponseFunc {
 		}
 		return ctx
 	}
-}
-
-func (t *Tracing) sampled(span opentracing.Span) bool {
-	_, ok := t.b.Span(span)
-	return ok
 }

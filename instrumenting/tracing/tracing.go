@@ -9,6 +9,7 @@ package tracing
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -38,7 +39,8 @@ type Backend interface {
 	// digits, or 16 for a 64-bit id), and whether the span is sampled: recorded and sent.
 	Span(span opentracing.Span) (traceID string, sampled bool)
 	// Sampled reports whether a span the tracer started is sampled, as Span does, without
-	// formatting its trace id: the request path asks it of every request and must not allocate.
+	// formatting its trace id: the client decorators ask it of every call's span and it must not
+	// allocate.
 	Sampled(span opentracing.Span) bool
 	// Headers names the request headers the tracer reads trace context from, in lower case; a name
 	// ending in '*' is a prefix. Requests with none of them skip extraction, which allocates.
@@ -62,7 +64,7 @@ const maxURLTag = 1024
 const MaxTraceHeaderBytes = 8192
 
 // Tracing holds the decorators of one backend. Made with a nil Backend (tracing off), every
-// decorator it returns is the identity and TraceID always "".
+// decorator it returns is the identity and no request carries a trace id.
 //
 // A request that starts a trace is traced only when the Sampler says so: one it turns down gets no
 // span at all, so the backend's tracer is left to sample every root it is given. Such a request has
@@ -71,11 +73,26 @@ type Tracing struct {
 	b       Backend
 	sample  Sampler
 	headers headerSet
+	// clientSubject says who the client of a request is (the verified certificate's subject
+	// under mTLS, "" for none), for the server span's tls.client.subject; nil: never asked.
+	clientSubject func(context.Context) string
+}
+
+// Option configures a Tracing.
+type Option func(*Tracing)
+
+// ClientSubject tags each server span with the client identity f finds in the request's context
+// (the transport knows it, from the connection: transport.ClientSubject).
+func ClientSubject(f func(context.Context) string) Option {
+	return func(t *Tracing) { t.clientSubject = f }
 }
 
 // New returns the decorators of b with the head sampler sample; a nil b means tracing is off.
-func New(b Backend, sample Sampler) *Tracing {
+func New(b Backend, sample Sampler, opts ...Option) *Tracing {
 	t := &Tracing{b: b, sample: sample}
+	for _, o := range opts {
+		o(t)
+	}
 	if b != nil {
 		t.headers = newHeaderSet(b.Headers())
 	}
@@ -90,44 +107,16 @@ func (t *Tracing) Close(ctx context.Context) error {
 	return t.b.Close(ctx)
 }
 
-// TraceID returns the trace id of the span in ctx, "" when there is none or tracing is off. Inside
-// the Server middleware that is the request's server span, which the access log and panic
-// recovery name.
-func (t *Tracing) TraceID(ctx context.Context) string {
-	if t.b == nil {
-		return ""
-	}
-	span := opentracing.SpanFromContext(ctx)
-	if span == nil {
-		return ""
-	}
-	id, _ := t.b.Span(span)
-	return id
-}
-
-// SampledTraceID returns the trace id of the span in ctx when that span is sampled: recorded and
-// sent, so that the id names a trace the backend will hold. A request without a span, an unsampled
-// one, or tracing off, answers ("", false) without allocating. The counting decorator asks it of
-// every request, to attach the trace of a sampled one to the metrics as an exemplar.
-func (t *Tracing) SampledTraceID(ctx context.Context) (string, bool) {
-	if t.b == nil {
-		return "", false
-	}
-	span := opentracing.SpanFromContext(ctx)
-	if span == nil || !t.b.Sampled(span) {
-		return "", false
-	}
-	id, _ := t.b.Span(span)
-	return id, id != ""
-}
-
 // Server returns the endpoint middleware that records one server span per request, with go-kit's
 // TraceServer: every request that continues a caller's trace (HTTPToContext found one), and of those
 // that start one, those the Sampler picks; the others pass untouched. The span is named
 // "HTTP <METHOD>" (non-standard methods share "HTTP OTHER", so operation names stay as bounded as
 // the metric labels) and carries http.method, http.url (the path, never the query),
-// http.status_code, route, and error=true when the status is 5xx. The trace id goes into the
-// response for the encoder to echo.
+// http.status_code, route, scenario.phase while a scenario runs, tls.client.subject under mTLS,
+// and error=true when the status is 5xx. The trace id and whether the trace is sampled are resolved here, once per request, and
+// carried on the request (service.Request's TraceID and TraceSampled) for every layer below it,
+// which reads them there instead of asking the backend again, and for the encoder to echo the id
+// (the response carries the request). A request that passes untraced carries "" and false.
 func (t *Tracing) Server() kitendpoint.Middleware {
 	if t.b == nil {
 		return func(next kitendpoint.Endpoint) kitendpoint.Endpoint { return next }
@@ -150,27 +139,84 @@ func (t *Tracing) Server() kitendpoint.Middleware {
 func (t *Tracing) tagServerSpan(next kitendpoint.Endpoint) kitendpoint.Endpoint {
 	return func(ctx context.Context, request any) (any, error) {
 		span := opentracing.SpanFromContext(ctx)
-		traceID, sampled := t.b.Span(span)
+		traceID, sampled := t.b.Span(span) // the one call per request that formats the trace id
 		req, _ := request.(*endpoint.HandleRequest)
+		if req != nil {
+			req.TraceID, req.TraceSampled = traceID, sampled
+		}
 		if sampled && req != nil { // tags of a span that is not recorded would only cost allocations
 			span.SetOperationName(operationName(req.Method))
-			ext.HTTPMethod.Set(span, req.Method)
+			span.SetTag(string(ext.HTTPMethod), methodTag(req.Method))
 			ext.HTTPUrl.Set(span, urlTag(req.Path))
+			if t.clientSubject != nil { // the client certificate's subject, under mTLS
+				if subject := t.clientSubject(ctx); subject != "" {
+					span.SetTag("tls.client.subject", subject)
+				}
+			}
 		}
 		response, err := next(ctx, request)
 		resp, ok := response.(*endpoint.HandleResponse)
 		if !ok {
 			return response, err
 		}
-		resp.TraceID = traceID
 		if sampled {
 			ext.HTTPStatusCode.Set(span, uint16(resp.Status))
 			span.SetTag("route", resp.Route)
-			if resp.Status >= 500 {
+			tagWhy(span, &resp.Response)
+			tagPhase(span, resp.Phase)
+			if f := resp.Fault; f != nil {
+				tagFault(span, f.Kind)
+			} else if resp.Status >= 500 {
 				ext.Error.Set(span, true)
 			}
 		}
 		return response, err
+	}
+}
+
+// distributionTags are the distributions' names boxed once: a string passed as a tag value would
+// be boxed (allocated) per span.
+var distributionTags = func() (tags [service.DistOverride + 1]any) {
+	for d := range tags {
+		tags[d] = service.Distribution(d).String()
+	}
+	return tags
+}()
+
+// tagWhy tags a span with what decided the request's latency, as the service reported it, so that
+// a span an exemplar on a slow bucket leads to says why it is there: distribution (what the delay
+// was drawn from, or override), quantile (where the draw fell in it, for a distribution whose draws
+// differ: 0.97 is a draw from its tail, not a slow machine) and cpu (the CPU seconds the request
+// burned). A request that waited for nothing and burned nothing gets none of them.
+func tagWhy(span opentracing.Span, resp *service.Response) {
+	if d := resp.Distribution; d != service.DistNone && int(d) < len(distributionTags) {
+		span.SetTag("distribution", distributionTags[d])
+		if resp.Distribution.Spread() {
+			// A float32 widened prints 0.9700000286; six decimals are all it holds near 1.
+			span.SetTag("quantile", math.Round(float64(resp.Quantile)*1e6)/1e6)
+		}
+	}
+	if resp.CPU > 0 {
+		span.SetTag("cpu", resp.CPU.Seconds())
+	}
+}
+
+// tagFault tags a span with the fault injected in place of its answer: fault=<kind>, the code
+// label it is counted under; and error=true unless the client got the answer in full, if slowly
+// (slow_body), since the status tag is then not what the client saw.
+func tagFault(span opentracing.Span, k service.FaultKind) {
+	label, _ := instrumenting.FaultCodeLabel(instrumenting.FaultCode(k))
+	span.SetTag("fault", label)
+	if k.Fails() {
+		ext.Error.Set(span, true)
+	}
+}
+
+// tagPhase tags a span with the scenario phase whose rules answered it (scenario.phase), so a
+// slow span says which stretch of the drill made it so; a request outside a scenario gets no tag.
+func tagPhase(span opentracing.Span, phase *string) {
+	if phase != nil {
+		span.SetTag("scenario.phase", *phase)
 	}
 }
 
@@ -179,10 +225,29 @@ var operationNames = func() (names [len(instrumenting.Methods)]string) {
 	for i, m := range instrumenting.Methods {
 		names[i] = "HTTP " + m
 	}
+	names[instrumenting.MethodIndex(instrumenting.MethodGRPC)] = "gRPC" // the listener's calls, every method
 	return names
 }()
 
 func operationName(method string) string { return operationNames[instrumenting.MethodIndex(method)] }
+
+// methodTags are the standard methods boxed once, as the http.method tag's value: the method
+// boxed per span was an allocation of every traced request.
+var methodTags = func() (tags [len(instrumenting.Methods)]any) {
+	for i, m := range instrumenting.Methods {
+		tags[i] = m
+	}
+	return tags
+}()
+
+// methodTag is method as a tag value: one of methodTags for a standard method, else the method
+// itself (a non-standard method is tagged as it came, though its span is named "HTTP OTHER").
+func methodTag(method string) any {
+	if i := instrumenting.MethodIndex(method); instrumenting.Methods[i] == method {
+		return methodTags[i]
+	}
+	return method
+}
 
 // urlTag makes a decoded path fit for a tag: valid UTF-8 (OTLP's protobuf refuses a batch holding
 // anything else, and a path such as /%ff decodes to invalid UTF-8) and at most maxURLTag bytes.
@@ -210,26 +275,40 @@ func (t *Tracing) HTTPToContext(logger log.Logger) kithttp.RequestFunc {
 	if t.b == nil {
 		return func(ctx context.Context, _ *http.Request) context.Context { return ctx }
 	}
+	logger = debugLogger(logger, "ignoring unusable trace headers")
+	extract := kitot.HTTPToContext(remoteParent{t.b.Tracer(ext.SpanKindRPCServerEnum)}, "HTTP", logger)
+	return func(ctx context.Context, r *http.Request) context.Context {
+		return t.remoteContext(ctx, r.Header, "trace headers", logger, func() context.Context { return extract(ctx, r) })
+	}
+}
+
+// remoteContext is what a listener's before-func returns, for HTTP headers and gRPC metadata
+// alike: extract's context, holding the caller's trace context, or ctx itself when h holds no
+// key the backend reads (extraction allocates), more than MaxTraceHeaderBytes of them (logged
+// as what), or nothing usable. Server then starts a trace of its own.
+func (t *Tracing) remoteContext(ctx context.Context, h http.Header, what string, logger log.Logger, extract func() context.Context) context.Context {
+	size := t.headers.size(h)
+	if size < 0 {
+		return ctx
+	}
+	if size > MaxTraceHeaderBytes {
+		_ = logger.Log("err", fmt.Sprintf("%d bytes of %s, more than %d", size, what, MaxTraceHeaderBytes))
+		return ctx
+	}
+	withRemote := extract()
+	if in, ok := opentracing.SpanFromContext(withRemote).(*incoming); !ok || in.remote == nil {
+		return ctx
+	}
+	return withRemote
+}
+
+// debugLogger is the logger of a before-func's failures: a bad trace context from a caller is
+// the caller's business, so it is logged at level debug only, with msg saying what happened.
+func debugLogger(logger log.Logger, msg string) log.Logger {
 	if logger == nil {
 		logger = log.NewNopLogger()
 	}
-	logger = level.Debug(log.With(logger, "component", "tracing", "msg", "ignoring unusable trace headers"))
-	extract := kitot.HTTPToContext(remoteParent{t.b.Tracer(ext.SpanKindRPCServerEnum)}, "HTTP", logger)
-	return func(ctx context.Context, r *http.Request) context.Context {
-		size := t.headers.size(r.Header)
-		if size < 0 {
-			return ctx
-		}
-		if size > MaxTraceHeaderBytes {
-			_ = logger.Log("err", fmt.Sprintf("%d bytes of trace headers, more than %d", size, MaxTraceHeaderBytes))
-			return ctx
-		}
-		withRemote := extract(ctx, r)
-		if in, ok := opentracing.SpanFromContext(withRemote).(*incoming); !ok || in.remote == nil {
-			return ctx // nothing usable: Server starts a trace of its own
-		}
-		return withRemote
-	}
+	return level.Debug(log.With(logger, "component", "tracing", "msg", msg))
 }
 
 // headerSet matches header names against a backend's Headers.
@@ -281,39 +360,43 @@ func (h headerSet) has(k string) bool {
 
 // Delay returns the service middleware that records the service's simulated work (the delay it
 // reports in Response.Delay) as a child span "delay" of the request's span, ending when the service
-// answered. Requests that waited for nothing, or whose span is not sampled, get no span and no
-// clock read.
+// answered. The span carries the route, the delay, what decided it (tagWhy) and the fault that
+// replaced the answer after it, if any (fault=<kind>, not an error: the wait itself went as
+// drawn). Requests that waited for nothing, or whose trace is not sampled (Request.TraceSampled,
+// as Server resolved it), get no span and no clock read.
 func (t *Tracing) Delay() service.Middleware {
 	if t.b == nil {
 		return func(next service.Service) service.Service { return next }
 	}
 	return func(next service.Service) service.Service {
-		return &traceDelay{next: next, t: t, tracer: t.b.Tracer("")}
+		return &traceDelay{next: next, tracer: t.b.Tracer("")}
 	}
 }
 
 type traceDelay struct {
 	next   service.Service
-	t      *Tracing
 	tracer opentracing.Tracer
 }
 
 func (d *traceDelay) Handle(ctx context.Context, req service.Request) (service.Response, error) {
 	resp, err := d.next.Handle(ctx, req)
-	if resp.Delay <= 0 {
+	if resp.Delay <= 0 || !req.TraceSampled {
 		return resp, err
 	}
 	parent := opentracing.SpanFromContext(ctx)
 	if parent == nil {
 		return resp, err
 	}
-	if _, sampled := d.t.b.Span(parent); !sampled {
-		return resp, err
-	}
 	end := time.Now()
 	span := d.tracer.StartSpan("delay", opentracing.ChildOf(parent.Context()), opentracing.StartTime(end.Add(-resp.Delay)))
 	span.SetTag("route", resp.Route)
 	span.SetTag("delay", resp.Delay.String())
+	tagWhy(span, &resp)
+	if f := resp.Fault; f != nil {
+		label, _ := instrumenting.FaultCodeLabel(instrumenting.FaultCode(f.Kind))
+		span.SetTag("fault", label)
+	}
+	tagPhase(span, resp.Phase)
 	if resp.Status == service.StatusClientClosed {
 		span.SetTag("cancelled", true) // the client went away during the delay
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/anyroute/anyroute/config"
+	"github.com/anyroute/anyroute/endpoint"
 	"github.com/anyroute/anyroute/instrumenting/tracing"
 	"github.com/anyroute/anyroute/instrumenting/tracing/tracingtest"
 	"github.com/anyroute/anyroute/service"
@@ -214,6 +215,9 @@ func TestServerSpan(t *testing.T) {
 			if tt.isError {
 				wantTags["error"] = true
 			}
+			if tt.delaySpan { // the work rule's fixed 1ms; see TestSpansSayWhyTheyTookTheirTime
+				wantTags["distribution"] = "fixed"
+			}
 			if got := server.Tags(); !reflect.DeepEqual(got, wantTags) {
 				t.Errorf("tags\n got %v\nwant %v", got, wantTags)
 			}
@@ -273,7 +277,7 @@ func TestTracingOffCostsNothing(t *testing.T) {
 	if !called {
 		t.Error("endpoint not called")
 	}
-	svc, _ := service.New(nil, service.Options{})
+	svc, _ := service.New(nil, nil, service.Options{})
 	if off.Delay()(svc) != svc {
 		t.Error("Delay without a backend must return the service unwrapped")
 	}
@@ -281,8 +285,9 @@ func TestTracingOffCostsNothing(t *testing.T) {
 	if off.HTTPToContext(nil)(ctx, httptest.NewRequest("GET", "/", nil)) != ctx {
 		t.Error("HTTPToContext without a backend must leave the context alone")
 	}
-	if id := off.TraceID(ctx); id != "" {
-		t.Errorf("TraceID without a backend: %q", id)
+	req := &endpoint.HandleRequest{}
+	if _, _ = off.Server()(kitendpoint.Nop)(ctx, req); req.TraceID != "" || req.TraceSampled {
+		t.Errorf("trace without a backend: (%q, %v)", req.TraceID, req.TraceSampled)
 	}
 	if err := off.Close(ctx); err != nil {
 		t.Error(err)
@@ -409,5 +414,219 @@ func TestKindAtStart(t *testing.T) {
 	}
 	if tracing.KindAtStart(tracer, "") != opentracing.Tracer(tracer) {
 		t.Fatal("no kind: the tracer itself")
+	}
+}
+
+// spanCounting counts the calls of Span, the backend's question that formats a trace id.
+type spanCounting struct {
+	mockBackend
+	spans int
+}
+
+func (c *spanCounting) Span(span opentracing.Span) (string, bool) {
+	c.spans++
+	return c.mockBackend.Span(span)
+}
+
+// TestClientSpans: the call of a sampled request gets a client span named and tagged after the call
+// and the answer's status; the call of a trace that is not sampled gets its span untagged. Neither
+// asks the backend for a formatted trace id, which allocates: whether the span is sampled is all
+// they need.
+func TestClientSpans(t *testing.T) {
+	for _, sampled := range []bool{true, false} {
+		tracer := mocktracer.New()
+		b := &spanCounting{mockBackend: mockBackend{tracer}}
+		tr := tracing.New(b, tracing.Always)
+		server := tracer.StartSpan("server", opentracing.ChildOf(mocktracer.MockSpanContext{TraceID: 7, SpanID: 8, Sampled: sampled}))
+		after := tr.ClientAfter()
+		call := tr.Client()(func(ctx context.Context, _ any) (any, error) {
+			after(ctx, &http.Response{StatusCode: 503})
+			return nil, nil
+		})
+		if _, err := call(opentracing.ContextWithSpan(context.Background(), server), service.CallRequest{Call: service.Call{Name: "up"}, Route: "front"}); err != nil {
+			t.Fatal(err)
+		}
+		spans := tracer.FinishedSpans()
+		if len(spans) != 1 || spans[0].ParentID != server.Context().(mocktracer.MockSpanContext).SpanID {
+			t.Fatalf("sampled %v: spans %v, want the call's, a child of the server span", sampled, spans)
+		}
+		want := map[string]any{"span.kind": ext.SpanKindRPCClientEnum}
+		if sampled {
+			want = map[string]any{"span.kind": ext.SpanKindRPCClientEnum, "call": "up", "route": "front",
+				"http.status_code": uint16(503), "error": true}
+		}
+		if got := spans[0].Tags(); !reflect.DeepEqual(got, want) {
+			t.Errorf("sampled %v: tags\n got %v\nwant %v", sampled, got, want)
+		}
+		if op := spans[0].OperationName; sampled && op != "call up" {
+			t.Errorf("operation %q, want call up", op)
+		}
+		if b.spans != 0 {
+			t.Errorf("sampled %v: the client decorators asked Span %d times", sampled, b.spans)
+		}
+	}
+}
+
+// TestFaultTagsTheServerSpan: the server span of a request whose answer a fault replaced says
+// which (fault=<kind>, as app_requests_total's code label names it) and is an error even though
+// the rule's status was 200, except for slow_body, whose client got the answer.
+func TestFaultTagsTheServerSpan(t *testing.T) {
+	for _, k := range service.FaultKinds {
+		tracer := mocktracer.New()
+		fault := &service.Fault{Kind: k, Rate: 1}
+		ep := func(context.Context, any) (any, error) {
+			return &endpoint.HandleResponse{Response: service.Response{Status: 200, Route: "r", Fault: fault}}, nil
+		}
+		traced := tracing.New(mockBackend{tracer}, tracing.Always).Server()(ep)
+		if _, err := traced(context.Background(), &endpoint.HandleRequest{Request: service.Request{Method: "GET", Path: "/r"}}); err != nil {
+			t.Fatal(err)
+		}
+		spans := tracer.FinishedSpans()
+		if len(spans) != 1 {
+			t.Fatalf("%v: %d spans", k, len(spans))
+		}
+		wantError := k != service.FaultSlowBody
+		if got := spans[0].Tag("fault"); got != k.String() || (spans[0].Tag("error") == true) != wantError {
+			t.Errorf("%v: tags %v; want fault=%s, error %v", k, spans[0].Tags(), k, wantError)
+		}
+	}
+}
+
+// TestSpansSayWhyTheyTookTheirTime: the server span and the delay span of a request both carry
+// what decided its latency: the distribution, the draw's quantile (the one that gives back the
+// delay the span reports: a uniform 2ms ± 1ms drew 1ms + q·2ms) and the CPU seconds burned; the
+// delay span names the fault that replaced the answer after the wait, without calling the wait an
+// error. A fixed delay has no quantile, and a request that waited for nothing and burned nothing
+// has none of the tags.
+func TestSpansSayWhyTheyTookTheirTime(t *testing.T) {
+	ms := time.Millisecond
+	router, err := service.New(nil, []service.Rule{
+		{ID: 1, Name: "tail", Match: "/tail", Latency: service.Latency{Distribution: "uniform", Delay: 2 * ms, Jitter: ms},
+			CPU: service.Latency{Delay: ms}, Faults: []service.Fault{{Kind: service.FaultSlowBody, Rate: 1, BytesPerSecond: 100}}},
+		{ID: 2, Name: "flat", Match: "/flat", Latency: service.Latency{Delay: ms}},
+	}, service.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	request := func(path string) (server, delay *mocktracer.MockSpan) {
+		t.Helper()
+		tracer := mocktracer.New()
+		tr := tracing.New(mockBackend{tracer}, tracing.Always)
+		ep := tr.Server()(endpoint.MakeHandleEndpoint(tr.Delay()(router)))
+		if _, err := ep(context.Background(), &endpoint.HandleRequest{Request: service.Request{Method: "GET", Path: path}}); err != nil {
+			t.Fatal(err)
+		}
+		spans := tracer.FinishedSpans()
+		switch len(spans) {
+		case 1:
+			return spans[0], nil
+		case 2:
+			return spans[1], spans[0] // the delay span finishes first
+		}
+		t.Fatalf("%s: %d spans", path, len(spans))
+		return nil, nil
+	}
+
+	server, delay := request("/tail")
+	if delay == nil {
+		t.Fatal("/tail: no delay span")
+	}
+	q, ok := server.Tag("quantile").(float64)
+	if !ok || q < 0 || q > 1 {
+		t.Fatalf("server span quantile %v (%T), want a float in [0, 1]", server.Tag("quantile"), server.Tag("quantile"))
+	}
+	drawn, err := time.ParseDuration(delay.Tag("delay").(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := ms + time.Duration(q*float64(2*ms)); (drawn - want).Abs() > time.Microsecond {
+		t.Errorf("delay %v at quantile %v; a uniform 2ms ± 1ms has %v there", drawn, q, want)
+	}
+	for name, span := range map[string]*mocktracer.MockSpan{"server": server, "delay": delay} {
+		if span.Tag("distribution") != "uniform" || span.Tag("quantile") != q || span.Tag("fault") != "slow_body" {
+			t.Errorf("%s span tags %v: want distribution uniform, quantile %v, fault slow_body", name, span.Tags(), q)
+		}
+		if cpu, ok := span.Tag("cpu").(float64); !ok || cpu < 0.001 || cpu > 0.05 {
+			t.Errorf("%s span cpu %v (%T), want the 1ms burned, in seconds", name, span.Tag("cpu"), span.Tag("cpu"))
+		}
+	}
+	if delay.Tag("error") != nil {
+		t.Errorf("the delay span of a faulted answer is marked an error: %v", delay.Tags())
+	}
+
+	server, delay = request("/flat")
+	for name, span := range map[string]*mocktracer.MockSpan{"server": server, "delay": delay} {
+		if span.Tag("distribution") != "fixed" || span.Tag("quantile") != nil || span.Tag("cpu") != nil || span.Tag("fault") != nil {
+			t.Errorf("%s span of a fixed delay: tags %v", name, span.Tags())
+		}
+	}
+
+	server, delay = request("/nowhere")
+	if delay != nil || server.Tag("distribution") != nil || server.Tag("quantile") != nil || server.Tag("cpu") != nil {
+		t.Errorf("a request that waited for nothing: server span tags %v, delay span %v", server.Tags(), delay)
+	}
+}
+
+// TestPhaseTagsServerAndDelaySpans: a response answered by a scenario phase's rules tags the
+// server span and the delay span scenario.phase; one outside a scenario tags neither.
+func TestPhaseTagsServerAndDelaySpans(t *testing.T) {
+	for _, phase := range []string{"latency_regression", ""} {
+		tracer := mocktracer.New()
+		tr := tracing.New(mockBackend{tracer}, tracing.Always)
+		svc := tr.Delay()(serviceFunc(func(context.Context, service.Request) (service.Response, error) {
+			resp := service.Response{Status: 200, Route: "r", Delay: time.Millisecond}
+			if phase != "" {
+				resp.Phase = &phase
+			}
+			return resp, nil
+		}))
+		traced := tr.Server()(endpoint.MakeHandleEndpoint(svc))
+		if _, err := traced(context.Background(), &endpoint.HandleRequest{Request: service.Request{Method: "GET", Path: "/r"}}); err != nil {
+			t.Fatal(err)
+		}
+		spans := tracer.FinishedSpans()
+		if len(spans) != 2 {
+			t.Fatalf("phase %q: %d spans, want the delay span and the server span", phase, len(spans))
+		}
+		for _, s := range spans {
+			got, tagged := s.Tags()["scenario.phase"]
+			if phase == "" && tagged {
+				t.Errorf("span %s outside a scenario tagged scenario.phase=%v", s.OperationName, got)
+			}
+			if phase != "" && got != phase {
+				t.Errorf("span %s: scenario.phase %v, want %q (tags %v)", s.OperationName, got, phase, s.Tags())
+			}
+		}
+	}
+}
+
+type serviceFunc func(context.Context, service.Request) (service.Response, error)
+
+func (f serviceFunc) Handle(ctx context.Context, r service.Request) (service.Response, error) {
+	return f(ctx, r)
+}
+
+// TestClientSubjectTagsTheServerSpan: the subject of a verified client certificate (mTLS) is on
+// the request's server span as tls.client.subject; a request without one gets no such tag.
+func TestClientSubjectTagsTheServerSpan(t *testing.T) {
+	for _, subject := range []string{"CN=client-a,O=anyroute tests", ""} {
+		tracer := mocktracer.New()
+		ep := func(context.Context, any) (any, error) {
+			return &endpoint.HandleResponse{Response: service.Response{Status: 200, Route: "r"}}, nil
+		}
+		identity := func(context.Context) string { return subject }
+		traced := tracing.New(mockBackend{tracer}, tracing.Always, tracing.ClientSubject(identity)).Server()(ep)
+		req := &endpoint.HandleRequest{Request: service.Request{Method: "GET", Path: "/r"}}
+		if _, err := traced(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		spans := tracer.FinishedSpans()
+		if len(spans) != 1 {
+			t.Fatalf("%d spans", len(spans))
+		}
+		got, tagged := spans[0].Tags()["tls.client.subject"]
+		if (subject == "") == tagged || (tagged && got != subject) {
+			t.Errorf("subject %q: tags %v", subject, spans[0].Tags())
+		}
 	}
 }

@@ -57,7 +57,7 @@ func (c *compose) must(timeout time.Duration, args ...string) string {
 	return out
 }
 
-// TestCompose brings up deployments/compose with its siege scaled to 0, checks the same three
+// TestCompose brings up deployments/compose with its load generators (siege, anyroute load) scaled to 0, checks the same three
 // facts as TestContainers (answers, the exact count in Prometheus, the traces in Jaeger), then
 // starts siege and checks that its load arrives and that the avg_requests rule yields a rate.
 // The stack is taken down with its volumes whatever happens.
@@ -71,6 +71,7 @@ func TestCompose(t *testing.T) {
 		t.Fatal(err)
 	}
 	httpPort, adminPort, promPort, jaegerPort := kit.FreePort(t), kit.FreePort(t), kit.FreePort(t), kit.FreePort(t)
+	grpcPort := kit.FreePort(t) // published, never used here: only so that it takes no fixed port
 	c := &compose{
 		t:       t,
 		project: "anyroute-it-" + hex.EncodeToString(suffix),
@@ -82,6 +83,7 @@ func TestCompose(t *testing.T) {
 			"SIEGE_IMAGE=" + images.siege,
 			"ANYROUTE_HTTP_PORT=" + strconv.Itoa(httpPort),
 			"ANYROUTE_ADMIN_PORT=" + strconv.Itoa(adminPort),
+			"ANYROUTE_GRPC_PORT=" + strconv.Itoa(grpcPort),
 			"PROMETHEUS_PORT=" + strconv.Itoa(promPort),
 			"JAEGER_UI_PORT=" + strconv.Itoa(jaegerPort),
 			"SIEGE_CONCURRENCY=2",
@@ -100,7 +102,7 @@ func TestCompose(t *testing.T) {
 			t.Logf("compose down: %s", strings.TrimSpace(out))
 		}
 	})
-	c.must(3*time.Minute, "up", "-d", "--scale", "siege=0")
+	c.must(3*time.Minute, "up", "-d", "--scale", "siege=0", "--scale", "load=0")
 
 	services := []string{"frontend", "checkout", "inventory", "payment"}
 	for _, name := range services {
@@ -167,7 +169,7 @@ func TestCompose(t *testing.T) {
 		}
 	}
 
-	// Now siege's load: the count grows past what the test sent, and the recording rule the README
+	// Now siege's load: the count grows past what the test sent, and the recording rule docs/deployment.md
 	// points at (avg_requests) has a rate.
 	c.must(3*time.Minute, "up", "-d", "siege")
 	got := prom.WaitValue(t, `sum(app_requests_total{instance="frontend:8081"})`, 60*time.Second, fmt.Sprintf("above %g (siege's load)", sent),

@@ -5,7 +5,7 @@
 // of its own, and the docker-compose stack of deployments/compose. Run with `make test-integration`
 // (part of `make test`), or directly:
 //
-//	go test -tags integration -count=1 -v ./test/containers/
+//	cd test && go test -tags integration -count=1 -v ./containers/
 //
 // Image names come from the environment (ANYROUTE_IMAGE, ANYROUTE_ARM64_IMAGE, and PROMETHEUS_IMAGE,
 // JAEGER_IMAGE and SIEGE_IMAGE as `make images` writes them to .build/images.env). Run directly,

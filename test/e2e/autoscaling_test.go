@@ -41,12 +41,11 @@ const (
 // the broken link each time (breakages_test.go).
 func TestAutoscalingDemo(t *testing.T) {
 	e := newEnv(t)
-	n := newTestNet(e)
-	cp := startControlPlane(e, n)
-	prom := startPrometheus(e)
-	ad := startAdapter(e, cp, n, prom)
-	kl := startKubelet(e, cp, n, prom, namespace)
-	d := &demo{e: e, cp: cp, prom: prom, ad: ad, kl: kl}
+	n := startNode(e)
+	cp := n.cp
+	prom := startPrometheus(e, cp)
+	ad := startAdapter(e, cp, prom)
+	d := &demo{e: e, cp: cp, prom: prom, ad: ad, pods: &pods{n: n, ns: namespace}, sets: imageSets()}
 
 	d.helmInstall()
 	d.findObjects()
@@ -54,14 +53,7 @@ func TestAutoscalingDemo(t *testing.T) {
 
 	initial := d.waitServerPods()
 	d.waitMetricPerPod(initial)
-	d.waitHPAActive()
-	d.waitScaleOut()
-	d.waitNewPodTraffic(initial)
-	d.holdLoad()
-	d.showPeak()
-	d.waitDoctorHealthy("at the peak")
-	d.stopLoad()
-	d.waitScaleIn()
+	d.scaleOutAndIn(initial)
 	d.breakages(adapterBreakages)
 }
 
@@ -72,15 +64,14 @@ func TestAutoscalingDemo(t *testing.T) {
 // metric KEDA serves.
 func TestAutoscalingKEDA(t *testing.T) {
 	e := newEnv(t)
-	n := newTestNet(e)
-	cp := startControlPlane(e, n)
-	prom := startPrometheus(e)
-	startKEDA(e, cp, n)
-	kl := startKubelet(e, cp, n, prom, namespace)
-	d := &demo{e: e, cp: cp, prom: prom, kl: kl, keda: true, sets: []string{
-		"hpa.enabled=false", "keda.enabled=true", "keda.serverAddress=" + prom.URL,
+	n := startNode(e)
+	cp := n.cp
+	prom := startPrometheus(e, cp)
+	startKEDA(e, cp)
+	d := &demo{e: e, cp: cp, prom: prom, pods: &pods{n: n, ns: namespace}, keda: true, sets: append(imageSets(),
+		"hpa.enabled=false", "keda.enabled=true", "keda.serverAddress="+prom.URL,
 		// KEDA's own checks (Ready, Active) every 5s; the HPA asks for the metric every sync.
-		"keda.pollingInterval=5"}}
+		"keda.pollingInterval=5")}
 
 	d.helmInstall()
 	d.findObjects()
@@ -89,6 +80,14 @@ func TestAutoscalingKEDA(t *testing.T) {
 
 	initial := d.waitServerPods()
 	d.waitExternalMetric()
+	d.scaleOutAndIn(initial)
+	d.breakages(kedaBreakages(prom.URL))
+}
+
+// scaleOutAndIn is the demo's load cycle once its metric reaches the HPA, the same whichever
+// autoscaler feeds it: the HPA acts, scales out, the new pods take traffic, the doctor finds the
+// chain healthy at the peak, and the load stops and the HPA scales back in.
+func (d *demo) scaleOutAndIn(initial []string) {
 	d.waitHPAActive()
 	d.waitScaleOut()
 	d.waitNewPodTraffic(initial)
@@ -97,7 +96,6 @@ func TestAutoscalingKEDA(t *testing.T) {
 	d.waitDoctorHealthy("at the peak")
 	d.stopLoad()
 	d.waitScaleIn()
-	d.breakages(kedaBreakages(prom.URL))
 }
 
 // demo is the installed chart and what the test watches of it.
@@ -106,7 +104,7 @@ type demo struct {
 	cp   *controlPlane
 	prom *prometheus
 	ad   *adapter
-	kl   *kubelet
+	pods *pods // the demo's pods as the kubelet reports them
 
 	keda bool     // KEDA instead of prometheus-adapter
 	sets []string // helm --set arguments of the scenario
@@ -185,6 +183,23 @@ func (d *demo) helmUpgrade(sets ...string) {
 	e.tl.mark("helm upgrade %s --reuse-values --set %s", release, strings.Join(sets, " --set "))
 }
 
+// findHPA reads the one HorizontalPodAutoscaler the chart made (hpa.enabled): its name, the
+// Deployment it scales and its minimum.
+func (d *demo) findHPA(ctx context.Context) autoscalingv2.HorizontalPodAutoscaler {
+	e := d.e
+	e.t.Helper()
+	hpas, err := d.cp.client.AutoscalingV2().HorizontalPodAutoscalers(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(hpas.Items) != 1 {
+		e.t.Fatalf("the chart made %d HorizontalPodAutoscalers in %s, want 1 (hpa.enabled)", len(hpas.Items), namespace)
+	}
+	h := hpas.Items[0]
+	d.hpa, d.deployment, d.min = h.Name, h.Spec.ScaleTargetRef.Name, ptrOr(h.Spec.MinReplicas, 1)
+	return h
+}
+
 // findObjects reads the names of what the chart made: the HPA, its Deployment and the siege
 // Deployment.
 func (d *demo) findObjects() {
@@ -195,15 +210,7 @@ func (d *demo) findObjects() {
 		d.findScaledObject()
 		return
 	}
-	hpas, err := d.cp.client.AutoscalingV2().HorizontalPodAutoscalers(namespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if len(hpas.Items) != 1 {
-		e.t.Fatalf("the chart made %d HorizontalPodAutoscalers in %s, want 1 (hpa.enabled)", len(hpas.Items), namespace)
-	}
-	h := hpas.Items[0]
-	d.hpa, d.deployment, d.min = h.Name, h.Spec.ScaleTargetRef.Name, ptrOr(h.Spec.MinReplicas, 1)
+	h := d.findHPA(ctx)
 	d.findSiege()
 	e.tl.mark("HPA %s scales deploy/%s from %d to %d on %s; load from deploy/%s",
 		d.hpa, d.deployment, d.min, h.Spec.MaxReplicas, describeMetrics(h.Spec.Metrics), d.siege)
@@ -277,8 +284,8 @@ func describeMetrics(ms []autoscalingv2.MetricSpec) string {
 	return strings.Join(out, ", ")
 }
 
-// until polls cond until it reports done. It fails the test at once when the kubelet stand-in
-// reports an error, and after timeout with cond's last state and a diagnosis of the metrics
+// until polls cond until it reports done. It fails the test at once when a node component stops
+// or a pod cannot run, and after timeout with cond's last state and a diagnosis of the metrics
 // pipeline.
 func (d *demo) until(what string, timeout time.Duration, cond func(ctx context.Context) (bool, string, error)) {
 	e := d.e
@@ -290,7 +297,7 @@ func (d *demo) until(what string, timeout time.Duration, cond func(ctx context.C
 	start := time.Now()
 	var state string
 	for {
-		if err := d.kl.err(); err != nil {
+		if err := d.pods.err(); err != nil {
 			e.t.Fatalf("%s: %v", what, err)
 		}
 		done, s, err := cond(ctx)
@@ -308,13 +315,14 @@ func (d *demo) until(what string, timeout time.Duration, cond func(ctx context.C
 	}
 }
 
-// waitServerPods waits for the Deployment's first pods to run and be ready.
+// waitServerPods waits for the Deployment's first pods to run and be ready, and siege's when the
+// chart runs siege.
 func (d *demo) waitServerPods() []string {
 	var pods []string
-	d.until("the app pods running", 60*time.Second, func(context.Context) (bool, string, error) {
-		pods = d.kl.running("server")
-		return len(pods) >= int(d.min) && len(d.kl.running("siege")) > 0,
-			fmt.Sprintf("app pods %v, siege pods %v", pods, d.kl.running("siege")), nil
+	d.until("the app pods running", 3*time.Minute, func(context.Context) (bool, string, error) {
+		pods = d.pods.running("server")
+		return len(pods) >= int(d.min) && (d.siege == "" || len(d.pods.running("siege")) > 0),
+			fmt.Sprintf("app pods %v, siege pods %v", pods, d.pods.running("siege")), nil
 	})
 	return pods
 }
@@ -331,16 +339,26 @@ type metricValue struct {
 	Value resource.Quantity `json:"value"`
 }
 
+// getRaw is `kubectl get --raw PATH`, as a user would ask an aggregated API, within 15 s; its
+// error is kubectl's first line.
+func (d *demo) getRaw(ctx context.Context, path string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	out, err := d.e.run(ctx, nil, kit.ProjectTool(d.e.t, "kubectl"), "--kubeconfig", d.cp.kubeconfig, "get", "--raw", path)
+	if err != nil {
+		return "", fmt.Errorf("%s", firstLine(err.Error(), out))
+	}
+	return out, nil
+}
+
 // customMetricPath is what `kubectl get --raw` asks for: avg_requests of every pod in the namespace.
 var customMetricPath = fmt.Sprintf("/apis/custom.metrics.k8s.io/v1beta1/namespaces/%s/pods/*/%s", namespace, customMetric)
 
 // podMetrics asks the custom metrics API, with kubectl as a user would, for every pod's value.
 func (d *demo) podMetrics(ctx context.Context) (map[string]float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	out, err := d.e.run(ctx, nil, kit.ProjectTool(d.e.t, "kubectl"), "--kubeconfig", d.cp.kubeconfig, "get", "--raw", customMetricPath)
+	out, err := d.getRaw(ctx, customMetricPath)
 	if err != nil {
-		return nil, fmt.Errorf("%s", firstLine(err.Error(), out))
+		return nil, err
 	}
 	var list struct {
 		Items []metricValue `json:"items"`
@@ -440,7 +458,7 @@ func (d *demo) waitScaleOut() {
 		if err != nil {
 			return false, "", err
 		}
-		running := d.kl.running("server")
+		running := d.pods.running("server")
 		return len(running) > int(d.min), fmt.Sprintf("deploy/%s %s; running %v", d.deployment, deploymentState(dep), running), nil
 	})
 }
@@ -484,13 +502,13 @@ func (d *demo) waitNewPodTraffic(initial []string) {
 		if err != nil {
 			return false, "", err
 		}
-		for _, p := range d.kl.running("server") {
+		for _, p := range d.pods.running("server") {
 			if !slices.Contains(initial, p) && served[p] > 0 {
 				pod, count = p, served[p]
 				return true, "", nil
 			}
 		}
-		return false, fmt.Sprintf("running %v, initial %v, requests served %s", d.kl.running("server"), initial, formatValues(served)), nil
+		return false, fmt.Sprintf("running %v, initial %v, requests served %s", d.pods.running("server"), initial, formatValues(served)), nil
 	})
 	d.e.tl.mark("new pod %s has served %.0f requests (Prometheus, app_requests_total)", pod, count)
 }
@@ -513,7 +531,7 @@ func (d *demo) holdLoad() {
 		if err != nil {
 			return false, "", err
 		}
-		running := d.kl.running("server")
+		running := d.pods.running("server")
 		return h.Status.DesiredReplicas >= peak && len(running) >= int(h.Status.DesiredReplicas),
 			fmt.Sprintf("%s; running %v", hpaState(h), running), nil
 	})
@@ -524,7 +542,7 @@ func (d *demo) holdLoad() {
 		if err != nil {
 			return false, "", err
 		}
-		running := d.kl.running("server")
+		running := d.pods.running("server")
 		for _, p := range running {
 			if served[p] == 0 {
 				return false, fmt.Sprintf("running %v, requests served %s", running, formatValues(served)), nil
@@ -563,7 +581,7 @@ func (d *demo) stopLoad() {
 		d.e.t.Fatal(err)
 	}
 	d.until("siege stopped", 60*time.Second, func(context.Context) (bool, string, error) {
-		s := d.kl.running("siege")
+		s := d.pods.running("siege")
 		return len(s) == 0, fmt.Sprintf("siege pods %v", s), nil
 	})
 }
@@ -579,7 +597,7 @@ func (d *demo) waitScaleIn() {
 		if err != nil {
 			return false, "", err
 		}
-		running := d.kl.running("server")
+		running := d.pods.running("server")
 		done := h.Status.DesiredReplicas == d.min && h.Status.CurrentReplicas == d.min && ptrOr(dep.Spec.Replicas, 1) == d.min &&
 			dep.Status.ReadyReplicas == d.min && len(running) == int(d.min)
 		return done, fmt.Sprintf("%s; deploy/%s %s; running %v", hpaState(h), d.deployment, deploymentState(dep), running), nil

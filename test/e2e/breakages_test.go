@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/anyroute/anyroute/cmd/anyroute/doctor"
+	"github.com/anyroute/anyroute/instrumenting/doctor"
 	"github.com/anyroute/anyroute/test/kit"
 )
 
@@ -174,8 +174,8 @@ func kedaBreakages(promURL string) []breakage {
 		repair:  func(d *demo) { d.helmUpgrade("keda.serverAddress=" + promURL) }}}
 }
 
-// trickle sends each running app pod one request a second, from the test straight to its
-// loopback port, until the returned stop is called: below the HPA's target, and enough that a
+// trickle sends each running app pod one request a second, from the test straight to its pod
+// IP, until the returned stop is called: below the HPA's target, and enough that a
 // pod started by a breakage's rollout has a counter and a rate for the doctor to check.
 func (d *demo) trickle() (stop func()) {
 	done, finished := make(chan struct{}), make(chan struct{})
@@ -188,7 +188,7 @@ func (d *demo) trickle() (stop func()) {
 				return
 			case <-time.After(time.Second):
 			}
-			for _, addr := range d.kl.serverAddrs() {
+			for _, addr := range d.pods.serverAddrs() {
 				if resp, err := client.Get("http://" + addr + "/api/trickle"); err == nil {
 					resp.Body.Close()
 				}

@@ -17,54 +17,6 @@ import (
 	"time"
 )
 
-// pki holds the files of the control plane's keys and certificates, made with Go's crypto for one
-// run: a cluster CA (kube-apiserver's --client-ca-file), a front-proxy CA and the client
-// certificate the aggregator presents to prometheus-adapter, and the service-account key pair.
-type pki struct {
-	caCert, caKey                   string
-	frontProxyCA                    string
-	frontProxyClient, frontProxyKey string
-	saKey, saPub                    string
-}
-
-// frontProxyClientName is the common name of the aggregator's client certificate, the one name
-// --requestheader-allowed-names admits.
-const frontProxyClientName = "front-proxy-client"
-
-func makePKI(dir string) (*pki, error) {
-	p := &pki{
-		caCert:           filepath.Join(dir, "ca.crt"),
-		caKey:            filepath.Join(dir, "ca.key"),
-		frontProxyCA:     filepath.Join(dir, "front-proxy-ca.crt"),
-		frontProxyClient: filepath.Join(dir, "front-proxy-client.crt"),
-		frontProxyKey:    filepath.Join(dir, "front-proxy-client.key"),
-		saKey:            filepath.Join(dir, "sa.key"),
-		saPub:            filepath.Join(dir, "sa.pub"),
-	}
-	if _, _, err := newCA("anyroute-e2e-ca", p.caCert, p.caKey); err != nil {
-		return nil, err
-	}
-	fpCert, fpKey, err := newCA("anyroute-e2e-front-proxy-ca", p.frontProxyCA, "")
-	if err != nil {
-		return nil, err
-	}
-	if err := newClientCert(frontProxyClientName, fpCert, fpKey, p.frontProxyClient, p.frontProxyKey); err != nil {
-		return nil, err
-	}
-	sa, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	if err := writeKey(p.saKey, sa); err != nil {
-		return nil, err
-	}
-	pub, err := x509.MarshalPKIXPublicKey(&sa.PublicKey)
-	if err != nil {
-		return nil, err
-	}
-	return p, writePEM(p.saPub, "PUBLIC KEY", pub)
-}
-
 // newCA writes a self-signed CA certificate (and its key, when keyPath is set) and returns both.
 func newCA(name, certPath, keyPath string) (*x509.Certificate, crypto.Signer, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -97,30 +49,6 @@ func newCA(name, certPath, keyPath string) (*x509.Certificate, crypto.Signer, er
 		}
 	}
 	return cert, key, nil
-}
-
-// newClientCert writes a client certificate for name, signed by the CA.
-func newClientCert(name string, ca *x509.Certificate, caKey crypto.Signer, certPath, keyPath string) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	if err := writePEM(certPath, "CERTIFICATE", der); err != nil {
-		return err
-	}
-	return writeKey(keyPath, key)
 }
 
 func writeKey(path string, key *ecdsa.PrivateKey) error {

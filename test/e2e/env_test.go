@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,14 +17,14 @@ import (
 )
 
 // env is one run of the test: a work directory removed at the end (kept when E2E_KEEP is set),
-// the processes it started, and the timeline it prints.
+// and the timeline it prints.
 type env struct {
 	t   *testing.T
 	dir string
 	tl  *timeline
 
-	mu    sync.Mutex
-	procs []*kit.Proc
+	mu     sync.Mutex
+	onFail []func() // what to show when the test failed, in order
 }
 
 func newEnv(t *testing.T) *env {
@@ -56,7 +55,7 @@ func newEnv(t *testing.T) *env {
 	// Runs after every process has stopped (cleanups run last-registered first).
 	t.Cleanup(func() {
 		if t.Failed() {
-			e.dumpLogs()
+			e.showFailure()
 		}
 		e.tl.print("timeline")
 	})
@@ -75,14 +74,17 @@ func removeStaleDirs(t *testing.T) {
 		if !ok || !ent.IsDir() || err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
 			continue
 		}
+		// A killed run's node is still up, its mounts inside the directory.
+		downStale(filepath.Join(os.TempDir(), ent.Name()))
 		if os.RemoveAll(filepath.Join(os.TempDir(), ent.Name())) == nil {
 			t.Logf("removed %s, left by an earlier run", ent.Name())
 		}
 	}
 }
 
-// lockMachine serialises e2e runs on the machine: they share the test network's addresses. The
-// lock file is removed at the end; a waiter that locked a file removed meanwhile tries again.
+// lockMachine serialises e2e runs on the machine: they share the node's bridge, addresses and
+// ports. The lock file is removed at the end; a waiter that locked a file removed meanwhile tries
+// again.
 func lockMachine(t *testing.T) {
 	t.Helper()
 	path := filepath.Join(os.TempDir(), "anyroute-e2e.lock")
@@ -141,20 +143,19 @@ func (e *env) start(name string, envVars []string, bin string, args ...string) *
 	return kit.StartT(e.t, kit.Cmd{Name: name, Path: bin, Args: args, Env: envVars, LogFile: e.path("logs", name+".log")})
 }
 
-// track adds a process the kubelet started to those whose logs are shown when the test fails.
-func (e *env) track(p *kit.Proc) {
+// whenFailed adds what to show if the test fails (the node's logs, the pods' state).
+func (e *env) whenFailed(fn func()) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.procs = append(e.procs, p)
+	e.onFail = append(e.onFail, fn)
 }
 
-func (e *env) dumpLogs() {
+func (e *env) showFailure() {
 	e.mu.Lock()
-	procs := append([]*kit.Proc(nil), e.procs...)
+	fns := append([]func(){}, e.onFail...)
 	e.mu.Unlock()
-	sort.SliceStable(procs, func(i, j int) bool { return procs[i].Name < procs[j].Name })
-	for _, p := range procs {
-		e.t.Logf("--- %s, last lines:\n%s", p.Name, p.Tail(25))
+	for _, fn := range fns {
+		fn()
 	}
 }
 

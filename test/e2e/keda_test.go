@@ -39,7 +39,7 @@ type keda struct {
 
 // startKEDA applies KEDA's CRDs from the pinned module, runs the operator and the metrics server
 // with their mutual-TLS certificates, and registers the metrics server for external.metrics.k8s.io.
-func startKEDA(e *env, cp *controlPlane, n *testNet) *keda {
+func startKEDA(e *env, cp *controlPlane) *keda {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(e.t.Context(), 2*time.Minute)
 	defer cancel()
@@ -92,7 +92,7 @@ func startKEDA(e *env, cp *controlPlane, n *testNet) *keda {
 	kit.WaitHTTP(e.t, k.operator, "http://"+probe+"/readyz", nil, 60*time.Second)
 	e.tl.mark("keda-operator ready (metrics service on %s)", grpcAddr)
 
-	port := mustFreePort(e, n.adapterIP)
+	port := mustFreePort(e, nodeIP)
 	adapterCerts := e.mkdir("keda", "adapter-certs")
 	for _, f := range []string{"ca.crt", "tls.crt", "tls.key"} {
 		b, err := os.ReadFile(filepath.Join(certs, f))
@@ -104,7 +104,7 @@ func startKEDA(e *env, cp *controlPlane, n *testNet) *keda {
 		}
 	}
 	k.adapter = e.start("keda-adapter", envVars, kit.ProjectTool(e.t, "keda-adapter"),
-		"--bind-address="+n.adapterIP, "--secure-port="+port,
+		"--bind-address="+nodeIP, "--secure-port="+port,
 		"--cert-dir="+adapterCerts,
 		"--metrics-service-address="+grpcAddr,
 		"--port="+mustFreePort(e, "127.0.0.1"),
@@ -112,9 +112,9 @@ func startKEDA(e *env, cp *controlPlane, n *testNet) *keda {
 		"--authentication-kubeconfig="+cp.kubeconfig,
 		"--authorization-kubeconfig="+cp.kubeconfig,
 		"--zap-log-level=info")
-	kit.WaitHTTP(e.t, k.adapter, "https://"+n.adapterIP+":"+port+"/readyz", nil, 60*time.Second)
-	e.tl.mark("keda-adapter ready on %s:%s", n.adapterIP, port)
-	registerAPIService(e, cp, kedaNamespace, kedaMetricsServer, n.adapterIP, port, "external.metrics.k8s.io", externalMetricsAPI)
+	kit.WaitHTTP(e.t, k.adapter, "https://"+nodeIP+":"+port+"/readyz", nil, 60*time.Second)
+	e.tl.mark("keda-adapter ready on %s:%s", nodeIP, port)
+	registerAPIService(e, cp, kedaNamespace, kedaMetricsServer, nodeIP, port, "external.metrics.k8s.io", externalMetricsAPI)
 	waitAPIService(e, cp, externalMetricsAPI, k.adapter)
 	return k
 }
@@ -173,11 +173,9 @@ func (d *demo) externalMetricPath() string {
 func (d *demo) waitExternalMetric() {
 	var value string
 	d.until("external metric "+d.externalMetric+" above zero", 90*time.Second, func(ctx context.Context) (bool, string, error) {
-		ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		defer cancel()
-		out, err := d.e.run(ctx, nil, kit.ProjectTool(d.e.t, "kubectl"), "--kubeconfig", d.cp.kubeconfig, "get", "--raw", d.externalMetricPath())
+		out, err := d.getRaw(ctx, d.externalMetricPath())
 		if err != nil {
-			return false, "", fmt.Errorf("%s", firstLine(err.Error(), out))
+			return false, "", err
 		}
 		var list struct {
 			Items []metricValue `json:"items"`

@@ -1,14 +1,16 @@
 //go:build e2e
 
-// Package e2e proves the chart's autoscaling demo end to end on one machine: a real etcd,
-// kube-apiserver and kube-controller-manager, a real Prometheus and prometheus-adapter, the real
-// chart installed by the real helm, and real anyroute and siege processes. The test plays the
-// kubelet and nothing more (see kubelet_test.go). Run it with `make e2e`, or
+// Package e2e proves the chart's autoscaling demo end to end on one machine, on a real node: the
+// control plane, containerd, a kubelet, kube-proxy and CoreDNS that scripts/node.sh up starts (as
+// `make cluster` does), the chart installed by the real helm with the README's values, its pods
+// running as containers of the images `make images` builds, a real Prometheus finding them through
+// Kubernetes service discovery, and prometheus-adapter or KEDA behind the aggregator. Run it with
+// `make e2e`, or
 //
-//	go test -tags e2e -v -count=1 ./test/e2e/
+//	cd test && go test -tags e2e -v -count=1 ./e2e/
 //
-// once `scripts/tools.sh etcd kube-apiserver kube-controller-manager kubectl prometheus-adapter
-// helm` has built the tools. It needs root (it makes a dummy network interface).
+// once `make images` and `scripts/tools.sh` (make e2e's E2E_TOOLS) have built the images and the
+// tools. It needs root (mounts, cgroups, the pods' bridge).
 package e2e
 
 import (
@@ -38,8 +40,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building bin/anyroute:", err)
 		os.Exit(1)
 	}
-	// An interrupted run still ends its processes and removes its network interface: the test's
-	// own cleanups do not run when the binary is killed by a signal.
+	// An interrupted run still ends its processes and takes its node down: the test's own
+	// cleanups do not run when the binary is killed by a signal.
 	kit.CleanUpOnInterrupt("e2e")
 	os.Exit(m.Run())
 }

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -27,13 +26,15 @@ import (
 	"github.com/anyroute/anyroute/test/kit"
 )
 
-// prometheus is Debian's Prometheus, discovering its targets from a file the kubelet stand-in
-// writes: one target per running pod that asks to be scraped, relabelled the way the
-// prometheus-community chart's kubernetes-pods job does (namespace, pod).
+// prometheus is Prometheus (scripts/tools.sh's build: Debian's has no Kubernetes discovery) on
+// this machine, discovering the pods through its Kubernetes service discovery against the node's
+// API server (the pod IPs on the node's bridge are reachable from here), with the
+// prometheus-community chart's kubernetes-pods job: the pods annotated prometheus.io/scrape, at
+// their prometheus.io/port and prometheus.io/path, relabelled into namespace and pod.
 type prometheus struct {
 	*kit.Prometheus
-	targetsFile string
-	configFile  string
+	kubeconfig string
+	configFile string
 
 	mu        sync.Mutex
 	podLabels [2]string // the label names namespace and pod land in
@@ -45,7 +46,7 @@ func (p *prometheus) labels() [2]string {
 	return p.podLabels
 }
 
-// config is prometheus.yml: a 1s scrape of the kubelet's file-SD targets, relabelled into
+// config is prometheus.yml: a 1s scrape of the demo namespace's annotated pods, relabelled into
 // podLabels.
 func (p *prometheus) config() string {
 	l := p.labels()
@@ -55,15 +56,31 @@ func (p *prometheus) config() string {
   evaluation_interval: 1s
 scrape_configs:
   - job_name: kubernetes-pods
-    file_sd_configs:
-      - files: [%q]
-        refresh_interval: 1s
+    kubernetes_sd_configs:
+      - role: pod
+        kubeconfig_file: %q
+        namespaces: {names: [%s]}
     relabel_configs:
+      - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape]
+        action: keep
+        regex: "true"
+      - source_labels: [__meta_kubernetes_pod_phase]
+        action: keep
+        regex: Running
+      - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_path]
+        action: replace
+        regex: (.+)
+        target_label: __metrics_path__
+      - source_labels: [__address__, __meta_kubernetes_pod_annotation_prometheus_io_port]
+        action: replace
+        regex: ([^:]+)(?::\d+)?;(\d+)
+        replacement: $1:$2
+        target_label: __address__
       - source_labels: [__meta_kubernetes_namespace]
         target_label: %s
       - source_labels: [__meta_kubernetes_pod_name]
         target_label: %s
-`, p.targetsFile, l[0], l[1])
+`, p.kubeconfig, namespace, l[0], l[1])
 }
 
 // relabel rewrites the config to put namespace and pod into other labels and reloads it (SIGHUP),
@@ -78,14 +95,9 @@ func (p *prometheus) relabel(ns, pod string) error {
 	return p.Proc.Signal(syscall.SIGHUP)
 }
 
-// scrapeTarget is one pod's metrics endpoint.
-type scrapeTarget struct {
-	addr, path, namespace, pod string
-}
-
-func startPrometheus(e *env) *prometheus {
+func startPrometheus(e *env, cp *controlPlane) *prometheus {
 	e.t.Helper()
-	p := &prometheus{targetsFile: e.path("prometheus", "targets.json"), podLabels: [2]string{"namespace", "pod"}}
+	p := &prometheus{kubeconfig: cp.kubeconfig, podLabels: [2]string{"namespace", "pod"}}
 	// E2E_POD_LABELS=kubernetes_namespace,kubernetes_pod_name scrapes as older Prometheus charts
 	// did: the adapter rule must then disagree, and the test says so.
 	if v := os.Getenv("E2E_POD_LABELS"); v != "" {
@@ -95,40 +107,13 @@ func startPrometheus(e *env) *prometheus {
 		}
 		p.podLabels = [2]string{ns, pod}
 	}
-	if err := p.setTargets(nil); err != nil {
-		e.t.Fatal(err)
-	}
 	dir := e.mkdir("prometheus")
 	p.configFile = filepath.Join(dir, "prometheus.yml")
 	p.Prometheus = kit.StartPrometheus(e.t, kit.PrometheusOptions{
-		Config: p.config(), Dir: dir, LogFile: e.path("logs", "prometheus.log")})
-	e.tl.mark("prometheus ready on %s (pod labels %s, %s)", p.Addr, p.podLabels[0], p.podLabels[1])
+		Config: p.config(), Dir: dir, LogFile: e.path("logs", "prometheus.log"),
+		Bin: kit.ProjectTool(e.t, "prometheus")})
+	e.tl.mark("prometheus ready on %s (pods of %s by Kubernetes service discovery; labels %s, %s)", p.Addr, namespace, p.podLabels[0], p.podLabels[1])
 	return p
-}
-
-// setTargets rewrites the file-SD file atomically; Prometheus notices within a second.
-func (p *prometheus) setTargets(targets []scrapeTarget) error {
-	type group struct {
-		Targets []string          `json:"targets"`
-		Labels  map[string]string `json:"labels"`
-	}
-	groups := []group{}
-	for _, t := range targets {
-		groups = append(groups, group{Targets: []string{t.addr}, Labels: map[string]string{
-			"__metrics_path__":            t.path,
-			"__meta_kubernetes_namespace": t.namespace,
-			"__meta_kubernetes_pod_name":  t.pod,
-		}})
-	}
-	b, err := json.MarshalIndent(groups, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := p.targetsFile + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p.targetsFile)
 }
 
 // requestsByPod evaluates a query that sums by the pod label, and returns its values by pod.
@@ -138,7 +123,7 @@ func (p *prometheus) requestsByPod(ctx context.Context, format string) (map[stri
 }
 
 // adapter is prometheus-adapter with the chart's rule file, serving custom.metrics.k8s.io behind
-// the aggregator from the dummy interface's address.
+// the aggregator from the node's address.
 type adapter struct {
 	e        *env
 	cp       *controlPlane
@@ -157,7 +142,7 @@ const (
 	adapterRelist    = 5 * time.Second
 )
 
-func startAdapter(e *env, cp *controlPlane, n *testNet, prom *prometheus) *adapter {
+func startAdapter(e *env, cp *controlPlane, prom *prometheus) *adapter {
 	e.t.Helper()
 	rules := filepath.Join(repoRoot, "deployments", "helm", "prometheus-adapter-rules.yaml")
 	if v := os.Getenv("E2E_ADAPTER_RULES"); v != "" {
@@ -170,19 +155,19 @@ func startAdapter(e *env, cp *controlPlane, n *testNet, prom *prometheus) *adapt
 	if v := os.Getenv("E2E_ADAPTER_V"); v != "" {
 		logLevel = v
 	}
-	port := mustFreePort(e, n.adapterIP)
+	port := mustFreePort(e, nodeIP)
 	a := &adapter{e: e, cp: cp, args: []string{
 		"--prometheus-url=" + prom.URL + "/",
 		"--metrics-relist-interval=" + adapterRelist.String(),
-		"--bind-address=" + n.adapterIP, "--secure-port=" + port,
+		"--bind-address=" + nodeIP, "--secure-port=" + port,
 		"--cert-dir=" + e.mkdir("adapter", "certs"),
 		"--lister-kubeconfig=" + cp.kubeconfig,
 		"--authentication-kubeconfig=" + cp.kubeconfig,
 		"--authorization-kubeconfig=" + cp.kubeconfig,
 		"--v=" + logLevel}}
 	a.start(rules)
-	e.tl.mark("prometheus-adapter ready on %s:%s with %s", n.adapterIP, port, relPath(rules))
-	registerAdapter(e, cp, n.adapterIP, port)
+	e.tl.mark("prometheus-adapter ready on %s:%s with %s", nodeIP, port, relPath(rules))
+	registerAdapter(e, cp, nodeIP, port)
 	a.record()
 	waitAPIServiceAvailable(e, cp, a)
 	return a

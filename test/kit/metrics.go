@@ -96,8 +96,10 @@ series:
 	return n
 }
 
-// Sample is one series and its value, from a scrape or a Prometheus query.
+// Sample is one series and its value, from a scrape or a Prometheus query. A native histogram
+// from a query is in Histogram, Value then zero.
 type Sample struct {
-	Labels map[string]string
-	Value  float64
+	Labels    map[string]string
+	Value     float64
+	Histogram *model.SampleHistogram
 }

@@ -3,8 +3,10 @@ package kit
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,7 +53,7 @@ func (p *Prom) Query(ctx context.Context, q string, ts time.Time) ([]Sample, err
 	case model.Vector:
 		out := make([]Sample, 0, len(v))
 		for _, s := range v {
-			out = append(out, Sample{Labels: labelMap(model.LabelSet(s.Metric)), Value: float64(s.Value)})
+			out = append(out, Sample{Labels: labelMap(model.LabelSet(s.Metric)), Value: float64(s.Value), Histogram: s.Histogram})
 		}
 		return out, nil
 	case *model.Scalar:
@@ -85,19 +87,6 @@ func (p *Prom) ByLabel(ctx context.Context, q, label string) (map[string]float64
 	out := make(map[string]float64, len(samples))
 	for _, s := range samples {
 		out[s.Labels[label]] = s.Value
-	}
-	return out, nil
-}
-
-// Series lists the label sets of the series a selector matches from start until now.
-func (p *Prom) Series(ctx context.Context, match string, start time.Time) ([]map[string]string, error) {
-	sets, _, _, err := p.API.Series(ctx, []string{match}, start, time.Time{})
-	if err != nil {
-		return nil, fmt.Errorf("series %s: %w", match, err)
-	}
-	out := make([]map[string]string, 0, len(sets))
-	for _, s := range sets {
-		out = append(out, labelMap(s))
 	}
 	return out, nil
 }
@@ -176,19 +165,81 @@ type Prometheus struct {
 
 // PrometheusOptions configure StartPrometheus.
 type PrometheusOptions struct {
-	Config   string   // prometheus.yml
-	Dir      string   // for the config file and the data; a temporary directory when empty
-	LogFile  string   // its output; kept in memory when empty
-	Features []string // --enable-feature, e.g. exemplar-storage, native-histograms
+	Config string      // prometheus.yml; when empty, ScrapeConfig(RuleFiles, Jobs...)
+	Jobs   []ScrapeJob // what to scrape, when Config is empty
+	// RuleFiles are rule files to load and evaluate every second, when Config is empty.
+	RuleFiles []string
+	Dir       string   // for the config file and the data; a temporary directory when empty
+	LogFile   string   // its output; kept in memory when empty
+	Features  []string // --enable-feature, e.g. exemplar-storage, native-histograms
+	// Bin is the prometheus binary; Debian's (on PATH) when empty. The e2e runs the one
+	// scripts/tools.sh builds, whose Kubernetes discovery Debian's package leaves out.
+	Bin string
+}
+
+// ScrapeJob is one scrape job of a test's Prometheus.
+type ScrapeJob struct {
+	Name    string
+	Targets []ScrapeTarget
+	// HonorLabels keeps the labels the target exposes over the target's own: kube-state-metrics'
+	// namespace label names the object's namespace, and the prometheus-community chart and
+	// kube-prometheus-stack scrape it so.
+	HonorLabels bool
+}
+
+// ScrapeTarget is a host:port a job scrapes, with the labels service discovery would give it
+// (namespace and pod, as the prometheus-community chart's pod job does).
+type ScrapeTarget struct {
+	Addr   string
+	Labels map[string]string
+}
+
+// ScrapeConfig is the prometheus.yml the tests share: every job scraped, and every rule
+// evaluated, each second, so that a few seconds of traffic give a rate several samples.
+func ScrapeConfig(ruleFiles []string, jobs ...ScrapeJob) string {
+	var b strings.Builder
+	b.WriteString("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n")
+	if len(ruleFiles) > 0 {
+		b.WriteString("rule_files:\n")
+		for _, f := range ruleFiles {
+			fmt.Fprintf(&b, "  - %s\n", strconv.Quote(f))
+		}
+	}
+	b.WriteString("scrape_configs:\n")
+	for _, j := range jobs {
+		fmt.Fprintf(&b, "  - job_name: %s\n", strconv.Quote(j.Name))
+		if j.HonorLabels {
+			b.WriteString("    honor_labels: true\n")
+		}
+		b.WriteString("    static_configs:\n")
+		for _, tg := range j.Targets {
+			fmt.Fprintf(&b, "      - targets: [%s]\n", strconv.Quote(tg.Addr))
+			if len(tg.Labels) == 0 {
+				continue
+			}
+			pairs := make([]string, 0, len(tg.Labels))
+			for _, k := range slices.Sorted(maps.Keys(tg.Labels)) {
+				pairs = append(pairs, k+": "+strconv.Quote(tg.Labels[k]))
+			}
+			fmt.Fprintf(&b, "        labels: {%s}\n", strings.Join(pairs, ", "))
+		}
+	}
+	return b.String()
 }
 
 // StartPrometheus runs Debian's prometheus with the given configuration on a free loopback port
 // and waits until it is ready. It is stopped at the test's cleanup.
 func StartPrometheus(t testing.TB, o PrometheusOptions) *Prometheus {
 	t.Helper()
-	bin := SystemTool(t, "prometheus")
+	bin := o.Bin
+	if bin == "" {
+		bin = SystemTool(t, "prometheus")
+	}
 	if o.Dir == "" {
 		o.Dir = t.TempDir()
+	}
+	if o.Config == "" {
+		o.Config = ScrapeConfig(o.RuleFiles, o.Jobs...)
 	}
 	cfg := filepath.Join(o.Dir, "prometheus.yml")
 	if err := os.WriteFile(cfg, []byte(o.Config), 0o600); err != nil {

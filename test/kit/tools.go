@@ -1,33 +1,47 @@
 package kit
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
 
-// RepoRoot returns the repository's root: the directory of the go.mod found from the working
-// directory up (a test runs in its package's directory).
+// serviceModule is the module path of the service's go.mod, which marks the repository's root;
+// test/go.mod, the tests' own module, is passed over on the way up.
+const serviceModule = "github.com/anyroute/anyroute"
+
+// RepoRoot returns the repository's root: the directory of the service's go.mod, found from the
+// working directory up (a test runs in its package's directory).
 var RepoRoot = sync.OnceValues(func() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && modulePath(data) == serviceModule {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("no go.mod in the working directory or above it")
+			return "", fmt.Errorf("no go.mod of module %s in the working directory or above it", serviceModule)
 		}
 		dir = parent
 	}
 })
+
+// modulePath is the path a go.mod's module directive names, empty when it has none.
+func modulePath(gomod []byte) string {
+	for line := range strings.Lines(string(gomod)) {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "module" {
+			return strings.Trim(f[1], `"`)
+		}
+	}
+	return ""
+}
 
 // RepoPath joins elem to the repository's root.
 func RepoPath(t testing.TB, elem ...string) string {

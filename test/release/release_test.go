@@ -8,7 +8,7 @@
 // request, and the signature of checksums.txt. Run with `make test-release`, which builds the tools
 // and installs qemu-user-static first, or directly:
 //
-//	go test -tags release -count=1 -v -timeout 30m ./test/release/
+//	cd test && go test -tags release -count=1 -v -timeout 30m ./release/
 package release
 
 import (

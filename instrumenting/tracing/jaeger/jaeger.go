@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
@@ -16,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/uber/jaeger-client-go"
 	jaegertransport "github.com/uber/jaeger-client-go/transport"
-	"github.com/uber/jaeger-client-go/utils"
 	jaegerzipkin "github.com/uber/jaeger-client-go/zipkin"
 
 	"github.com/anyroute/anyroute/config"
@@ -28,24 +28,24 @@ import (
 // are counted. Failed sends are not retried.
 func New(cfg config.Tracing, r tracing.Reporting) (tracing.Backend, error) {
 	jlog := logger{warn: level.Warn(tracing.Throttle(r.Logger, tracing.LogEvery)), debug: level.Debug(r.Logger)}
+	// The reporter's queue drops, also kept for the agent's batch stats.
+	queueFull := new(atomic.Int64)
 	var sender jaeger.Transport
-	var err error
 	if cfg.Jaeger.CollectorURL != "" {
 		sender = jaegertransport.NewHTTPTransport(cfg.Jaeger.CollectorURL, jaegertransport.HTTPTimeout(tracing.SendTimeout))
 	} else {
-		// The UDP client re-resolves the agent's address every 30s, so an agent that is not up
-		// yet (or a name that does not resolve yet) is not an error at start.
-		sender, err = jaeger.NewUDPTransportWithParams(jaeger.UDPTransportParams{
-			AgentClientUDPParams: utils.AgentClientUDPParams{HostPort: cfg.Jaeger.AgentAddr, Logger: jlog},
-		})
+		// The sender re-resolves the agent's address every 30s, so an agent that is not up yet
+		// (or a name that does not resolve yet) is not an error at start.
+		agent, err := newAgentSender(cfg.Jaeger.AgentAddr, 0, queueFull, jlog)
 		if err != nil {
 			return nil, fmt.Errorf("jaeger agent %q: %w", cfg.Jaeger.AgentAddr, err)
 		}
+		sender = agent
 	}
 	// The client's metrics are plain counters, so ours stand in for the two that lose spans.
 	metrics := jaeger.NewNullMetrics()
-	metrics.ReporterDropped = counter{r.Drops.QueueFull}
-	metrics.ReporterFailure = counter{r.Drops.SendFailed}
+	metrics.ReporterDropped = counter{c: r.Drops.QueueFull, total: queueFull}
+	metrics.ReporterFailure = counter{c: r.Drops.SendFailed}
 	rep := jaeger.NewRemoteReporter(sender,
 		jaeger.ReporterOptions.QueueSize(tracing.MaxPendingSpans),
 		jaeger.ReporterOptions.BufferFlushInterval(tracing.ReportInterval),
@@ -56,7 +56,7 @@ func New(cfg config.Tracing, r tracing.Reporting) (tracing.Backend, error) {
 		jaeger: jaeger.NewHTTPHeaderPropagator(new(jaeger.HeadersConfig).ApplyDefaults(), *metrics),
 		b3:     jaegerzipkin.NewZipkinB3HTTPHeaderPropagator(),
 	}
-	tracer, closer := jaeger.NewTracer(cfg.ServiceName, everyRoot{cfg.Sampler}, rep,
+	tracer, closer := jaeger.NewTracer(cfg.ServiceName, newEveryRoot(cfg.Sampler), rep,
 		jaeger.TracerOptions.Gen128Bit(true), // the same trace ids as B3 and W3C callers send
 		// Reuse spans: allocating one per request was a third of the request path's allocations
 		// with probabilistic sampling. Nothing holds a span after Finish.
@@ -108,16 +108,27 @@ func (b *backend) NotSampled(h http.Header, traceHigh, traceLow, spanID uint64) 
 
 // everyRoot samples every root span: the head decision is tracing.Sampler's, and a root reaches
 // the tracer only when it said yes. It tags the root with that sampler, as jaeger's own samplers
-// name themselves there.
-type everyRoot struct{ head config.Sampler }
-
-func (s everyRoot) IsSampled(jaeger.TraceID, string) (bool, []jaeger.Tag) {
-	return true, []jaeger.Tag{jaeger.NewTag(jaeger.SamplerTypeTagKey, s.head.Type), jaeger.NewTag(jaeger.SamplerParamTagKey, s.head.Param)}
+// name themselves there. The tags are made once: made per root, their slice and the boxed type and
+// param were three allocations of every traced request. The tracer only reads them (it appends
+// their values to the span's own tags), as it does jaeger's ConstSampler's, which are shared too.
+type everyRoot struct {
+	head config.Sampler
+	tags []jaeger.Tag
 }
 
-func (everyRoot) Close() {}
+func newEveryRoot(head config.Sampler) *everyRoot {
+	return &everyRoot{head: head, tags: []jaeger.Tag{
+		jaeger.NewTag(jaeger.SamplerTypeTagKey, head.Type), jaeger.NewTag(jaeger.SamplerParamTagKey, head.Param)}}
+}
 
-func (s everyRoot) Equal(other jaeger.Sampler) bool { return other == jaeger.Sampler(s) }
+func (s *everyRoot) IsSampled(jaeger.TraceID, string) (bool, []jaeger.Tag) { return true, s.tags }
+
+func (*everyRoot) Close() {}
+
+func (s *everyRoot) Equal(other jaeger.Sampler) bool {
+	o, ok := other.(*everyRoot)
+	return ok && o.head == s.head
+}
 
 // jaegerOrB3 reads uber-trace-id and, when a caller sent none (or an unusable one), B3 headers;
 // it writes both.
@@ -150,11 +161,18 @@ func (p jaegerOrB3) Inject(sc jaeger.SpanContext, carrier any) error {
 	return p.b3.Inject(sc, carrier)
 }
 
-type counter struct{ c prometheus.Counter }
+// counter is a jaeger-client-go counter that adds to ours, and to total when there is one.
+type counter struct {
+	c     prometheus.Counter
+	total *atomic.Int64
+}
 
 func (j counter) Inc(n int64) {
 	if n > 0 {
 		j.c.Add(float64(n))
+		if j.total != nil {
+			j.total.Add(n)
+		}
 	}
 }
 

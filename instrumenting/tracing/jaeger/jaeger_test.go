@@ -3,6 +3,7 @@ package jaeger
 import (
 	"testing"
 
+	"github.com/opentracing/opentracing-go"
 	"github.com/uber/jaeger-client-go"
 
 	"github.com/anyroute/anyroute/config"
@@ -37,5 +38,41 @@ func TestHexIDMatchesTheLibrary(t *testing.T) {
 		if got := tracing.HexID(id.High, id.Low); got != id.String() {
 			t.Errorf("HexID(%x, %x) = %s, want %s", id.High, id.Low, got, id.String())
 		}
+	}
+}
+
+// TestRootSpansNameTheHeadSampler: every root span carries sampler.type and sampler.param of the
+// configured head sampler, span after span (the tags are made once and shared, so no span may
+// change another's), and a child span carries neither.
+func TestRootSpansNameTheHeadSampler(t *testing.T) {
+	rep := jaeger.NewInMemoryReporter()
+	tracer, closer := jaeger.NewTracer("svc", newEveryRoot(config.Sampler{Type: "probabilistic", Param: 0.25}), rep)
+	defer closer.Close()
+	for i := range 3 {
+		root := tracer.StartSpan("root")
+		root.SetTag("n", i)
+		child := tracer.StartSpan("child", opentracing.ChildOf(root.Context()))
+		child.Finish()
+		root.Finish()
+	}
+	spans := rep.GetSpans()
+	if len(spans) != 6 {
+		t.Fatalf("%d spans reported, want 6", len(spans))
+	}
+	for i, s := range spans {
+		tags := s.(*jaeger.Span).Tags()
+		if s.(*jaeger.Span).OperationName() == "child" {
+			if _, ok := tags["sampler.type"]; ok {
+				t.Errorf("span %d, a child: sampler tags %v", i, tags)
+			}
+			continue
+		}
+		if tags["sampler.type"] != "probabilistic" || tags["sampler.param"] != 0.25 || tags["n"] != i/2 {
+			t.Errorf("root span %d: tags %v, want sampler.type probabilistic, sampler.param 0.25, n %d", i, tags, i/2)
+		}
+	}
+	if !newEveryRoot(config.Sampler{Type: "const", Param: 1}).Equal(newEveryRoot(config.Sampler{Type: "const", Param: 1})) ||
+		newEveryRoot(config.Sampler{Type: "const", Param: 1}).Equal(newEveryRoot(config.Sampler{Type: "const", Param: 0})) {
+		t.Error("Equal does not compare the head samplers")
 	}
 }

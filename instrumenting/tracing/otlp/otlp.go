@@ -26,8 +26,8 @@ import (
 	"github.com/anyroute/anyroute/instrumenting/tracing"
 )
 
-// instrumentation names the tracer within the OpenTelemetry SDK.
-const instrumentation = "github.com/anyroute/anyroute"
+// tracerName names the tracer within the OpenTelemetry SDK.
+const tracerName = "github.com/anyroute/anyroute"
 
 // New returns the otlp backend. Finished, sampled spans pass a gate before the batch processor
 // queues them, so spans lost to a full queue or a failed export are counted; exports are not
@@ -42,7 +42,7 @@ func New(cfg config.Tracing, r tracing.Reporting) (tracing.Backend, error) {
 	if cfg.OTLP.Insecure {
 		opts = append(opts, otlptracehttp.WithInsecure())
 	}
-	exp, err := otlptracehttp.New(context.Background(), opts...)
+	exp, err := newProtoExporter(context.Background(), otlptracehttp.NewClient(opts...))
 	if err != nil {
 		return nil, fmt.Errorf("otlp exporter: %w", err)
 	}
@@ -60,7 +60,7 @@ func New(cfg config.Tracing, r tracing.Reporting) (tracing.Backend, error) {
 		sdktrace.WithSpanProcessor(gated{SpanProcessor: bsp, gate: gate}),
 	)
 	bridge := otbridge.NewBridgeTracer()
-	bridge.SetOpenTelemetryTracer(tp.Tracer(instrumentation))
+	bridge.SetOpenTelemetryTracer(tp.Tracer(tracerName))
 	bridge.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	warn := level.Debug(r.Logger)
 	bridge.SetWarningHandler(func(msg string) { _ = warn.Log("msg", strings.TrimSpace(msg)) })

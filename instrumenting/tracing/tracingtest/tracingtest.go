@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -44,12 +45,12 @@ var Rules = []service.Rule{
 // service. Bodies past 16 bytes are refused.
 func Handler(t testing.TB, tr *tracing.Tracing, logger log.Logger) http.Handler {
 	t.Helper()
-	router, err := service.New(Rules, service.Options{})
+	router, err := service.New(nil, Rules, service.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	svc := tr.Delay()(router)
-	ep := kitendpoint.Chain(tr.Server(), endpoint.AccessLog(logger, 1, tr.TraceID))(endpoint.MakeHandleEndpoint(svc))
+	ep := kitendpoint.Chain(tr.Server(), endpoint.AccessLog(logger, 1))(endpoint.MakeHandleEndpoint(svc))
 	return transport.NewHTTPHandler(ep, transport.Options{
 		MaxBodyBytes: 16,
 		Instance:     "test",
@@ -124,7 +125,7 @@ func (s Suite) Run(t *testing.T) {
 	t.Run("DroppedSpansAreCounted", s.testDroppedSpansAreCounted)
 	t.Run("StuckBackendFillsTheQueue", s.testStuckBackendFillsTheQueue)
 	t.Run("FollowsTheDecision", s.testFollowsTheDecision)
-	t.Run("SampledTraceID", s.testSampledTraceID)
+	t.Run("TraceOnTheRequest", s.testTraceOnTheRequest)
 	t.Run("BigBaggageIsBounded", s.testBigBaggageIsBounded)
 }
 
@@ -355,43 +356,56 @@ func (s Suite) childOf(t *testing.T, b tracing.Backend, headers any) opentracing
 	return server.StartSpan("x", opentracing.ChildOf(sc))
 }
 
-// testSampledTraceID: Sampled agrees with Span, and SampledTraceID (what the counting decorator
-// asks of every request, for exemplars) gives the trace id of a sampled span only; for an unsampled
-// span (a caller's decision), or none, it answers without allocating.
-func (s Suite) testSampledTraceID(t *testing.T) {
+// testTraceOnTheRequest: Sampled agrees with Span, and Server carries on the request what Span
+// says of the request's span, the trace id and whether it is sampled, for a root it starts and for
+// a caller's trace that is not sampled. A request without a span (the Sampler turned it down, or
+// tracing is off) carries neither. The layers below Server (counting's exemplars, recovery, the
+// access log, the delay span) read only that.
+func (s Suite) testTraceOnTheRequest(t *testing.T) {
 	b, _ := s.Start(t, s.Config(t), nil)
-	tr := tracing.New(b, tracing.Always)
 	notSampled := http.Header{}
 	b.NotSampled(notSampled, 1, 2, 3)
-	for _, sampled := range []bool{true, false} {
-		span := b.Tracer(ext.SpanKindRPCServerEnum).StartSpan("x")
-		if !sampled {
-			span = s.childOf(t, b, notSampled)
-		}
-		ctx := opentracing.ContextWithSpan(context.Background(), span)
-		id, ok := b.Span(span)
-		if b.Sampled(span) != ok || ok != sampled {
-			t.Errorf("sampled %v: Sampled %v, Span says %v", sampled, b.Sampled(span), ok)
-		}
-		got, ok := tr.SampledTraceID(ctx)
-		if ok != sampled || (ok && got != id) || (!ok && got != "") {
-			t.Errorf("sampled %v: SampledTraceID (%q, %v), span %q", sampled, got, ok, id)
-		}
-		if !sampled {
-			if n := testing.AllocsPerRun(100, func() { _, _ = tr.SampledTraceID(ctx) }); n != s.SampledAllocs {
-				t.Errorf("SampledTraceID of an unsampled span: %v allocations, want %v", n, s.SampledAllocs)
+	// carried runs one request through tr's Server, after HTTPToContext read header, and returns
+	// what the endpoint inside found on the request, and what the backend says of its span.
+	carried := func(tr *tracing.Tracing, header http.Header) (req service.Request, spanID string, spanSampled bool) {
+		ep := tr.Server()(func(ctx context.Context, request any) (any, error) {
+			req = request.(*endpoint.HandleRequest).Request
+			if span := opentracing.SpanFromContext(ctx); span != nil {
+				spanID, spanSampled = b.Span(span)
+				if b.Sampled(span) != spanSampled {
+					t.Errorf("Sampled %v, Span says %v", b.Sampled(span), spanSampled)
+				}
+				if n := fewestAllocs(func() { _ = b.Sampled(span) }); n != s.SampledAllocs {
+					t.Errorf("sampled %v: Sampled allocates %v times, want %v", spanSampled, n, s.SampledAllocs)
+				}
 			}
+			return &endpoint.HandleResponse{}, nil
+		})
+		r := httptest.NewRequest("GET", "/tea", nil)
+		r.Header = header
+		if _, err := ep(tr.HTTPToContext(nil)(context.Background(), r), &endpoint.HandleRequest{Request: service.Request{Method: "GET", Path: "/tea"}}); err != nil {
+			t.Fatal(err)
 		}
-		if n := testing.AllocsPerRun(100, func() { _ = b.Sampled(span) }); n != s.SampledAllocs {
-			t.Errorf("sampled %v: Sampled allocates %v times, want %v", sampled, n, s.SampledAllocs)
+		return req, spanID, spanSampled
+	}
+	for _, sampled := range []bool{true, false} {
+		header := http.Header{}
+		if !sampled {
+			header = notSampled.Clone()
 		}
-		span.Finish()
+		req, id, ok := carried(tracing.New(b, tracing.Always), header)
+		if ok != sampled || id == "" {
+			t.Errorf("sampled %v: the span's trace %q sampled %v", sampled, id, ok)
+		}
+		if req.TraceID != id || req.TraceSampled != sampled {
+			t.Errorf("sampled %v: the request carries (%q, %v), the span is %q", sampled, req.TraceID, req.TraceSampled, id)
+		}
 	}
-	if _, ok := tr.SampledTraceID(context.Background()); ok {
-		t.Error("SampledTraceID without a span")
+	if req, _, _ := carried(tracing.New(b, tracing.Never), http.Header{}); req.TraceID != "" || req.TraceSampled {
+		t.Errorf("turned down by the Sampler: the request carries (%q, %v)", req.TraceID, req.TraceSampled)
 	}
-	if id, ok := tracing.New(nil, tracing.Always).SampledTraceID(context.Background()); ok || id != "" {
-		t.Errorf("tracing off: SampledTraceID (%q, %v)", id, ok)
+	if req, _, _ := carried(tracing.New(nil, tracing.Always), http.Header{}); req.TraceID != "" || req.TraceSampled {
+		t.Errorf("tracing off: the request carries (%q, %v)", req.TraceID, req.TraceSampled)
 	}
 }
 
@@ -508,4 +522,15 @@ func Dropped(t testing.TB, g prometheus.Gatherer) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// fewestAllocs is the fewest allocations per call of f over a few rounds of AllocsPerRun. That
+// counts every goroutine's allocations, and the backend started for the test has its own (a
+// reporter flushing, an HTTP sender): they can only add to f's, so the least of the rounds is f's.
+func fewestAllocs(f func()) float64 {
+	fewest := math.Inf(1)
+	for range 5 {
+		fewest = min(fewest, testing.AllocsPerRun(100, f))
+	}
+	return fewest
 }

@@ -30,6 +30,20 @@ Name of the siege load generator's Deployment.
 {{- end }}
 
 {{/*
+Name of the anyroute load generator's Deployment (load.tool anyroute).
+*/}}
+{{- define "anyroute.loadName" -}}
+{{- printf "%s-load" (include "anyroute.fullname" .) }}
+{{- end }}
+
+{{/*
+Whether the siege Deployment renders: siege.enabled (as before load.tool), or load.tool siege.
+*/}}
+{{- define "anyroute.siegeEnabled" -}}
+{{- if or .Values.siege.enabled (and .Values.load.enabled (eq .Values.load.tool "siege")) }}true{{ end }}
+{{- end }}
+
+{{/*
 Chart label value: name-version.
 */}}
 {{- define "anyroute.chart" -}}
@@ -60,6 +74,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: server
 {{- end }}
 
+{{- define "anyroute.loadSelectorLabels" -}}
+{{ include "anyroute.selectorLabels" . }}
+app.kubernetes.io/component: load
+{{- end }}
+
 {{- define "anyroute.siegeSelectorLabels" -}}
 {{ include "anyroute.selectorLabels" . }}
 app.kubernetes.io/component: siege
@@ -84,22 +103,58 @@ Image reference of the server: repository:tag, the tag defaulting to the chart's
 {{- end }}
 
 {{/*
-The config.json the ConfigMap holds: the `config` block of the values, as JSON.
+The config.json the ConfigMap holds: the `config` block of the values, as JSON, with http.tls
+naming the mounted Secret's files when tls.enabled (anyroute.withTLS).
 */}}
 {{- define "anyroute.configJSON" -}}
-{{- .Values.config | toPrettyJson }}
+{{- $cfg := .Values.config }}
+{{- if .Values.tls.enabled }}
+{{- $cfg = deepCopy .Values.config }}
+{{- include "anyroute.withTLS" (list . $cfg) }}
+{{- end }}
+{{- $cfg | toPrettyJson }}
+{{- end }}
+
+{{/*
+anyroute.withTLS sets http.tls in a copy of the config block (list $ $copy), in place: a template
+returns text only, and a round trip through JSON would turn a large seed into a float.
+*/}}
+{{- define "anyroute.withTLS" -}}
+{{- $root := index . 0 }}
+{{- $cfg := index . 1 }}
+{{- $dir := include "anyroute.tlsDir" $root }}
+{{- $tls := dict "cert_file" (printf "%s/tls.crt" $dir) "key_file" (printf "%s/tls.key" $dir) }}
+{{- if ne $root.Values.tls.clientAuth "none" }}
+{{- $_ := set $tls "client_ca_file" (printf "%s/ca.crt" $dir) }}
+{{- $_ := set $tls "client_auth" $root.Values.tls.clientAuth }}
+{{- end }}
+{{- $http := deepCopy (default (dict) (get $cfg "http")) }}
+{{- $_ := set $http "tls" $tls }}
+{{- $_ := set $cfg "http" $http }}
+{{- end }}
+
+{{/*
+Where the TLS Secret is mounted: beside the config's directory, not inside it.
+*/}}
+{{- define "anyroute.tlsDir" -}}
+/etc/anyroute-tls
 {{- end }}
 
 {{/*
 The checksum that rolls the pods when it changes: of the whole config with configReload restart,
-of its keys that a reload cannot apply (all but routes, seed and max_hops: config.Reloadable) with
-inPlace.
+of its keys that a reload cannot apply (all but routes, seed, max_hops, resident and leak:
+config.Reloadable) with inPlace.
 */}}
 {{- define "anyroute.configChecksum" -}}
 {{- if eq .Values.configReload "restart" }}
 {{- include "anyroute.configJSON" . | sha256sum }}
 {{- else }}
-{{- omit .Values.config "routes" "seed" "max_hops" | toPrettyJson | sha256sum }}
+{{- $cfg := .Values.config }}
+{{- if .Values.tls.enabled }}
+{{- $cfg = deepCopy .Values.config }}
+{{- include "anyroute.withTLS" (list . $cfg) }}
+{{- end }}
+{{- omit $cfg "routes" "seed" "max_hops" "resident" "leak" | toPrettyJson | sha256sum }}
 {{- end }}
 {{- end }}
 
@@ -166,12 +221,28 @@ Space-separated URLs siege requests: siege.urls, or siege.paths on the chart's S
 {{- if .Values.siege.urls }}
 {{- join " " .Values.siege.urls }}
 {{- else }}
-{{- $base := printf "http://%s.%s.svc:%d" (include "anyroute.fullname" .) .Release.Namespace (.Values.service.port | int) }}
+{{- $base := printf "%s://%s.%s.svc:%d" (ternary "https" "http" .Values.tls.enabled) (include "anyroute.fullname" .) .Release.Namespace (.Values.service.port | int) }}
 {{- $urls := list }}
 {{- range .Values.siege.paths }}
 {{- $urls = append $urls (printf "%s%s" $base .) }}
 {{- end }}
 {{- join " " $urls }}
+{{- end }}
+{{- end }}
+
+{{/*
+The URLs anyroute load requests, as a list: load.urls, or load.paths on the chart's Service.
+*/}}
+{{- define "anyroute.loadURLs" -}}
+{{- if .Values.load.urls }}
+{{- toJson .Values.load.urls }}
+{{- else }}
+{{- $base := printf "http://%s.%s.svc:%d" (include "anyroute.fullname" .) .Release.Namespace (.Values.service.port | int) }}
+{{- $urls := list }}
+{{- range .Values.load.paths }}
+{{- $urls = append $urls (printf "%s%s" $base .) }}
+{{- end }}
+{{- toJson $urls }}
 {{- end }}
 {{- end }}
 

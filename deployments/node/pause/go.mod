@@ -1,0 +1,3 @@
+module anyroute.local/node/pause
+
+go 1.26.0

@@ -1,0 +1,160 @@
+package doctor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// checkHPA: the HPA's metric is one the metrics API serves, the controller can read it and scale,
+// and its target is within reach of the traffic.
+func (c *Chain) checkHPA(ctx context.Context) Link {
+	l := Link{Name: LinkHPA}
+	h := c.hpa
+	if h == nil {
+		if c.so != nil {
+			return fail(l, fmt.Sprintf("no HPA made by the ScaledObject %s yet (status.hpaName %q)", c.so.Metadata.Name, c.so.Status.HPAName), "KEDA's operator makes it: see its log")
+		}
+		return fail(l, "no HPA", "")
+	}
+	if c.so == nil {
+		if name := podsMetricName(h); name != "" {
+			if served, err := c.servedCustomMetrics(ctx); err == nil && !slices.Contains(served, "pods/"+name) {
+				list := strings.Join(served, ", ")
+				if list == "" {
+					list = "no metric"
+				}
+				return fail(l, fmt.Sprintf("HPA %s asks for the Pods metric %s; the adapter serves %s", h.Name, name, list),
+					"the HPA's metric name (hpa.metric.name) must be the adapter rule's name.as")
+			}
+		}
+	}
+	conds := map[autoscalingv2.HorizontalPodAutoscalerConditionType]autoscalingv2.HorizontalPodAutoscalerCondition{}
+	for _, cond := range h.Status.Conditions {
+		conds[cond.Type] = cond
+	}
+	current, target, value := hpaMetric(h)
+	ev := fmt.Sprintf("HPA %s: replicas %d, desired %d (%d..%d); %s against target %s", h.Name, h.Status.CurrentReplicas,
+		h.Status.DesiredReplicas, valueOr(h.Spec.MinReplicas, 1), h.Spec.MaxReplicas, current, target)
+	for _, t := range []autoscalingv2.HorizontalPodAutoscalerConditionType{autoscalingv2.AbleToScale, autoscalingv2.ScalingActive} {
+		cond, ok := conds[t]
+		if !ok {
+			return fail(l, ev+fmt.Sprintf("; no %s condition yet", t), "the HPA controller has not reconciled it: is kube-controller-manager running?")
+		}
+		ev += fmt.Sprintf("; %s=%s %s", t, cond.Status, cond.Reason)
+		if cond.Status != corev1.ConditionTrue {
+			return fail(l, ev+": "+cond.Message, fmt.Sprintf("kubectl -n %s describe hpa %s", c.Namespace, h.Name))
+		}
+	}
+	if value.cur >= 1 && value.target >= 10*value.cur {
+		return warn(l, ev, fmt.Sprintf("the target is %.0f× the current value: the HPA will not scale out until the traffic grows that much; the target is requests per second per pod",
+			value.target/value.cur))
+	}
+	return pass(l, ev)
+}
+
+// hpaValues are the HPA's current value (hasCur: it has one) and its target, as numbers.
+type hpaValues struct {
+	cur, target float64
+	hasCur      bool
+}
+
+// hpaMetric shows the HPA's first metric, current and target, as quantities and as numbers (per
+// pod: a Pods metric's average, an External metric's AverageValue).
+func hpaMetric(h *autoscalingv2.HorizontalPodAutoscaler) (current, target string, v hpaValues) {
+	current, target = "<unknown>", "?"
+	if len(h.Spec.Metrics) == 0 {
+		return
+	}
+	m := h.Spec.Metrics[0]
+	var name string
+	var tq *resource.Quantity
+	switch {
+	case m.Pods != nil:
+		name, tq = m.Pods.Metric.Name, m.Pods.Target.AverageValue
+	case m.External != nil:
+		name, tq = m.External.Metric.Name, m.External.Target.AverageValue
+		if tq == nil {
+			tq = m.External.Target.Value
+		}
+	default:
+		return string(m.Type) + " metric", "?", v
+	}
+	if tq != nil {
+		target, v.target = Quantity(tq.String()), tq.AsApproximateFloat64()
+	}
+	current = name + " <unknown>"
+	for _, cm := range h.Status.CurrentMetrics {
+		var q *resource.Quantity
+		switch {
+		case cm.Pods != nil && cm.Pods.Metric.Name == name:
+			q = cm.Pods.Current.AverageValue
+		case cm.External != nil && cm.External.Metric.Name == name:
+			q = cm.External.Current.AverageValue
+			if q == nil {
+				q = cm.External.Current.Value
+			}
+		}
+		if q != nil {
+			current, v.cur, v.hasCur = name+" "+Quantity(q.String()), q.AsApproximateFloat64(), true
+		}
+	}
+	return current, target, v
+}
+
+func podsMetricName(h *autoscalingv2.HorizontalPodAutoscaler) string {
+	for _, m := range h.Spec.Metrics {
+		if m.Pods != nil {
+			return m.Pods.Metric.Name
+		}
+	}
+	return ""
+}
+
+// servedCustomMetrics lists what the custom metrics API serves ("pods/avg_requests", …).
+func (c *Chain) servedCustomMetrics(ctx context.Context) ([]string, error) {
+	body, err := c.Cluster.Raw(ctx, "/apis/custom.metrics.k8s.io/v1beta1")
+	if err != nil {
+		return nil, err
+	}
+	var list metav1.APIResourceList
+	if err := json.Unmarshal(body, &list); err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, r := range list.APIResources {
+		names = append(names, r.Name)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+func describeMetrics(ms []autoscalingv2.MetricSpec) string {
+	var out []string
+	for _, m := range ms {
+		switch {
+		case m.Pods != nil:
+			out = append(out, fmt.Sprintf("the Pods metric %s", m.Pods.Metric.Name))
+		case m.External != nil:
+			out = append(out, fmt.Sprintf("the External metric %s", m.External.Metric.Name))
+		default:
+			out = append(out, "a "+string(m.Type)+" metric")
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// valueOr is *p, or def for a field left out.
+func valueOr(p *int32, def int32) int32 {
+	if p == nil {
+		return def
+	}
+	return *p
+}
