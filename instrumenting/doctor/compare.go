@@ -141,18 +141,25 @@ func (c *Chain) Compare(ctx context.Context, p predict.Prediction, t0, now time.
 	return cmp
 }
 
-// metricQuery is the PromQL of the HPA's value per pod over time: the live adapter rule's
-// metricsQuery or KEDA's query, else (the rule not read) the model's own, with a note saying so.
+// metricQuery is the PromQL of the HPA's value per pod over time, on the release's path: the live
+// adapter rule's metricsQuery, or the ScaledObject's query as KEDA serves it; else (the rule or
+// the ScaledObject not read) the model's own on that path, with a note saying so.
 func (c *Chain) metricQuery(p predict.Prediction, pods string) (string, []string) {
-	rule, keda := "", ""
-	if c.so != nil {
-		if t := c.so.prometheusTrigger(); t != nil {
-			keda = t.Metadata["query"]
+	if c.path() == PathKEDA {
+		if c.so != nil {
+			if t := c.so.prometheusTrigger(); t != nil && t.Metadata["query"] != "" {
+				return KEDAMetricQuery(t.Metadata["query"], t.ignoresNullValues(), pods), nil
+			}
 		}
-	} else if r := c.adapter.rule(c.series); r != nil {
+		own := fmt.Sprintf("sum(rate(%s{%s}[%s]))", c.series, pods, promDuration(p.Delays.RateWindow))
+		return KEDAMetricQuery(own, true, pods), []string{"no ScaledObject's prometheus query was read: KEDA's metric is read as the model computes it (the chart's query over keda.rateWindow), " +
+			"so the metric link cannot tell the live query from the model's"}
+	}
+	rule := ""
+	if r := c.adapter.rule(c.series); r != nil {
 		rule = r.MetricsQuery
 	}
-	q, err := MetricQueryOf(c.path(), rule, keda, c.series, pods)
+	q, err := MetricQueryOf(PathAdapter, rule, "", c.series, pods)
 	if err == nil {
 		return q, nil
 	}

@@ -8,10 +8,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/anyroute/anyroute/instrumenting/predict"
 )
@@ -67,19 +70,8 @@ func demoPrediction(t *testing.T, extra ...string) predict.Prediction {
 // answered with nothing.
 func liveAsPredicted(p predict.Prediction, t0 time.Time, loadScale float64) func(string, time.Time) (float64, bool) {
 	pods := `{namespace="demo",pod=~"anyroute-[a-z0-9]+-[a-z0-9]+"}`
-	rowAt := func(at time.Time) (predict.Row, bool) {
-		var last predict.Row
-		found := false
-		for _, r := range p.Timeline.Rows {
-			if t0.Add(r.T).After(at) {
-				break
-			}
-			last, found = r, true
-		}
-		return last, found
-	}
 	return func(q string, at time.Time) (float64, bool) {
-		r, ok := rowAt(at)
+		r, ok := predictedRowAt(p, t0, at)
 		switch {
 		case !ok:
 			return 0, false
@@ -94,6 +86,19 @@ func liveAsPredicted(p predict.Prediction, t0 time.Time, loadScale float64) func
 		}
 		return 0, false
 	}
+}
+
+// predictedRowAt is the prediction's row in force at a time: the last sync at or before it.
+func predictedRowAt(p predict.Prediction, t0, at time.Time) (predict.Row, bool) {
+	var last predict.Row
+	found := false
+	for _, r := range p.Timeline.Rows {
+		if t0.Add(r.T).After(at) {
+			break
+		}
+		last, found = r, true
+	}
+	return last, found
 }
 
 // The walk, then the comparison: the doctor reads the release's timeline with the queries of its
@@ -201,5 +206,125 @@ func TestChainCompareFindsTheStart(t *testing.T) {
 	cmp = ch.Compare(context.Background(), p, time.Time{}, t0.Add(4*time.Minute), 10*time.Second)
 	if !strings.Contains(cmp.Error, "pass -since") || !cmp.Diverged() {
 		t.Errorf("no start: %+v", cmp)
+	}
+}
+
+// kedaQuery is the kedaFixture's trigger query, the chart's: the Deployment's requests a second.
+const kedaQuery = `sum(rate(app_requests_total{namespace="demo",pod=~"anyroute-[a-z0-9]+-[a-z0-9]+"}[2m]))`
+
+// liveOnKEDA answers as liveAsPredicted does, and the KEDA path's metric as Prometheus would: a
+// query of the Deployment's total over the pods up, the total being kedaQuery (no value before
+// the pods' counter exists, that is before they served a request; the prediction's value after),
+// with `or on() vector(0)` 0 where it has none, or the model's own query of the counter over
+// window in place of kedaQuery.
+func liveOnKEDA(p predict.Prediction, t0 time.Time, window string) func(string, time.Time) (float64, bool) {
+	base := liveAsPredicted(p, t0, 1)
+	pods := `{namespace="demo",pod=~"anyroute-[a-z0-9]+-[a-z0-9]+"}`
+	own := "sum(rate(app_requests_total" + pods + "[" + window + "]))"
+	return func(q string, at time.Time) (float64, bool) {
+		inner, ok := strings.CutSuffix(q, ") / on() sum(up"+pods+")")
+		if !ok || !strings.HasPrefix(inner, "(") {
+			return base(q, at)
+		}
+		inner = inner[1:]
+		r, ok := predictedRowAt(p, t0, at)
+		if !ok {
+			return 0, false
+		}
+		total, orZero := strings.CutSuffix(inner, " or on() vector(0)")
+		switch {
+		case total != kedaQuery && total != own:
+			return 0, false
+		case r.Served > 0:
+			return r.Metric, true
+		}
+		return 0, orZero
+	}
+}
+
+// The comparison on the KEDA path reads KEDA's metric end to end: the ScaledObject's query over
+// the pods up (the External metric the HPA averages over the replicas), 0 where the query answers
+// nothing as KEDA's ignoreNullValues reads it, and it names KEDA, not prometheus-adapter, where it
+// says what serves the metric. The path is the cluster's: the ScaledObject, else KEDA's HPA (owned
+// by a ScaledObject, or on an External metric), never the adapter by default.
+func TestChainCompareKEDA(t *testing.T) {
+	p := demoPrediction(t, "-f", writeValues(t, "hpa:\n  enabled: false\nkeda:\n  enabled: true\n"))
+	if p.Timeline.Path != predict.PathKEDA {
+		t.Fatalf("the prediction's path is %s", p.Timeline.Path)
+	}
+	t0 := time.Date(2026, 12, 6, 11, 0, 0, 0, time.UTC)
+	now := t0.Add(4 * time.Minute)
+	soList := "/apis/keda.sh/v1alpha1/namespaces/demo/scaledobjects"
+	for _, c := range []struct {
+		name   string
+		setup  func(f *fixture)
+		window string // of the model's query, when the doctor has no ScaledObject to read
+		link   string // "" agrees
+		says   string // in the text
+		query  string // in the metric's query
+		note   string // in a note
+	}{
+		{name: "the ScaledObject's query, 0 before the first request", query: kedaQuery + " or on() vector(0)", says: "agrees with the prediction"},
+		{name: "ignoreNullValues false: no value before the first request, as the HPA has none",
+			setup: func(f *fixture) {
+				f.raw[soList] = strings.Replace(f.raw[soList], `"threshold":"5",`, `"threshold":"5","ignoreNullValues":"false",`, 1)
+			},
+			link: "metric", query: "(" + kedaQuery + ") / on()", says: "KEDA's metrics server"},
+		{name: "a ScaledObject found by the HPA it owns",
+			setup: func(f *fixture) {
+				f.raw[soList] = strings.Replace(f.raw[soList], `"scaleTargetRef":{"name":"anyroute"}`, `"scaleTargetRef":{"name":"anyroute-v2"}`, 1)
+				kedaHPA(f).OwnerReferences = []metav1.OwnerReference{{APIVersion: "keda.sh/v1alpha1", Kind: "ScaledObject", Name: "anyroute"}}
+			},
+			query: kedaQuery + " or on() vector(0)", says: "agrees with the prediction"},
+		{name: "no ScaledObject to read, an HPA on an External metric",
+			setup:  func(f *fixture) { delete(f.raw, soList) },
+			window: "120s", query: "sum(rate(app_requests_total", note: "KEDA", says: "agrees with the prediction"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := kedaFixture()
+			ch := f.chain(t)
+			if c.setup != nil {
+				c.setup(f)
+			}
+			f.ranges = liveOnKEDA(p, t0, c.window)
+			r := ch.Run(context.Background())
+			cmp := ch.Compare(context.Background(), p, t0, now, 10*time.Second)
+			var text bytes.Buffer
+			r.writeText(&text)
+			t.Logf("\n%s", text.String())
+			if r.Path != PathKEDA || cmp.Error != "" {
+				t.Fatalf("path %s; %+v", r.Path, cmp)
+			}
+			for _, l := range r.Links {
+				if l.Name == LinkAdapterRule || l.Name == LinkRelist || l.Name == LinkCustomMetric ||
+					strings.Contains(l.Evidence+l.Hint, "adapter") {
+					t.Errorf("the KEDA path walked or named the adapter: %+v", l)
+				}
+			}
+			q := cmp.Queries["metric"]
+			if !strings.Contains(q, c.query) || strings.Contains(q, "by (pod)") || strings.Contains(q, "avg_requests") {
+				t.Errorf("the metric read with %s, want KEDA's, with %s", q, c.query)
+			}
+			switch {
+			case c.link == "" && !cmp.Agrees:
+				t.Errorf("%+v", cmp.Divergence)
+			case c.link != "" && (cmp.Divergence == nil || cmp.Divergence.Link != c.link || cmp.Divergence.AtSeconds != 0):
+				t.Errorf("%+v, want the %s link at T+0", cmp.Divergence, c.link)
+			}
+			if !strings.Contains(text.String(), c.says) || strings.Contains(text.String(), "adapter") {
+				t.Errorf("the text does not say %q, or names the adapter", c.says)
+			}
+			if c.note != "" && !slices.ContainsFunc(cmp.Notes, func(n string) bool { return strings.Contains(n, c.note) }) {
+				t.Errorf("notes %q lack %q", cmp.Notes, c.note)
+			}
+			var js bytes.Buffer
+			if err := r.writeJSON(&js); err != nil {
+				t.Fatal(err)
+			}
+			var back Report
+			if err := json.Unmarshal(js.Bytes(), &back); err != nil || back.Path != PathKEDA || back.Comparison == nil || back.Comparison.Queries["metric"] != q {
+				t.Errorf("json %s", js.String())
+			}
+		})
 	}
 }

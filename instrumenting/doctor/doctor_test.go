@@ -572,3 +572,43 @@ func TestRunUsage(t *testing.T) {
 		t.Errorf("no cluster: exit %d, %s", code, errb.String())
 	}
 }
+
+// kedaHPA is the HPA KEDA made in a kedaFixture's store, once chain has run.
+func kedaHPA(f *fixture) *autoscalingv2.HorizontalPodAutoscaler {
+	for _, obj := range f.store {
+		if h, ok := obj.(*autoscalingv2.HorizontalPodAutoscaler); ok && h.Name == "keda-hpa-anyroute" {
+			return h
+		}
+	}
+	panic("no KEDA HPA in the store")
+}
+
+// An HPA is KEDA's when a ScaledObject owns it or it reads External metrics and no Pods or Object
+// one: the doctor then walks the KEDA path though it read no ScaledObject.
+func TestKEDAMade(t *testing.T) {
+	external := autoscalingv2.MetricSpec{Type: autoscalingv2.ExternalMetricSourceType, External: &autoscalingv2.ExternalMetricSource{Metric: autoscalingv2.MetricIdentifier{Name: "s0-prometheus"}}}
+	pods := autoscalingv2.MetricSpec{Type: autoscalingv2.PodsMetricSourceType, Pods: &autoscalingv2.PodsMetricSource{Metric: autoscalingv2.MetricIdentifier{Name: "avg_requests"}}}
+	object := autoscalingv2.MetricSpec{Type: autoscalingv2.ObjectMetricSourceType}
+	cpu := autoscalingv2.MetricSpec{Type: autoscalingv2.ResourceMetricSourceType}
+	owned := []metav1.OwnerReference{{Kind: "ScaledObject", Name: "anyroute"}}
+	for _, c := range []struct {
+		name    string
+		metrics []autoscalingv2.MetricSpec
+		owners  []metav1.OwnerReference
+		want    bool
+	}{
+		{"External", []autoscalingv2.MetricSpec{external}, nil, true},
+		{"External and cpu", []autoscalingv2.MetricSpec{external, cpu}, nil, true},
+		{"Pods", []autoscalingv2.MetricSpec{pods}, nil, false},
+		{"Object", []autoscalingv2.MetricSpec{object}, nil, false},
+		{"Pods and External", []autoscalingv2.MetricSpec{pods, external}, nil, false},
+		{"cpu only", []autoscalingv2.MetricSpec{cpu}, nil, false},
+		{"owned by a ScaledObject", []autoscalingv2.MetricSpec{cpu}, owned, true},
+	} {
+		h := &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{OwnerReferences: c.owners},
+			Spec: autoscalingv2.HorizontalPodAutoscalerSpec{Metrics: c.metrics}}
+		if got := kedaMade(h); got != c.want {
+			t.Errorf("%s: kedaMade %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -24,7 +24,7 @@ func (c *Chain) checkHPA(ctx context.Context) Link {
 		}
 		return fail(l, "no HPA", "")
 	}
-	if c.so == nil {
+	if c.path() == PathAdapter {
 		if name := podsMetricName(h); name != "" {
 			if served, err := c.servedCustomMetrics(ctx); err == nil && !slices.Contains(served, "pods/"+name) {
 				list := strings.Join(served, ", ")
@@ -107,6 +107,35 @@ func hpaMetric(h *autoscalingv2.HorizontalPodAutoscaler) (current, target string
 		}
 	}
 	return current, target, v
+}
+
+// kedaMade says whether an HPA is KEDA's: owned by a ScaledObject, or reading External metrics
+// (the external metrics API, KEDA's metrics server) and no Pods or Object one (the custom metrics
+// API, prometheus-adapter's).
+func kedaMade(h *autoscalingv2.HorizontalPodAutoscaler) bool {
+	if slices.ContainsFunc(h.OwnerReferences, func(r metav1.OwnerReference) bool { return r.Kind == "ScaledObject" }) {
+		return true
+	}
+	external := false
+	for _, m := range h.Spec.Metrics {
+		switch m.Type {
+		case autoscalingv2.ExternalMetricSourceType:
+			external = true
+		case autoscalingv2.PodsMetricSourceType, autoscalingv2.ObjectMetricSourceType:
+			return false
+		}
+	}
+	return external
+}
+
+// scaledObjectOwner is the name of the ScaledObject that owns an HPA, "" for none.
+func scaledObjectOwner(h *autoscalingv2.HorizontalPodAutoscaler) string {
+	for _, r := range h.OwnerReferences {
+		if r.Kind == "ScaledObject" {
+			return r.Name
+		}
+	}
+	return ""
 }
 
 func podsMetricName(h *autoscalingv2.HorizontalPodAutoscaler) string {

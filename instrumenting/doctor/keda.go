@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -117,9 +118,8 @@ func (so *scaledObject) prometheusTrigger() *soTrigger {
 	return nil
 }
 
-// findScaledObject returns the ScaledObject that scales the Deployment; nil where there is none
-// or KEDA's CRDs are not installed.
-func (c *Chain) findScaledObject(ctx context.Context) (*scaledObject, error) {
+// scaledObjects lists the namespace's ScaledObjects; none where KEDA's CRDs are not installed.
+func (c *Chain) scaledObjects(ctx context.Context) ([]scaledObject, error) {
 	body, err := c.Cluster.Raw(ctx, "/apis/keda.sh/v1alpha1/namespaces/"+c.Namespace+"/scaledobjects")
 	if err != nil {
 		if isNotFound(err) {
@@ -133,10 +133,29 @@ func (c *Chain) findScaledObject(ctx context.Context) (*scaledObject, error) {
 	if err := json.Unmarshal(body, &list); err != nil {
 		return nil, err
 	}
-	for i, so := range list.Items {
+	return list.Items, nil
+}
+
+// scaledObjectFor is the ScaledObject of sos that scales the Deployment, else the one named owner
+// (the owner of an HPA of the Deployment: KEDA's HPA names its ScaledObject even where the
+// ScaledObject's scaleTargetRef reads otherwise); nil for none.
+func (c *Chain) scaledObjectFor(sos []scaledObject, owner string) *scaledObject {
+	for i, so := range sos {
 		if ref := so.Spec.ScaleTargetRef; (ref.Kind == "" || ref.Kind == "Deployment") && ref.Name == c.dep.Name {
-			return &list.Items[i], nil
+			return &sos[i]
 		}
 	}
-	return nil, nil
+	for i, so := range sos {
+		if owner != "" && so.Metadata.Name == owner {
+			return &sos[i]
+		}
+	}
+	return nil
+}
+
+// ignoresNullValues is the trigger's ignoreNullValues: whether KEDA reads a query that answers
+// nothing as 0 (true, KEDA's default) or as an error, which leaves the HPA without a value.
+func (t *soTrigger) ignoresNullValues() bool {
+	b, err := strconv.ParseBool(t.Metadata["ignoreNullValues"])
+	return err != nil || b
 }

@@ -63,6 +63,8 @@ var (
 	needPrometheus = need{"no Prometheus", func(c *Chain) bool { return c.prom != nil }}
 	needAdapter    = need{"the adapter's Deployment was not found", func(c *Chain) bool { return c.adapter.deployment != "" }}
 	needMetricName = need{"no metric name from the rule or the HPA", func(c *Chain) bool { return c.customMetricName() != "" }}
+	// needScaledObject: the KEDA path found by KEDA's HPA alone (kedaMade), its ScaledObject unread.
+	needScaledObject = need{"no ScaledObject read: the release link names KEDA's HPA", func(c *Chain) bool { return c.so != nil }}
 )
 
 // chainLinks is the chain, in order; each path walks the links with its name or none.
@@ -72,12 +74,12 @@ var chainLinks = []chainLink{
 	{name: LinkExporter, needs: []need{needReadyPod}, check: (*Chain).checkExporter},
 	{name: LinkPrometheus, check: (*Chain).checkPrometheus},
 
-	{name: LinkKEDAQuery, path: PathKEDA, needs: []need{needPrometheus}, check: (*Chain).checkKEDAQuery},
+	{name: LinkKEDAQuery, path: PathKEDA, needs: []need{needScaledObject, needPrometheus}, check: (*Chain).checkKEDAQuery},
 	{name: LinkAPIService, path: PathKEDA, check: func(c *Chain, ctx context.Context) Link {
 		return c.checkAPIService(ctx, externalMetricsAPI, "KEDA's metrics server (keda-operator-metrics-apiserver)")
 	}},
-	{name: LinkScaledObject, path: PathKEDA, check: (*Chain).checkScaledObject},
-	{name: LinkExternalMetric, path: PathKEDA, check: (*Chain).checkExternalMetric},
+	{name: LinkScaledObject, path: PathKEDA, needs: []need{needScaledObject}, check: (*Chain).checkScaledObject},
+	{name: LinkExternalMetric, path: PathKEDA, needs: []need{needScaledObject}, check: (*Chain).checkExternalMetric},
 
 	{name: LinkAPIService, path: PathAdapter, check: func(c *Chain, ctx context.Context) Link {
 		return c.checkAPIService(ctx, customMetricsAPI, "prometheus-adapter")
@@ -140,9 +142,12 @@ func (c *Chain) checkLink(ctx context.Context, l chainLink) Link {
 	return l.check(c, ctx)
 }
 
-// path is the path the release's autoscaler takes: KEDA when a ScaledObject scales it.
+// path is the path the release's autoscaler takes, as the cluster shows it: KEDA when a
+// ScaledObject scales the Deployment, or when its HPA is KEDA's (kedaMade) though no ScaledObject
+// could be read; else prometheus-adapter. Taking the adapter for granted would read the adapter's
+// metric of a release KEDA scales, which has none.
 func (c *Chain) path() string {
-	if c.so != nil {
+	if c.so != nil || (c.hpa != nil && kedaMade(c.hpa)) {
 		return PathKEDA
 	}
 	return PathAdapter

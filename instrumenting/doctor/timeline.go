@@ -174,7 +174,8 @@ func Observations(t0 time.Time, step time.Duration, n int, shift time.Duration, 
 
 // MetricQueryOf is the PromQL of the value the HPA reads per pod, over time: the adapter rule's
 // metricsQuery over the release's pods, grouped by pod and averaged (the Pods metric's average);
-// or the ScaledObject's query over the pods up (KEDA's External metric divided by the replicas).
+// or the ScaledObject's query over the pods up (KEDA's External metric divided by the replicas),
+// with KEDA's default ignoreNullValues (KEDAMetricQuery).
 func MetricQueryOf(path, ruleQuery, kedaQuery, series, pods string) (string, error) {
 	switch path {
 	case PathAdapter:
@@ -191,9 +192,22 @@ func MetricQueryOf(path, ruleQuery, kedaQuery, series, pods string) (string, err
 		if kedaQuery == "" {
 			return "", fmt.Errorf("the ScaledObject's trigger has no query")
 		}
-		return fmt.Sprintf("(%s) / on() sum(up{%s})", kedaQuery, pods), nil
+		return KEDAMetricQuery(kedaQuery, true, pods), nil
 	}
 	return "", fmt.Errorf("path %q: neither %s nor %s", path, PathAdapter, PathKEDA)
+}
+
+// KEDAMetricQuery is the PromQL of the value the HPA KEDA made reads per pod, over time: the
+// ScaledObject's query, which KEDA's metrics server serves as the External metric, over the pods
+// up (the HPA divides an AverageValue External metric by the replicas). Where the query answers
+// nothing (before the pods' counter exists, that is before their first request) KEDA serves 0 when
+// the trigger ignores null values, its default, and the HPA has 0: so does this query. Otherwise
+// the trigger errors and the HPA has no value, and neither has this query.
+func KEDAMetricQuery(query string, ignoreNullValues bool, pods string) string {
+	if ignoreNullValues {
+		query += " or on() vector(0)"
+	}
+	return fmt.Sprintf("(%s) / on() sum(up{%s})", query, pods)
 }
 
 // promDuration writes a duration as PromQL reads it: whole seconds, else milliseconds.

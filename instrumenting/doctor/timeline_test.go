@@ -75,7 +75,8 @@ func TestObservations(t *testing.T) {
 }
 
 // The HPA's value over time is the live rule's query over the release's pods, averaged as the
-// Pods metric averages; KEDA's is its query over the pods up; a rule the doctor cannot fill is
+// Pods metric averages; KEDA's is its query over the pods up, 0 where it answers nothing (KEDA's
+// default ignoreNullValues); a rule the doctor cannot fill is
 // refused.
 func TestMetricQueryOf(t *testing.T) {
 	pods := `namespace="demo",pod=~"anyroute-[a-z0-9]+-[a-z0-9]+"`
@@ -84,8 +85,12 @@ func TestMetricQueryOf(t *testing.T) {
 		t.Errorf("adapter: %q, %v; want %q", q, err, want)
 	}
 	q, err = MetricQueryOf(PathKEDA, "", `sum(rate(app_requests_total{namespace="demo"}[1m]))`, "app_requests_total", pods)
-	if want := `(sum(rate(app_requests_total{namespace="demo"}[1m]))) / on() sum(up{` + pods + `})`; err != nil || q != want {
+	if want := `(sum(rate(app_requests_total{namespace="demo"}[1m])) or on() vector(0)) / on() sum(up{` + pods + `})`; err != nil || q != want {
 		t.Errorf("keda: %q, %v; want %q", q, err, want)
+	}
+	// A trigger with ignoreNullValues false: KEDA errors on an empty answer, the HPA has no value.
+	if q, want := KEDAMetricQuery("sum(x)", false, pods), `(sum(x)) / on() sum(up{`+pods+`})`; q != want {
+		t.Errorf("keda, null values not ignored: %q, want %q", q, want)
 	}
 	if _, err := MetricQueryOf(PathAdapter, "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>) / <<.Other>>", "", "x", pods); err == nil || !strings.Contains(err.Error(), "template field") {
 		t.Errorf("an unknown template field: %v", err)

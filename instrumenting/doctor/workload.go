@@ -32,14 +32,21 @@ func (c *Chain) checkRelease(ctx context.Context) Link {
 			"-release names the helm release and -namespace its namespace: `helm list -A` shows both")
 	}
 	c.dep = &deps.Items[0]
-	var err error
-	if c.so, err = c.findScaledObject(ctx); err != nil {
+	sos, err := c.scaledObjects(ctx)
+	if err != nil {
 		return fail(l, fmt.Sprintf("deploy/%s; reading ScaledObjects: %v", c.dep.Name, err), "")
 	}
 	var hpas autoscalingv2.HorizontalPodAutoscalerList
 	if err := c.Cluster.get(ctx, objectsPath("autoscaling/v2", c.Namespace, "horizontalpodautoscalers"), &hpas); err != nil {
 		return fail(l, fmt.Sprintf("deploy/%s; listing HPAs: %v", c.dep.Name, err), "")
 	}
+	owner := ""
+	for _, h := range hpas.Items {
+		if ref := h.Spec.ScaleTargetRef; ref.Kind == "Deployment" && ref.Name == c.dep.Name && owner == "" {
+			owner = scaledObjectOwner(&h)
+		}
+	}
+	c.so = c.scaledObjectFor(sos, owner)
 	var own []string
 	for i, h := range hpas.Items {
 		ref := h.Spec.ScaleTargetRef
@@ -64,6 +71,14 @@ func (c *Chain) checkRelease(ctx context.Context) Link {
 	case c.so != nil:
 		c.report.Path = PathKEDA
 		return pass(l, fmt.Sprintf("deploy/%s, scaled by KEDA's ScaledObject %s", c.dep.Name, c.so.Metadata.Name))
+	case c.hpa != nil && kedaMade(c.hpa):
+		c.report.Path = PathKEDA
+		made := "on " + describeMetrics(c.hpa.Spec.Metrics)
+		if n := scaledObjectOwner(c.hpa); n != "" {
+			made = "owned by the ScaledObject " + n
+		}
+		return warn(l, fmt.Sprintf("deploy/%s, scaled by the HPA %s, KEDA's (%s), but no ScaledObject that scales it was read", c.dep.Name, c.hpa.Name, made),
+			fmt.Sprintf("the KEDA links read the ScaledObject: kubectl -n %s get scaledobjects.keda.sh (the doctor's credentials must list them)", c.Namespace))
 	case c.hpa != nil:
 		c.report.Path = PathAdapter
 		return pass(l, fmt.Sprintf("deploy/%s, scaled by the HPA %s on %s", c.dep.Name, c.hpa.Name, describeMetrics(c.hpa.Spec.Metrics)))
@@ -77,11 +92,13 @@ func ownedBy(refs []metav1.OwnerReference, kind, name string) bool {
 }
 
 // discover reads what the later links compare: the adapter's Deployment, rules and Prometheus
-// URL (adapter path), the name of the counter the autoscaler reads, and the Prometheus to ask.
+// URL (adapter path; never on the KEDA path, KEDA's HPA found without its ScaledObject included),
+// the name of the counter the autoscaler reads, and the Prometheus to ask.
 func (c *Chain) discover(ctx context.Context) {
 	c.series = defaultSeries
 	url := c.PrometheusURL
-	if c.so != nil {
+	switch {
+	case c.so != nil:
 		if t := c.so.prometheusTrigger(); t != nil {
 			if m := counterInQuery.FindString(t.Metadata["query"]); m != "" {
 				c.series = m
@@ -90,7 +107,7 @@ func (c *Chain) discover(ctx context.Context) {
 				url = t.Metadata["serverAddress"]
 			}
 		}
-	} else {
+	case c.path() == PathAdapter:
 		c.adapter = c.findAdapter(ctx)
 		if r := c.adapter.rule(c.series); r != nil && r.SeriesName() != "" {
 			c.series = r.SeriesName()
@@ -210,7 +227,7 @@ func (c *Chain) checkExporter(ctx context.Context) Link {
 
 // readerName is what reads the counter: the adapter rule or KEDA's trigger query.
 func (c *Chain) readerName() string {
-	if c.so != nil {
+	if c.path() == PathKEDA {
 		return "ScaledObject's query"
 	}
 	return "prometheus-adapter rule"

@@ -129,8 +129,7 @@ func Compare(p Prediction, obs []Observed, tol Tolerance) (Divergence, bool) {
 			}
 			if l.name == "metric" && !o.HasMetric {
 				if allValues(near) {
-					return Divergence{At: o.T, Link: "metric", Observed: "no value", Predicted: "a value",
-						Explanation: "the HPA has no value for its metric where the model has one: the metrics API does not serve it (run anyroute doctor for the link)"}, true
+					return Divergence{At: o.T, Link: "metric", Observed: "no value", Predicted: "a value", Explanation: noValueExplanation(p.Timeline.Path)}, true
 				}
 				continue
 			}
@@ -161,6 +160,20 @@ func Compare(p Prediction, obs []Observed, tol Tolerance) (Divergence, bool) {
 // cpuMetricExplanation is the metric link's on the metrics-server path, whose metric is no rate.
 const cpuMetricExplanation = "the cpu utilization the HPA reads is not the model's: the routes' cpu cost, -cpu-idle, the pods' cpu request or metrics-server's resolution differ from the run's, or the pods did not get the CPU they asked for (a CPU limit, a saturated node)"
 
+// kedaMetricExplanation is the metric link's on the KEDA path, where the HPA reads KEDA's External
+// metric (the query's total over the replicas), not a per-pod metric of prometheus-adapter.
+const kedaMetricExplanation = "the value the HPA reads is not the Deployment's rate Prometheus holds, over its replicas, as the model computes it: the ScaledObject's query (its window or selector, or keda.query), its metricType (AverageValue divides by the replicas), or the HPA's metric name"
+
+// noValueExplanation is what a metric without value where the model has one says, naming what
+// serves the metric on the path: KEDA's metrics server, or the metrics API (the adapter's).
+func noValueExplanation(path Path) string {
+	if path == PathKEDA {
+		return "the HPA has no value for its External metric where the model has one: KEDA's metrics server (external.metrics.k8s.io) does not serve it, " +
+			"or the ScaledObject's query answers nothing and its ignoreNullValues is false (run anyroute doctor: the keda-query, scaledobject and external-metric links)"
+	}
+	return "the HPA has no value for its metric where the model has one: the metrics API does not serve it (run anyroute doctor for the link)"
+}
+
 // targetKey is the values' key of the HPA's target on the path.
 func targetKey(path Path) string {
 	if path == PathCPU {
@@ -173,6 +186,9 @@ func targetKey(path Path) string {
 func (l link) explanation(path Path) string {
 	if l.name == "metric" && path == PathCPU {
 		return cpuMetricExplanation
+	}
+	if l.name == "metric" && path == PathKEDA {
+		return kedaMetricExplanation
 	}
 	return l.explain
 }
