@@ -60,7 +60,7 @@ func parseLoad(args []string, stderr io.Writer) (load.Spec, loadOptions, error) 
 	)
 	fs := flag.NewFlagSet("anyroute load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&file, "f", "", "JSON file of the run (targets, stages, rate, duration, concurrency, seed, timeout, drain, max_in_flight, tracing); flags override it")
+	fs.StringVar(&file, "f", "", "JSON file of the run (targets, stages, rate, duration, concurrency, seed, timeout, drain, max_in_flight, new_connections, tracing); flags override it")
 	fs.Float64Var(&f.Rate, "rate", 0, fmt.Sprintf("open model: requests per second, constant for -duration (cap %d)", load.MaxRate))
 	duration := fs.Duration("duration", 0, fmt.Sprintf("how long: with -rate, or of the closed model (cap %s)", load.MaxDuration))
 	fs.StringVar(&stagesArg, "stages", "", `open model: the schedule, a file or inline JSON: {"stages":[{"duration":"30s","target_rate":500},...]}`)
@@ -73,6 +73,7 @@ func parseLoad(args []string, stderr io.Writer) (load.Spec, loadOptions, error) 
 	timeout := fs.Duration("timeout", 0, "per request (default 10s)")
 	drain := fs.Duration("drain", 0, "at the end or on SIGINT/SIGTERM, how long to wait for requests in flight before canceling them (default 10s)")
 	fs.IntVar(&f.MaxInFlight, "max-in-flight", 0, fmt.Sprintf("open model: requests out at once; a due request past it is dropped and counted (default 1000, cap %d)", load.MaxInFlight))
+	fs.BoolVar(&f.NewConnections, "new-connections", false, "open a new connection for every request (no keep-alive): behind a Kubernetes Service each one is balanced, so pods added during the run get their share")
 	fs.StringVar(&o.metricsAddr, "metrics.addr", "", "serve the run's /metrics on this address (none by default)")
 	fs.DurationVar(&o.linger, "linger", 0, "keep /metrics up this long after the run, for a last scrape")
 	fs.StringVar(&o.progress, "progress", "auto", "progress line on stderr: auto (when stderr is a terminal), on, off")
@@ -126,6 +127,9 @@ func parseLoad(args []string, stderr io.Writer) (load.Spec, loadOptions, error) 
 	}
 	if set["max-in-flight"] {
 		spec.MaxInFlight = f.MaxInFlight
+	}
+	if set["new-connections"] {
+		spec.NewConnections = f.NewConnections
 	}
 	switch o.progress {
 	case "auto", "on", "off":

@@ -107,6 +107,8 @@ func NewRunner(spec Spec, agg *metrics.Aggregator, tr *tracing.Tracing, logger l
 		MaxIdleConnsPerHost: bound, // every connection in flight may be reused: no churn at high rates
 		IdleConnTimeout:     90 * time.Second,
 		ForceAttemptHTTP2:   true,
+		// A connection per request when asked (Spec.NewConnections): each is balanced afresh.
+		DisableKeepAlives: spec.NewConnections,
 	}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	var id [4]byte
 	_, _ = rand.Read(id[:])

@@ -2,6 +2,7 @@ package load
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -153,5 +154,50 @@ func TestClosedModelKeepsConcurrencyBusy(t *testing.T) {
 	}
 	if most.Load() > 4 {
 		t.Errorf("%d requests out at once with 4 workers", most.Load())
+	}
+}
+
+// TestNewConnections: with NewConnections every request arrives on a connection of its own (the
+// server sees as many new connections, from as many client addresses, as requests); without it the
+// client keeps its connections alive and reuses them.
+func TestNewConnections(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		fresh   bool
+		atLeast int // new connections
+		atMost  int
+	}{
+		{"kept alive", false, 1, 5},
+		{"new connections", true, 40, 40},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var mu sync.Mutex
+			remotes := map[string]int{}
+			var opened atomic.Int64
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				remotes[r.RemoteAddr]++
+				mu.Unlock()
+			}))
+			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					opened.Add(1)
+				}
+			}
+			srv.Start()
+			defer srv.Close()
+			// 40 requests at 40/s, one at a time: a kept-alive connection is idle when the next is due.
+			r := newTestRunner(t, Spec{Rate: 40, Duration: stages.Duration(time.Second), NewConnections: c.fresh,
+				Targets: []Target{{URL: srv.URL}}})
+			r.Run(context.Background())
+			if s := r.Summary(); s.Codes["200"] != 40 {
+				t.Fatalf("summary %+v", s)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if n := int(opened.Load()); n < c.atLeast || n > c.atMost || len(remotes) != n {
+				t.Errorf("%d connections opened, from %d addresses, for 40 requests; want %d to %d", n, len(remotes), c.atLeast, c.atMost)
+			}
+		})
 	}
 }

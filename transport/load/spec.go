@@ -63,6 +63,11 @@ type Spec struct {
 	Timeout     stages.Duration `json:"timeout,omitempty"`       // one request; default 10s
 	Drain       stages.Duration `json:"drain,omitempty"`         // wait for requests in flight at the end; default 10s
 	MaxInFlight int             `json:"max_in_flight,omitempty"` // open model; default 1000
+	// NewConnections opens a connection for every request (no keep-alive). Behind a Kubernetes
+	// Service, kube-proxy balances connections, not requests: kept-alive connections hold a load
+	// generator's requests on the pods that were there when it connected, and pods an autoscaler
+	// adds get none of them.
+	NewConnections bool `json:"new_connections,omitempty"`
 	// Tracing is the service's tracing section: with a backend, each request starts its trace.
 	Tracing *config.Tracing `json:"tracing,omitempty"`
 }
