@@ -1260,8 +1260,8 @@ func checkLoad(t *testing.T, r *rendered, paths []string, want stages.List) {
 	}
 	flags, urls := map[string]string{}, []string{}
 	for _, a := range c.Args[1:] {
-		if name, value, ok := strings.Cut(a, "="); ok && strings.HasPrefix(name, "-") {
-			flags[name] = value
+		if name, value, _ := strings.Cut(a, "="); strings.HasPrefix(name, "-") {
+			flags[name] = value // "" for a bool flag given bare (-new-connections)
 		} else {
 			urls = append(urls, a)
 		}
@@ -1312,6 +1312,45 @@ func checkLoad(t *testing.T, r *rendered, paths []string, want stages.List) {
 	case pm != nil && (!reflect.DeepEqual(pm.Spec.Selector.MatchLabels, d.Spec.Selector.MatchLabels) ||
 		len(pm.Spec.PodMetricsEndpoints) != 1 || pm.Spec.PodMetricsEndpoints[0].Port == nil || *pm.Spec.PodMetricsEndpoints[0].Port != "load-metrics"):
 		t.Errorf("load PodMonitor %+v: want the load pods' load-metrics port", pm.Spec)
+	}
+}
+
+// TestHelmLoadNewConnections: load.newConnections, true by default, passes -new-connections to
+// anyroute load (a connection per request, so that kube-proxy balances each one, pods the
+// autoscaler adds included); false leaves the flag out, and the load keeps its connections alive.
+func TestHelmLoadNewConnections(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		set  string
+		want bool
+	}{
+		{"default", "load.enabled=true", true},
+		{"true", "load.enabled=true,load.newConnections=true", true},
+		{"false", "load.enabled=true,load.newConnections=false", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := renderChart(t, "anyroute", "--set", c.set)
+			if r.load == nil {
+				t.Fatal("no anyroute load Deployment")
+			}
+			args := r.load.Spec.Template.Spec.Containers[0].Args
+			n := 0
+			for _, a := range args {
+				if strings.HasPrefix(a, "-new-connections") {
+					n++
+					if a != "-new-connections" {
+						t.Errorf("%q: want the bare flag", a)
+					}
+				}
+			}
+			if got := n == 1; got != c.want || n > 1 {
+				t.Errorf("load.newConnections %s: -new-connections given %d times in %q", c.name, n, args)
+			}
+		})
+	}
+	if _, stderr, err := runHelm(t, templateArgs("anyroute", "--set", "load.enabled=true,load.newConnections=yes")...); err == nil ||
+		!strings.Contains(stderr, "newConnections") {
+		t.Errorf("load.newConnections=yes (a string): %v %s, want the schema's refusal", err, stderr)
 	}
 }
 
