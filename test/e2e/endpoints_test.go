@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -137,4 +138,41 @@ func containsAny(s string, subs []string) bool {
 		}
 	}
 	return false
+}
+
+// probeFailures is every probe failure the kubelet reported in the namespace since from (its
+// Unhealthy events, which it records at any log level), one line each, oldest first: a readiness
+// failure takes a pod out of the Service's ready endpoints, so beside the EndpointSlice history it
+// says why an endpoint stopped being ready.
+func (d *demo) probeFailures(from time.Time) string {
+	list, err := d.cp.client.CoreV1().Events(namespace).List(context.Background(), metav1.ListOptions{FieldSelector: "reason=Unhealthy"})
+	if err != nil {
+		return err.Error()
+	}
+	var evs []corev1.Event
+	for _, ev := range list.Items {
+		if last := eventTime(ev); !last.Before(from) {
+			evs = append(evs, ev)
+		}
+	}
+	sort.Slice(evs, func(i, j int) bool { return eventTime(evs[i]).Before(eventTime(evs[j])) })
+	var lines []string
+	for _, ev := range evs {
+		lines = append(lines, fmt.Sprintf("%s %s x%d: %s", eventTime(ev).UTC().Format(stamp), ev.InvolvedObject.Name, max(ev.Count, 1), ev.Message))
+	}
+	if len(lines) == 0 {
+		return "none"
+	}
+	return strings.Join(lines, "\n")
+}
+
+// eventTime is when an event last happened, from whichever of its clocks the reporter set.
+func eventTime(ev corev1.Event) time.Time {
+	switch {
+	case !ev.LastTimestamp.IsZero():
+		return ev.LastTimestamp.Time
+	case !ev.EventTime.IsZero():
+		return ev.EventTime.Time
+	}
+	return ev.CreationTimestamp.Time
 }

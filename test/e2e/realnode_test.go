@@ -238,7 +238,8 @@ func (d *demo) rollingRestartLosesNothing(svc string) {
 	if failed != 0 || ok == 0 {
 		// What the Service's endpoints were, and what kube-proxy made of them, around the failures.
 		e.t.Fatalf("during the rolling restart the client got %d failures and %d answers%s\n"+
-			"EndpointSlices of Service %s:\n%s\nkube-proxy:\n%s", failed, ok, l.failureWindows(), release, history,
+			"EndpointSlices of Service %s:\n%s\nprobe failures:\n%s\nkube-proxy:\n%s", failed, ok, l.failureWindows(), release, history,
+			d.probeFailures(from),
 			d.pods.n.logWindow("kube-proxy", from, time.Now(), namespace+"/"+release, "SyncProxyRules", "Sync failed", "error"))
 	}
 	// Every series of the route, old pods' and new pods', at its highest (a stopped pod's last
