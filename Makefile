@@ -26,11 +26,26 @@ run: build ## run the service on embedded defaults (:8080 API, :8081 admin); ARG
 # preflight first, so a machine that lacks what it cannot get stops before any long build; the e2e
 # demo last (e2e-run: the e2e without its own preflight, which make test's has covered). The suites
 # run in a sub-make so that -j cannot start them before the preflight, and are handed the
-# preflight's NO_REGISTRY so the registry is probed once.
+# preflight's NO_REGISTRY so the registry is probed once. Once the tools the suites ask for are
+# built (test-deps), the e2e's are built in the background while the suites run (e2e-tools-bg).
 .PHONY: test
 test: preflight ## every test of the project, integration included; the e2e demo last
+	@$(MAKE) --no-print-directory test-deps
+	@$(MAKE) --no-print-directory e2e-tools-bg
 	@$(MAKE) --no-print-directory test-unit test-integration fuzz NO_REGISTRY=$(NO_REGISTRY)
 	@$(MAKE) --no-print-directory e2e-run NO_REGISTRY=$(NO_REGISTRY)
+
+# On a fresh machine the e2e's tools are a cold build of Kubernetes, KEDA, metrics-server and the
+# rest (20 minutes and more on 2 cores), and the suites before the e2e spend much of their time
+# waiting on real servers: built beside them, the build costs make test a few minutes instead of
+# all of them. e2e-run's own scripts/tools.sh waits for this build (the tools' lock) and reports
+# its failure. No suite waits on it: each tool a suite asks scripts/tools.sh for is built first by
+# test-deps, and a request for built tools never takes the lock.
+.PHONY: e2e-tools-bg
+e2e-tools-bg:
+	@mkdir -p .build
+	@nohup scripts/tools.sh $(E2E_TOOLS) >.build/e2e-tools.log 2>&1 </dev/null &
+	@echo "building the e2e's tools in the background: .build/e2e-tools.log"
 
 # node-preflight before the packages, so that not root, no Docker or a kernel without what the node
 # needs is the one line, not a failed apt-get; no_registry (which asks Docker) after both.
@@ -55,9 +70,9 @@ fuzz: ## a short run of every fuzz target (FUZZTIME each; a longer hunt: make fu
 	$(GO) test -run '^$$' -fuzz '^FuzzTraceHeaders$$' -fuzztime $(FUZZTIME) ./instrumenting/tracing/otlp/
 
 .PHONY: test-deps
-test-deps: ## install what the tests run for real: Prometheus, wrk (Debian), the pinned tools (helm, Jaeger, fortio)
+test-deps: ## install what the tests run for real: Prometheus, wrk (Debian), the pinned tools (helm, Jaeger, fortio, KEDA's CRDs)
 	scripts/deps.sh prometheus promtool wrk
-	scripts/tools.sh helm jaeger fortio
+	scripts/tools.sh helm jaeger fortio keda-crds
 
 # The tests under test/ are a module of their own (test/go.mod, so that testcontainers-go and the
 # other test-only modules stay out of the service's go.mod): `go test ./...` at the root does not
