@@ -5,7 +5,9 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,10 +31,10 @@ import (
 // realNodeValues is the chart's own defaults plus what these scenarios need: two pods, no HPA,
 // the lifecycle toggles on the admin port (for the liveness scenario), a metrics linger so that
 // Prometheus scrapes each stopping pod's final counts, and a drain delay of 10 s instead of the
-// chart's 5: on this 2-core node, busy with the e2e's own load, a CI run once had every client
-// refused for 0.85 s as the stopped pods' listeners closed, most likely because kube-proxy still
-// sent them connections. The delay is how long a pod waits for its endpoint's removal to reach
-// kube-proxy; a cluster that propagates it slower loses requests whatever the workload.
+// chart's 5. The delay is how long a stopping pod keeps serving while its endpoint's removal
+// reaches kube-proxy (within about a second here, its minimum sync period, but this 2-core node is
+// busy with the e2e's own load); a cluster that propagates it slower loses requests whatever the
+// workload.
 const realNodeValues = `replicaCount: 2
 hpa:
   enabled: false
@@ -109,13 +112,25 @@ func (d *demo) serviceAddr() string {
 
 // load is a steady client of the Service: a few users, each a new connection per request (as
 // kube-proxy balances connections), counting what was answered.
+//
+// A connection the Service refuses is dialed again, as a client that retries what never reached a
+// server does, for up to refusedGrace: such a refusal comes from the node's Service rules between
+// two sets of endpoints (kube-proxy rejects a ClusterIP it has no usable endpoint for), not from a
+// pod, so it can lose no request a pod took. The refusals are counted and reported apart; a
+// request refused for longer than refusedGrace is a failure, since that is the Service without an
+// endpoint for longer than kube-proxy takes to move between two (a pod dropped from the Service by
+// its readiness probe stays out for a probe period, 5 s).
 type load struct {
 	ok, failed atomic.Int64
 	mu         sync.Mutex
 	failures   []failure // the first maxFailures
+	refusals   []failure // the first maxFailures dials refused and dialed again
 	stop       chan struct{}
 	wg         sync.WaitGroup
 }
+
+// refusedGrace is how long one request's refused dials are retried before it counts as failed.
+const refusedGrace = 2 * time.Second
 
 // failure is one request the load did not get answered 200: when, and what it got instead.
 type failure struct {
@@ -137,7 +152,7 @@ func startLoad(url string, users int) *load {
 					return
 				case <-time.After(20 * time.Millisecond):
 				}
-				resp, err := client.Get(url)
+				resp, err := l.get(client, url)
 				switch {
 				case err != nil:
 					l.fail(err.Error())
@@ -154,11 +169,41 @@ func startLoad(url string, users int) *load {
 	return l
 }
 
+// get is one request, its refused dials dialed again every 20 ms for up to refusedGrace.
+func (l *load) get(client *http.Client, url string) (*http.Response, error) {
+	var first time.Time
+	for {
+		resp, err := client.Get(url)
+		if err == nil || !dialRefused(err) {
+			return resp, err
+		}
+		now := time.Now()
+		if first.IsZero() {
+			first = now
+		}
+		if now.Sub(first) > refusedGrace {
+			return nil, err
+		}
+		l.record(&l.refusals, err.Error())
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// dialRefused says whether a request failed dialing, refused: it never reached a server.
+func dialRefused(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial" && errors.Is(err, syscall.ECONNREFUSED)
+}
+
 func (l *load) fail(what string) {
 	l.failed.Add(1)
+	l.record(&l.failures, what)
+}
+
+func (l *load) record(list *[]failure, what string) {
 	l.mu.Lock()
-	if len(l.failures) < maxFailures {
-		l.failures = append(l.failures, failure{time.Now(), what})
+	if len(*list) < maxFailures {
+		*list = append(*list, failure{time.Now(), what})
 	}
 	l.mu.Unlock()
 }
@@ -168,22 +213,37 @@ func (l *load) fail(what string) {
 func (l *load) failureWindows() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return windows(l.failures, "failures")
+}
+
+// refusalWindows is the refused dials that were dialed again, as failureWindows sums failures up,
+// after their count; "" for none.
+func (l *load) refusalWindows() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.refusals) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d dials refused by the Service and dialed again:%s", len(l.refusals), windows(l.refusals, "refused"))
+}
+
+func windows(list []failure, noun string) string {
 	var b strings.Builder
-	for i := 0; i < len(l.failures); {
+	for i := 0; i < len(list); {
 		j := i + 1
-		for j < len(l.failures) && l.failures[j].at.Sub(l.failures[j-1].at) < time.Second {
+		for j < len(list) && list[j].at.Sub(list[j-1].at) < time.Second {
 			j++
 		}
 		seen := map[string]bool{}
 		var whats []string
-		for _, f := range l.failures[i:j] {
+		for _, f := range list[i:j] {
 			if !seen[f.what] && len(whats) < 3 {
 				seen[f.what] = true
 				whats = append(whats, f.what)
 			}
 		}
-		fmt.Fprintf(&b, "\n    %s to %s: %d failures: %s", l.failures[i].at.UTC().Format(stamp),
-			l.failures[j-1].at.UTC().Format(stamp), j-i, strings.Join(whats, " | "))
+		fmt.Fprintf(&b, "\n    %s to %s: %d %s: %s", list[i].at.UTC().Format(stamp),
+			list[j-1].at.UTC().Format(stamp), j-i, noun, strings.Join(whats, " | "))
 		i = j
 	}
 	return b.String()
@@ -195,8 +255,9 @@ func (l *load) finish() {
 }
 
 // rollingRestartLosesNothing restarts every pod (kubectl rollout restart) under steady load: the
-// client must see only successes, and once the stopped pods' last scrapes are in, the old and new
-// pods' counts must sum to exactly what the client got.
+// client must see only successes (a dial the Service refuses dialed again within refusedGrace, and
+// reported), and once the stopped pods' last scrapes are in, the old and new pods' counts must sum
+// to exactly what the client got.
 func (d *demo) rollingRestartLosesNothing(svc string) {
 	e := d.e
 	e.t.Helper()
@@ -234,7 +295,7 @@ func (d *demo) rollingRestartLosesNothing(svc string) {
 	l.finish()
 	ok, failed := l.ok.Load(), l.failed.Load()
 	history := slices.stop()
-	e.tl.mark("rollout done; the client got %d answers, %d failures%s", ok, failed, l.failureWindows())
+	e.tl.mark("rollout done; the client got %d answers, %d failures%s%s", ok, failed, l.failureWindows(), l.refusalWindows())
 	if failed != 0 || ok == 0 {
 		// What the Service's endpoints were, and what kube-proxy made of them, around the failures.
 		e.t.Fatalf("during the rolling restart the client got %d failures and %d answers%s\n"+
@@ -406,7 +467,7 @@ func (d *demo) livenessRestarts(svc string) {
 	e.tl.mark("pod %s restarted by its liveness probe and Ready again", victim.Name)
 	l.finish()
 	ok := l.ok.Load()
-	e.tl.mark("meanwhile the Service answered %d requests, %d failed%s", ok, l.failed.Load(), l.failureWindows())
+	e.tl.mark("meanwhile the Service answered %d requests, %d failed%s%s", ok, l.failed.Load(), l.failureWindows(), l.refusalWindows())
 	if ok == 0 {
 		e.t.Fatal("the Service answered nothing while one pod was restarted")
 	}
