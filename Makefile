@@ -40,7 +40,8 @@ test: preflight ## every test of the project, integration included; the e2e demo
 # waiting on real servers: built beside them, the build costs make test a few minutes instead of
 # all of them. e2e-run's own scripts/tools.sh waits for this build (the tools' lock) and reports
 # its failure. No suite waits on it: each tool a suite asks scripts/tools.sh for is built first by
-# test-deps, and a request for built tools never takes the lock.
+# test-deps (KEDA's CRDs, the other one, are read from the module cache without the lock), and a
+# request for built tools never takes the lock.
 .PHONY: e2e-tools-bg
 e2e-tools-bg:
 	@mkdir -p .build
@@ -70,9 +71,9 @@ fuzz: ## a short run of every fuzz target (FUZZTIME each; a longer hunt: make fu
 	$(GO) test -run '^$$' -fuzz '^FuzzTraceHeaders$$' -fuzztime $(FUZZTIME) ./instrumenting/tracing/otlp/
 
 .PHONY: test-deps
-test-deps: ## install what the tests run for real: Prometheus, wrk (Debian), the pinned tools (helm, Jaeger, fortio, KEDA's CRDs)
+test-deps: ## install what the tests run for real: Prometheus, wrk (Debian), the pinned tools (helm, Jaeger, fortio)
 	scripts/deps.sh prometheus promtool wrk
-	scripts/tools.sh helm jaeger fortio keda-crds
+	scripts/tools.sh helm jaeger fortio
 
 # The tests under test/ are a module of their own (test/go.mod, so that testcontainers-go and the
 # other test-only modules stay out of the service's go.mod): `go test ./...` at the root does not
