@@ -282,7 +282,12 @@ func (d *driver) toolsBin(name string) string {
 func (d *driver) path(name string) string { return filepath.Join(d.o.out, name) }
 
 func (d *driver) command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, name, args...)
+	cmd := exec.CommandContext(ctx, name, args...)
+	// A canceled command's children may outlive it holding its output pipe (scripts/tools.sh's
+	// flock waiting on another build's lock): without a WaitDelay, CombinedOutput would wait
+	// for them past the context, up to the test's own timeout.
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
 }
 
 // start runs a command pinned to cpu in the background, its output appended to logFile.
