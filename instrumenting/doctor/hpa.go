@@ -113,7 +113,7 @@ func hpaMetric(h *autoscalingv2.HorizontalPodAutoscaler) (current, target string
 // (the external metrics API, KEDA's metrics server) and no Pods or Object one (the custom metrics
 // API, prometheus-adapter's).
 func kedaMade(h *autoscalingv2.HorizontalPodAutoscaler) bool {
-	if slices.ContainsFunc(h.OwnerReferences, func(r metav1.OwnerReference) bool { return r.Kind == "ScaledObject" }) {
+	if scaledObjectOwner(h) != "" {
 		return true
 	}
 	external := false
