@@ -89,7 +89,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (options, error) {
 	}
 	fs.StringVar(&ratio, "memory.limit-ratio", ratio, "when GOMEMLIMIT is not set, the Go runtime's soft memory limit as this share of the container's cgroup memory limit, if it has one (env ANYROUTE_MEMORY_LIMIT_RATIO); 0: off")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: %s [flags]\n       %s check-config FILE\n       %s schema\n       %s healthcheck [flags]\n       %s doctor [-kubeconfig F] [-namespace N] [-release R] [-prometheus-url U] [-o json]\n       %s predict -load FILE [-f VALUES]... [-o json]\n       %s load [-rate R -duration D | -stages S | -concurrency C -duration D] URL...\n\nflags:\n", name, name, name, name, name, name, name)
+		fmt.Fprintf(stderr, "usage: %s [flags]\n       %s check-config FILE\n       %s schema\n       %s healthcheck [flags]\n       %s doctor [-kubeconfig F] [-namespace N] [-release R] [-prometheus-url U] [-o json]\n       %s predict [-load FILE] [-f VALUES]... [-o json]\n       %s load [-rate R -duration D | -stages S | -concurrency C -duration D] URL...\n\nflags:\n", name, name, name, name, name, name, name)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -2,6 +2,7 @@ package predict
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,7 +42,7 @@ type Inputs struct {
 func (in *Inputs) Register(fs *flag.FlagSet, loadFlag string) {
 	fs.StringVar(&in.chart, "chart", "deployments/helm/anyroute", "the chart, whose values.yaml comes first")
 	fs.Var(&in.values, "f", "a values file laid over the chart's, as helm -f (repeatable)")
-	fs.StringVar(&in.loadFile, loadFlag, "", `the load: {"stages": [{"duration": "30s", "target_rate": 500}, ...], "routes": {"ROUTE": weight}}`)
+	fs.StringVar(&in.loadFile, loadFlag, "", `the load: {"stages": [{"duration": "30s", "target_rate": 500}, ...], "routes": {"ROUTE": weight}}; default the values' load.stages when they run the chart's anyroute load`)
 	fs.StringVar(&in.configFile, "config", "", "anyroute config whose routes the load runs (and whose scenario plays); default the values' config")
 	fs.StringVar(&in.adapter, "adapter", "deployments/helm/prometheus-adapter-values.yaml", "prometheus-adapter values or rules file: its rule's rate window and re-list interval")
 	in.delays = DefaultDelays()
@@ -94,9 +95,6 @@ func parseArgs(args []string, stderr io.Writer) (settings, error) {
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("arguments %q: predict takes flags only", fs.Args()))
 	}
-	if s.loadFile == "" {
-		errs = append(errs, errors.New("-load: none given; it is required"))
-	}
 	if s.output != "table" && s.output != "summary" && s.output != "json" {
 		errs = append(errs, fmt.Errorf("-o: %q is none of table, summary, json", s.output))
 	}
@@ -104,7 +102,7 @@ func parseArgs(args []string, stderr io.Writer) (settings, error) {
 		for _, e := range errs {
 			fmt.Fprintf(stderr, "anyroute predict: %v\n", e)
 		}
-		fmt.Fprintln(stderr, "usage: anyroute predict -load FILE [-chart DIR] [-f VALUES]... [-config FILE] [-o table|summary|json] [-svg FILE] [-alerts FILE] [delays]")
+		fmt.Fprintln(stderr, "usage: anyroute predict [-load FILE] [-chart DIR] [-f VALUES]... [-config FILE] [-o table|summary|json] [-svg FILE] [-alerts FILE] [delays]")
 		return s, err
 	}
 	return s, nil
@@ -154,13 +152,13 @@ func predict(chart string, values []string, loadFile, configFile, adapterFile st
 	if err != nil {
 		return Prediction{}, err
 	}
-	b, err := os.ReadFile(loadFile)
+	b, source, err := readLoad(a, loadFile)
 	if err != nil {
 		return Prediction{}, err
 	}
 	load, err := ParseLoad(b)
 	if err != nil {
-		return Prediction{}, fmt.Errorf("%s: %w", loadFile, err)
+		return Prediction{}, fmt.Errorf("%s: %w", source, err)
 	}
 	doc, cfg, err := readConfig(a, configFile)
 	if err != nil {
@@ -184,7 +182,7 @@ func predict(chart string, values []string, loadFile, configFile, adapterFile st
 		d.Relist = relist
 	}
 	if _, err := shares(cfg, load); err != nil {
-		return Prediction{}, fmt.Errorf("%s: %w", loadFile, err)
+		return Prediction{}, fmt.Errorf("%s: %w", source, err)
 	}
 	course, err := NewCourse(doc, cfg, ao.scenarioStart)
 	if err != nil {
@@ -197,10 +195,24 @@ func predict(chart string, values []string, loadFile, configFile, adapterFile st
 		return Prediction{}, err
 	}
 	p := Prediction{Timeline: tl, Delays: d, Costs: costs, Load: load, KEDAPolling: a.KEDAPolling, Phases: course.Spans(tl.End)}
-	if err := p.predictAlerts(a, tr, cfg, ao, loadFile); err != nil {
+	if err := p.predictAlerts(a, tr, cfg, ao, source); err != nil {
 		return p, err
 	}
 	return p, nil
+}
+
+// readLoad is the load's document and where it came from: the -load file, else the values' own
+// load.stages (the schedule the chart's load pod runs).
+func readLoad(a Autoscaler, loadFile string) ([]byte, string, error) {
+	if loadFile != "" {
+		b, err := os.ReadFile(loadFile)
+		return b, loadFile, err
+	}
+	if a.LoadStages == nil {
+		return nil, "", errors.New("-load: none given, and the values run no anyroute load with stages (load.enabled, load.tool anyroute, load.stages)")
+	}
+	b, err := json.Marshal(map[string]json.RawMessage{"stages": a.LoadStages})
+	return b, "the values' load.stages", err
 }
 
 // alertOptions say how to predict the alerts and where to write their cases.

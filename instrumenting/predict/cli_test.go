@@ -23,7 +23,6 @@ func TestRun(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-f", "deployments/helm/values-demo.yaml"}, "-load: none given"},
 		{[]string{"-load", load, "-o", "yaml"}, `-o: "yaml" is none of table, summary, json`},
 		{[]string{"-load", load, "extra"}, `arguments ["extra"]: predict takes flags only`},
 	} {
@@ -31,6 +30,11 @@ func TestRun(t *testing.T) {
 		if code := Run(c.args, &out, &errs); code != exitBadUsage || !strings.Contains(errs.String(), c.want) || !strings.Contains(errs.String(), "usage:") {
 			t.Errorf("%q: exit %d, %q; want exit 2 saying %q, and the usage", c.args, code, errs.String(), c.want)
 		}
+	}
+	errs.Reset()
+	if code := Run([]string{"-f", "deployments/helm/values-demo.yaml"}, &out, &errs); code != exitBadUsage ||
+		!strings.Contains(errs.String(), "-load: none given, and the values run no anyroute load with stages") {
+		t.Errorf("no -load, values-demo (siege): exit %d, %q", code, errs.String())
 	}
 	errs.Reset()
 	if code := Run([]string{"-load", load, "-sync", "0s"}, &out, &errs); code != exitBadUsage || !strings.Contains(errs.String(), "sync period") {
@@ -102,5 +106,46 @@ func TestCPUFollowsTheScenario(t *testing.T) {
 	}
 	if peak[true] != 5 || peak[false] != 1 {
 		t.Errorf("replicas: %d at most in the regression (want 5), %d outside it (want 1)", peak[true], peak[false])
+	}
+}
+
+// Without -load, the values' own load.stages are the load, when they run the chart's anyroute
+// load: the same prediction as those stages in a -load file. With load.tool siege they are not
+// what runs, and predict asks for -load.
+func TestLoadFromTheValues(t *testing.T) {
+	t.Chdir("../..")
+	dir := t.TempDir()
+	const stagesJSON = `[{"duration": "10s", "target_rate": 25}, {"duration": "50s", "target_rate": 25}, {"duration": "0s", "target_rate": 0}]`
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	values := write("load.yaml", "load:\n  enabled: true\n  tool: anyroute\n  stages: "+stagesJSON+"\n")
+	siege := write("siege.yaml", "load:\n  tool: siege\n")
+	file := write("load.json", `{"stages": `+stagesJSON+"}")
+	run := func(args ...string) (string, string, int) {
+		var out, errs bytes.Buffer
+		code := Run(append([]string{"-f", "deployments/helm/values-demo.yaml", "-o", "json"}, args...), &out, &errs)
+		return out.String(), errs.String(), code
+	}
+	fromValues, errs, code := run("-f", values)
+	if code != exitOK {
+		t.Fatalf("-f %s without -load: exit %d: %s", values, code, errs)
+	}
+	fromFile, errs, code := run("-f", values, "-load", file)
+	if code != exitOK {
+		t.Fatalf("-load %s: exit %d: %s", file, code, errs)
+	}
+	if fromValues != fromFile {
+		t.Errorf("the values' stages predict\n%s\nthe same stages in -load predict\n%s", fromValues, fromFile)
+	}
+	if !strings.Contains(fromValues, `"rate": 25,`) {
+		t.Errorf("the prediction never has the stages' 25 requests/s:\n%s", fromValues)
+	}
+	if _, errs, code := run("-f", values, "-f", siege); code != exitBadUsage || !strings.Contains(errs, "-load: none given") {
+		t.Errorf("load.tool siege without -load: exit %d, %q; want exit 2 asking for -load", code, errs)
 	}
 }

@@ -44,6 +44,10 @@ type Autoscaler struct {
 	Config []byte
 	// Objectives are prometheusRule's, which the alerts are rendered from.
 	Objectives Objectives
+	// LoadStages are load.stages, as JSON, when the values run the chart's anyroute load
+	// (load.enabled, load.tool anyroute): the schedule its load pod sends, so that a prediction
+	// of the release needs no copy of it in a -load file. Nil otherwise.
+	LoadStages json.RawMessage
 }
 
 // ReadValues merges values files as helm does (later files win; maps merge key by key, lists and
@@ -117,6 +121,11 @@ type values struct {
 		PollingInterval int    `json:"pollingInterval"`
 		Query           string `json:"query"`
 	} `json:"keda"`
+	Load struct {
+		Enabled bool            `json:"enabled"`
+		Tool    string          `json:"tool"`
+		Stages  json.RawMessage `json:"stages"`
+	} `json:"load"`
 	Resources struct {
 		Requests struct {
 			CPU any `json:"cpu"`
@@ -201,6 +210,9 @@ func autoscalerOf(m map[string]any) (Autoscaler, error) {
 	a := Autoscaler{Min: v.HPA.MinReplicas, Max: v.HPA.MaxReplicas, Metric: v.HPA.Metric.Name, Config: v.Config,
 		Objectives: Objectives{Availability: v.PrometheusRule.Availability, Latency: v.PrometheusRule.Latency.Objective,
 			Bound: time.Duration(math.Round(v.PrometheusRule.Latency.Bound * float64(time.Second)))}}
+	if v.Load.Enabled && v.Load.Tool == "anyroute" && len(v.Load.Stages) > 0 && string(v.Load.Stages) != "null" {
+		a.LoadStages = v.Load.Stages
+	}
 	switch {
 	case v.HPA.Enabled && v.KEDA.Enabled:
 		return a, fmt.Errorf("values: hpa.enabled and keda.enabled are both true; the chart refuses to render that")
