@@ -112,16 +112,22 @@ var links = []link{
 // prediction, named by the first link of the chain that disagrees; false when every reading
 // agrees. A reading agrees with a link when its value lies within the tolerance of the predicted
 // values anywhere within tol.Time of it; a metric the HPA had no value for agrees where the
-// prediction has none somewhere within tol.Time either. A target that differs from the values' is named at once.
+// prediction has none somewhere within tol.Time either. A target that differs from the values' is
+// named before anything else, at the reading that read it.
 func Compare(p Prediction, obs []Observed, tol Tolerance) (Divergence, bool) {
+	// The target first, at whichever reading read it: a target other than the values' explains
+	// every difference downstream of it, earlier readings' too (the doctor reads the HPA now
+	// only, after Prometheus' history of the other links).
+	for _, o := range obs {
+		if o.Target != 0 && math.Abs(o.Target-p.Timeline.Target) > 1e-9 && len(nearRows(p.Timeline.Rows, o.T, tol.Time)) > 0 {
+			return Divergence{At: o.T, Link: "hpa", Observed: "target " + num(o.Target), Predicted: "target " + num(p.Timeline.Target),
+				Explanation: "the HPA's target is not the values' " + targetKey(p.Timeline.Path) + ": it was changed on the cluster, or the release runs other values"}, true
+		}
+	}
 	for _, o := range obs {
 		near := nearRows(p.Timeline.Rows, o.T, tol.Time)
 		if len(near) == 0 {
 			continue
-		}
-		if o.Target != 0 && math.Abs(o.Target-p.Timeline.Target) > 1e-9 {
-			return Divergence{At: o.T, Link: "hpa", Observed: "target " + num(o.Target), Predicted: "target " + num(p.Timeline.Target),
-				Explanation: "the HPA's target is not the values' " + targetKey(p.Timeline.Path) + ": it was changed on the cluster, or the release runs other values"}, true
 		}
 		for _, l := range links {
 			if !l.applies(o) {

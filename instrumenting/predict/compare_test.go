@@ -81,6 +81,14 @@ func TestCompareNamesTheLink(t *testing.T) {
 			w.Target = 1000 * 1000
 			return observe(t, w, load, d, func(o *Observed) { o.Target = 0 })
 		}(), "hpa"},
+		{"the HPA's target changed, read now only (the doctor's readings)", func() []Observed {
+			w := a
+			w.Target = 1000 * 1000
+			obs := observe(t, w, load, d, func(o *Observed) { o.Target, o.Replicas = 0, -1 })
+			last := &obs[len(obs)-1]
+			last.Target, last.Replicas = 1000, 1
+			return obs
+		}(), "hpa"},
 		{"another behavior: scale-up held for 3 minutes", func() []Observed {
 			w := a
 			b := *a.Behavior
@@ -111,7 +119,7 @@ func TestCompareNamesTheLink(t *testing.T) {
 		if div.Link != c.link {
 			t.Errorf("%s: named %s (%s), want %s", c.name, div.Link, div, c.link)
 		}
-		if c.name == "the HPA's target changed on the cluster" && !strings.Contains(div.Explanation, "targetAverageValue") {
+		if strings.HasPrefix(c.name, "the HPA's target changed") && c.obs[len(c.obs)-1].Target != 0 && !strings.Contains(div.Explanation, "targetAverageValue") {
 			t.Errorf("%s: %s does not say the target differs", c.name, div)
 		}
 	}
