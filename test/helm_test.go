@@ -127,6 +127,16 @@ func TestHelmChartRenders(t *testing.T) {
 				checkLoad(t, r, []string{"/api/a", "/slow/b"}, stages.List{{Duration: stages.Duration(30 * time.Second), TargetRate: 500},
 					{Duration: 0, TargetRate: 50}, {Duration: stages.Duration(time.Minute), TargetRate: 50}})
 			}},
+		{name: "demo as an experiment", release: "anyroute", args: []string{"-f", demoValues, "-f", helmDir + "/values-demo-load.yaml"},
+			check: func(t *testing.T, r *rendered) {
+				r.wantKinds(t, "ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler", "Service", "ServiceAccount")
+				if r.siege != nil {
+					t.Error("values-demo-load.yaml left siege on beside the anyroute load")
+				}
+				checkHPA(t, r, hpaWant{min: 1, max: 5, target: "5", upWindow: 0, downWindow: 30})
+				checkLoad(t, r, []string{"/api/hello", "/orders/42", "/slow/report"}, stages.List{{Duration: stages.Duration(10 * time.Second), TargetRate: 25},
+					{Duration: stages.Duration(time.Minute), TargetRate: 25}, {Duration: 0, TargetRate: 0}})
+			}},
 		{name: "load siege", release: "anyroute", args: []string{"--set", "load.enabled=true,load.tool=siege", "--set-json", `siege.paths=["/x"]`},
 			check: func(t *testing.T, r *rendered) {
 				r.wantKinds(t, "ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler", "Service", "ServiceAccount")
