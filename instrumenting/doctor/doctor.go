@@ -68,27 +68,30 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	limit := fs.Duration("timeout", timeout, "time for the whole check")
 	var in predict.Inputs
 	in.Register(fs, "predict-load")
-	since := fs.String("since", "", "with -predict-load: when the load started, an RFC 3339 time or a duration before now (10m); default the load generator's last load_start_time_seconds in the namespace")
-	step := fs.Duration("predict-step", 10*time.Second, "with -predict-load: a reading of the live timeline every this long")
+	fromValues := fs.Bool("predict", false, "compare as -predict-load does, with the values' own load.stages (load.enabled, load.tool anyroute) as the load")
+	since := fs.String("since", "", "with -predict-load or -predict: when the load started, an RFC 3339 time or a duration before now (10m); default the load generator's last load_start_time_seconds in the namespace")
+	step := fs.Duration("predict-step", 10*time.Second, "with -predict-load or -predict: a reading of the live timeline every this long")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: anyroute doctor [-kubeconfig F] [-namespace N] [-release R] [-prometheus-url U] [-o json]")
-		fmt.Fprintln(stderr, "       [-predict-load STAGES.json [-since T0] [-f VALUES]... [-config CONFIG] [predict's delays]]")
+		fmt.Fprintln(stderr, "       [-predict-load STAGES.json | -predict] [-since T0] [-f VALUES]... [-config CONFIG] [predict's delays]")
 		fmt.Fprintln(stderr, "\nWalks the autoscaling chain of one release, one line per link; exits 1 naming the first broken link.")
 		fmt.Fprintln(stderr, "With -predict-load it also compares the release's live timeline since the load started with `anyroute predict`'s")
-		fmt.Fprintln(stderr, "prediction from the same inputs, and exits 1 naming the link where the run left it.")
+		fmt.Fprintln(stderr, "prediction from the same inputs, and exits 1 naming the link where the run left it; -predict takes the load's stages")
+		fmt.Fprintln(stderr, "from the values, as the chart's load pod runs them.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return exitBadUsage
 	}
-	if fs.NArg() > 0 || (*output != "text" && *output != "json") || (*since != "" && in.LoadFile() == "") {
+	compare := in.LoadFile() != "" || *fromValues
+	if fs.NArg() > 0 || (*output != "text" && *output != "json") || (*since != "" && !compare) {
 		fs.Usage()
 		return exitBadUsage
 	}
 	start := time.Now()
 	var p *predict.Prediction
 	var t0 time.Time
-	if in.LoadFile() != "" {
+	if compare {
 		pr, err := in.Predict()
 		if err == nil && *since != "" {
 			t0, err = ParseSince(*since, start)

@@ -566,10 +566,21 @@ func TestRunUsage(t *testing.T) {
 	if code := Run([]string{"-predict-load", "/nonexistent/load.json", "-since", "10m"}, &out, &errb); code != exitBadUsage || !strings.Contains(errb.String(), "/nonexistent/load.json") {
 		t.Errorf("a missing load file: exit %d, %s", code, errb.String())
 	}
+	// -predict takes the load from the values: the chart's own have none (load.enabled false).
+	errb.Reset()
+	if code := Run([]string{"-predict", "-since", "10m"}, &out, &errb); code != exitBadUsage || !strings.Contains(errb.String(), "no load file given, and the values run no anyroute load") {
+		t.Errorf("-predict without a load in the values: exit %d, %s", code, errb.String())
+	}
 	t.Setenv("KUBECONFIG", t.TempDir()+"/none")
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
 	if code := Run(nil, &out, &errb); code != exitBadUsage || !strings.Contains(errb.String(), "no cluster") {
 		t.Errorf("no cluster: exit %d, %s", code, errb.String())
+	}
+	// With the demo's load in the values, -predict predicts and goes on to the cluster.
+	errb.Reset()
+	demo := []string{"-predict", "-f", "deployments/helm/values-demo.yaml", "-f", "deployments/helm/values-demo-load.yaml", "-since", "10m"}
+	if code := Run(demo, &out, &errb); code != exitBadUsage || !strings.Contains(errb.String(), "no cluster") {
+		t.Errorf("%v: exit %d, %s; want the prediction made and no cluster found", demo, code, errb.String())
 	}
 }
 

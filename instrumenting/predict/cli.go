@@ -209,7 +209,7 @@ func readLoad(a Autoscaler, loadFile string) ([]byte, string, error) {
 		return b, loadFile, err
 	}
 	if a.LoadStages == nil {
-		return nil, "", errors.New("-load: none given, and the values run no anyroute load with stages (load.enabled, load.tool anyroute, load.stages)")
+		return nil, "", errors.New("no load file given, and the values run no anyroute load with stages (load.enabled, load.tool anyroute, load.stages)")
 	}
 	b, err := json.Marshal(map[string]json.RawMessage{"stages": a.LoadStages})
 	return b, "the values' load.stages", err

@@ -33,7 +33,7 @@ func TestRun(t *testing.T) {
 	}
 	errs.Reset()
 	if code := Run([]string{"-f", "deployments/helm/values-demo.yaml"}, &out, &errs); code != exitBadUsage ||
-		!strings.Contains(errs.String(), "-load: none given, and the values run no anyroute load with stages") {
+		!strings.Contains(errs.String(), "no load file given, and the values run no anyroute load with stages") {
 		t.Errorf("no -load, values-demo (siege): exit %d, %q", code, errs.String())
 	}
 	errs.Reset()
@@ -145,7 +145,7 @@ func TestLoadFromTheValues(t *testing.T) {
 	if !strings.Contains(fromValues, `"rate": 25,`) {
 		t.Errorf("the prediction never has the stages' 25 requests/s:\n%s", fromValues)
 	}
-	if _, errs, code := run("-f", values, "-f", siege); code != exitBadUsage || !strings.Contains(errs, "-load: none given") {
+	if _, errs, code := run("-f", values, "-f", siege); code != exitBadUsage || !strings.Contains(errs, "no load file given") {
 		t.Errorf("load.tool siege without -load: exit %d, %q; want exit 2 asking for -load", code, errs)
 	}
 }
