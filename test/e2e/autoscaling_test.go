@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/anyroute/anyroute/instrumenting/predict"
 	"github.com/anyroute/anyroute/test/kit"
 )
 
@@ -31,47 +32,54 @@ const (
 	customMetric = "avg_requests"
 )
 
-// TestAutoscalingDemo installs the chart with the demo values into a real control plane and
-// checks, printing a timeline, that prometheus-adapter serves avg_requests for every app pod,
-// that under siege's load the real HPA controller scales the Deployment out and the new pods get
-// traffic, and that once siege is scaled to zero the Deployment comes back to the minimum.
+// TestAutoscalingDemo is the demo as an experiment, on the real node: `anyroute predict` on the
+// README's values (values-demo.yaml with values-demo-load.yaml: the chart's anyroute load in place
+// of siege) says beforehand what the HPA will do; the chart goes in with helm, and, printing a
+// timeline, the test checks that prometheus-adapter serves avg_requests for every app pod under
+// the load, that the real HPA controller scales the Deployment out and the new pods get traffic,
+// and that after the load's last stage the Deployment comes back to the minimum; the replicas
+// read every 2 s from the load's start follow the prediction (follow_test.go).
 //
 // anyroute doctor must find the chain whole at the peak; then, back at the minimum, the test
 // breaks one link at a time in the running control plane and repairs it, and the doctor must name
-// the broken link each time (breakages_test.go).
+// the broken link each time (breakages_test.go), a wrong target also against the prediction.
 func TestAutoscalingDemo(t *testing.T) {
 	e := newEnv(t)
 	n := startNode(e)
 	cp := n.cp
 	prom := startPrometheus(e, cp)
 	ad := startAdapter(e, cp, prom)
-	d := &demo{e: e, cp: cp, prom: prom, ad: ad, pods: &pods{n: n, ns: namespace}, sets: imageSets()}
+	d := &demo{e: e, cp: cp, prom: prom, ad: ad, pods: &pods{n: n, ns: namespace}, values: demoLoadValues(), sets: demoSets()}
+	p := d.predictFrom(predict.PathAdapter, d.predictArgs()...)
 
 	d.helmInstall()
 	d.findObjects()
 	d.startSampler()
 
 	initial := d.waitServerPods()
-	d.waitMetricPerPod(initial)
-	d.scaleOutAndIn(initial)
+	d.scaleOutAndIn(p, initial, func() { d.waitMetricPerPod(initial) })
 	d.breakages(adapterBreakages)
 }
 
-// TestAutoscalingKEDA is the same demo with KEDA instead of prometheus-adapter: KEDA's operator
-// and metrics server built from the pinned module, its CRDs applied from the module, the chart
-// installed with keda.enabled (a ScaledObject whose prometheus trigger reads the same rate), the
-// same Prometheus and siege. KEDA makes the HPA; the real HPA controller scales on the external
-// metric KEDA serves.
+// TestAutoscalingKEDA is the same experiment with KEDA instead of prometheus-adapter: KEDA's
+// operator and metrics server built from the pinned module, its CRDs applied from the module, the
+// chart installed with keda.enabled (a ScaledObject whose prometheus trigger reads the same rate),
+// the same Prometheus and load. KEDA makes the HPA; the real HPA controller scales on the external
+// metric KEDA serves, and follows the prediction of the KEDA path.
 func TestAutoscalingKEDA(t *testing.T) {
 	e := newEnv(t)
 	n := startNode(e)
 	cp := n.cp
 	prom := startPrometheus(e, cp)
 	startKEDA(e, cp)
-	d := &demo{e: e, cp: cp, prom: prom, pods: &pods{n: n, ns: namespace}, keda: true, sets: append(imageSets(),
-		"hpa.enabled=false", "keda.enabled=true", "keda.serverAddress="+prom.URL,
-		// KEDA's own checks (Ready, Active) every 5s; the HPA asks for the metric every sync.
-		"keda.pollingInterval=5")}
+	// KEDA's own checks (Ready, Active) every 5s; the HPA asks for the metric every sync.
+	kedaValues := e.path("values-keda.yaml")
+	if err := os.WriteFile(kedaValues, []byte("hpa:\n  enabled: false\nkeda:\n  enabled: true\n  pollingInterval: 5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &demo{e: e, cp: cp, prom: prom, pods: &pods{n: n, ns: namespace}, keda: true,
+		values: append(demoLoadValues(), kedaValues), sets: append(demoSets(), "keda.serverAddress="+prom.URL)}
+	p := d.predictFrom(predict.PathKEDA, d.predictArgs()...)
 
 	d.helmInstall()
 	d.findObjects()
@@ -79,21 +87,63 @@ func TestAutoscalingKEDA(t *testing.T) {
 	d.startSampler()
 
 	initial := d.waitServerPods()
-	d.waitExternalMetric()
-	d.scaleOutAndIn(initial)
+	d.scaleOutAndIn(p, initial, d.waitExternalMetric)
 	d.breakages(kedaBreakages(prom.URL))
 }
 
-// scaleOutAndIn is the demo's load cycle once its metric reaches the HPA, the same whichever
-// autoscaler feeds it: the HPA acts, scales out, the new pods take traffic, the doctor finds the
-// chain healthy at the peak, and the load stops and the HPA scales back in.
-func (d *demo) scaleOutAndIn(initial []string) {
+// demoLoadValues are the values files the demo lays over values-demo.yaml: the experiment's.
+func demoLoadValues() []string {
+	return []string{filepath.Join(repoRoot, "deployments", "helm", "values-demo-load.yaml")}
+}
+
+// demoSets are the images make images built, and the load at 0 replicas until the test starts it
+// (startLoad), so that T0 is known and the app pods are Ready before the first request.
+func demoSets() []string {
+	return append(imageSets(), "load.replicas=0")
+}
+
+// predictArgs are the demo's values and the node's delays, for `anyroute predict` and the doctor:
+// Prometheus scrapes every second, the adapter re-lists every adapterRelist with the shipped rule,
+// the HPA controller syncs every hpaSyncPeriod, and a new pod is Ready about 3 s after the decision
+// that made it (measured here: scheduling, the sandbox, the first readiness probe). The
+// prediction runs 3 minutes past the load: back at the minimum about 2 minutes after it, plus
+// the time tolerance.
+func (d *demo) predictArgs() []string {
+	args := []string{"-f", filepath.Join(repoRoot, "deployments", "helm", "values-demo.yaml")}
+	for _, v := range d.values {
+		args = append(args, "-f", v)
+	}
+	return append(args, "-adapter", filepath.Join(repoRoot, "deployments", "helm", "prometheus-adapter-rules.yaml"),
+		"-scrape-interval", "1s", "-relist", adapterRelist.String(), "-sync", hpaSyncPeriod.String(), "-pod-startup", "3s", "-after", "3m")
+}
+
+// demoTimeTolerance is how far in time a reading may be from the prediction and agree: two syncs
+// (the controller's phase is not known beforehand), a re-list (a new pod's series reaches the
+// adapter at its next one) and a scrape.
+func demoTimeTolerance(p predict.Prediction) time.Duration {
+	return 2*p.Delays.Sync + p.Delays.Relist + p.Delays.Scrape
+}
+
+// scaleOutAndIn is the demo's run: the chart's load starts at T0 and the chain is read every 2 s
+// behind the checks, the same whichever autoscaler feeds the HPA: the metric reaches it (served,
+// what the path serves it with), the HPA acts, scales out, the new pods take traffic, the doctor
+// finds the chain healthy at the peak, and after the load's last stage the HPA scales back in.
+// Then the readings must follow the prediction p, and the load is scaled to zero for the
+// breakages.
+func (d *demo) scaleOutAndIn(p predict.Prediction, initial []string, served func()) {
+	t0 := d.startLoad()
+	readings := d.followBehind(p, t0)
+	served()
 	d.waitHPAActive()
 	d.waitScaleOut()
 	d.waitNewPodTraffic(initial)
-	d.holdLoad()
+	// The prediction's peak, or one below it: the bar Compare holds the run to.
+	d.holdLoad(max(d.min+1, int32(maxReplicas(p)-predict.ToleranceFor(p).Replicas)))
 	d.showPeak()
 	d.waitDoctorHealthy("at the peak")
+	obs := readings()
+	d.scaledOutAndBack(p, obs)
+	d.compareTimeline(p, obs, demoTimeTolerance(p))
 	d.stopLoad()
 	d.waitScaleIn()
 }
@@ -106,20 +156,21 @@ type demo struct {
 	ad   *adapter
 	pods *pods // the demo's pods as the kubelet reports them
 
-	keda bool     // KEDA instead of prometheus-adapter
-	sets []string // helm --set arguments of the scenario
+	keda   bool     // KEDA instead of prometheus-adapter
+	values []string // values files laid over values-demo.yaml
+	sets   []string // helm --set arguments of the scenario
 
 	hpa            string // the HPA's name (KEDA's, on the KEDA path)
 	so             string // the ScaledObject's name (KEDA path)
 	externalMetric string // the external metric KEDA serves (KEDA path)
 	deployment     string // the Deployment it scales
-	siege          string // the siege Deployment
+	load           string // the chart's load Deployment
 	min            int32
-	loadStopped    bool // siege scaled to zero: an upgrade must keep it there
+	loadStopped    bool // the load scaled to zero: an upgrade must keep it there
 }
 
-// helmInstall installs the real chart with the demo values; E2E_HELM_SET adds --set arguments
-// (separated by ';') to try a broken spec.
+// helmInstall installs the real chart with the demo values and the scenario's; E2E_HELM_SET adds
+// --set arguments (separated by ';') to try a broken spec.
 func (d *demo) helmInstall() {
 	e := d.e
 	e.t.Helper()
@@ -127,6 +178,11 @@ func (d *demo) helmInstall() {
 		"--namespace", namespace, "--create-namespace",
 		"-f", filepath.Join(repoRoot, "deployments", "helm", "values-demo.yaml"),
 		"--timeout", "2m"}
+	files := []string{"values-demo.yaml"}
+	for _, v := range d.values {
+		args = append(args, "-f", v)
+		files = append(files, filepath.Base(v))
+	}
 	var sets []string
 	for _, s := range append(append([]string{}, d.sets...), strings.Split(os.Getenv("E2E_HELM_SET"), ";")...) {
 		if s = strings.TrimSpace(s); s != "" {
@@ -146,8 +202,8 @@ func (d *demo) helmInstall() {
 			status = s
 		}
 	}
-	e.tl.mark("helm install %s deployments/helm/anyroute -n %s -f values-demo.yaml%s: %s",
-		release, namespace, strings.Join(append([]string{""}, sets...), " "), status)
+	e.tl.mark("helm install %s deployments/helm/anyroute -n %s -f %s%s: %s",
+		release, namespace, strings.Join(files, " -f "), strings.Join(append([]string{""}, sets...), " "), status)
 }
 
 // helmEnv is helm's environment: the control plane's kubeconfig, state in the run's directory.
@@ -169,8 +225,8 @@ func (d *demo) helmUpgrade(sets ...string) {
 	args := []string{"upgrade", release, filepath.Join(repoRoot, "deployments", "helm", "anyroute"),
 		"--namespace", namespace, "--reuse-values", "--timeout", "2m"}
 	if d.loadStopped {
-		// helm's three-way merge would restore the chart's siege replicas over the scale to zero.
-		args = append(args, "--set", "siege.replicas=0")
+		// helm's three-way merge would restore the release's load replicas over the scale to zero.
+		args = append(args, "--set", "load.replicas=0")
 	}
 	for _, s := range sets {
 		args = append(args, "--set", s)
@@ -200,7 +256,7 @@ func (d *demo) findHPA(ctx context.Context) autoscalingv2.HorizontalPodAutoscale
 	return h
 }
 
-// findObjects reads the names of what the chart made: the HPA, its Deployment and the siege
+// findObjects reads the names of what the chart made: the HPA, its Deployment and the load
 // Deployment.
 func (d *demo) findObjects() {
 	e := d.e
@@ -211,9 +267,9 @@ func (d *demo) findObjects() {
 		return
 	}
 	h := d.findHPA(ctx)
-	d.findSiege()
+	d.findLoad()
 	e.tl.mark("HPA %s scales deploy/%s from %d to %d on %s; load from deploy/%s",
-		d.hpa, d.deployment, d.min, h.Spec.MaxReplicas, describeMetrics(h.Spec.Metrics), d.siege)
+		d.hpa, d.deployment, d.min, h.Spec.MaxReplicas, describeMetrics(h.Spec.Metrics), d.load)
 }
 
 // findScaledObject reads the chart's ScaledObject (KEDA path): the chart must have made no HPA.
@@ -244,22 +300,22 @@ func (d *demo) findScaledObject() {
 	hi, _, _ := unstructured.NestedInt64(so, "spec", "maxReplicaCount")
 	d.min = int32(lo)
 	triggers, _, _ := unstructured.NestedSlice(so, "spec", "triggers")
-	d.findSiege()
-	e.tl.mark("ScaledObject %s scales deploy/%s from %d to %d on %v; load from deploy/%s", d.so, d.deployment, lo, hi, triggers, d.siege)
+	d.findLoad()
+	e.tl.mark("ScaledObject %s scales deploy/%s from %d to %d on %v; load from deploy/%s", d.so, d.deployment, lo, hi, triggers, d.load)
 }
 
-func (d *demo) findSiege() {
+// findLoad reads the chart's load Deployment: one, at 0 replicas until the test starts it.
+func (d *demo) findLoad() {
 	e := d.e
 	e.t.Helper()
-	sieges, err := d.cp.client.AppsV1().Deployments(namespace).List(e.t.Context(), metav1.ListOptions{
-		LabelSelector: "app.kubernetes.io/component=siege"})
+	loads, err := d.cp.client.AppsV1().Deployments(namespace).List(e.t.Context(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=load"})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if len(sieges.Items) != 1 {
-		e.t.Fatalf("the chart made %d siege Deployments, want 1 (siege.enabled in values-demo.yaml)", len(sieges.Items))
+	if len(loads.Items) != 1 || ptrOr(loads.Items[0].Spec.Replicas, 1) != 0 {
+		e.t.Fatalf("want one load Deployment at 0 replicas (load.enabled, load.replicas 0), got %d", len(loads.Items))
 	}
-	d.siege = sieges.Items[0].Name
+	d.load = loads.Items[0].Name
 }
 
 func ptrOr(p *int32, def int32) int32 {
@@ -315,14 +371,12 @@ func (d *demo) until(what string, timeout time.Duration, cond func(ctx context.C
 	}
 }
 
-// waitServerPods waits for the Deployment's first pods to run and be ready, and siege's when the
-// chart runs siege.
+// waitServerPods waits for the Deployment's first pods to run and be ready.
 func (d *demo) waitServerPods() []string {
 	var pods []string
 	d.until("the app pods running", 3*time.Minute, func(context.Context) (bool, string, error) {
 		pods = d.pods.running("server")
-		return len(pods) >= int(d.min) && (d.siege == "" || len(d.pods.running("siege")) > 0),
-			fmt.Sprintf("app pods %v, siege pods %v", pods, d.pods.running("siege")), nil
+		return len(pods) >= int(d.min), fmt.Sprintf("app pods %v", pods), nil
 	})
 	return pods
 }
@@ -467,37 +521,20 @@ func hpaState(h *autoscalingv2.HorizontalPodAutoscaler) string {
 	if h == nil {
 		return "?"
 	}
-	current := "<unknown>"
-	for _, m := range h.Status.CurrentMetrics {
-		switch {
-		case m.Pods != nil && m.Pods.Current.AverageValue != nil:
-			current = fmt.Sprintf("%.2f", m.Pods.Current.AverageValue.AsApproximateFloat64())
-		case m.External != nil && m.External.Current.AverageValue != nil:
-			current = fmt.Sprintf("%.2f", m.External.Current.AverageValue.AsApproximateFloat64())
-		}
-	}
-	target, name := "?", customMetric
-	for _, m := range h.Spec.Metrics {
-		switch {
-		case m.Pods != nil && m.Pods.Target.AverageValue != nil:
-			target = m.Pods.Target.AverageValue.String()
-		case m.External != nil && m.External.Target.AverageValue != nil:
-			target, name = m.External.Target.AverageValue.String(), m.External.Metric.Name
-		}
-	}
-	return fmt.Sprintf("replicas %d, desired %d, %s %s/%s", h.Status.CurrentReplicas, h.Status.DesiredReplicas, name, current, target)
+	v := hpaValue(h)
+	return fmt.Sprintf("replicas %d, desired %d, %s %s/%s", h.Status.CurrentReplicas, h.Status.DesiredReplicas, v.name, v.format(v.current, v.has), v.format(v.target, true))
 }
 
 func deploymentState(dep *appsv1.Deployment) string {
 	return fmt.Sprintf("replicas %d, ready %d", ptrOr(dep.Spec.Replicas, 1), dep.Status.ReadyReplicas)
 }
 
-// waitNewPodTraffic waits until an app pod made by the scale-out has served siege's requests,
+// waitNewPodTraffic waits until an app pod made by the scale-out has served the load's requests,
 // as Prometheus scraped them under the pod's name.
 func (d *demo) waitNewPodTraffic(initial []string) {
 	var pod string
 	var count float64
-	d.until("a new app pod serving siege's requests", 60*time.Second, func(ctx context.Context) (bool, string, error) {
+	d.until("a new app pod serving the load's requests", 60*time.Second, func(ctx context.Context) (bool, string, error) {
 		served, err := d.served(ctx)
 		if err != nil {
 			return false, "", err
@@ -518,14 +555,11 @@ func (d *demo) served(ctx context.Context) (map[string]float64, error) {
 	return d.prom.requestsByPod(ctx, `sum by (%s) (app_requests_total{%s=%q})`)
 }
 
-// holdLoad keeps siege running while the HPA goes on scaling out as the new pods' rates fill in,
-// until it asks for two pods above the minimum and they run: the peak docs/autoscaling.md
-// describes for the test (3 pods; a slower cluster goes on to siege's 17 requests/s at 5 per pod,
-// 4 pods). The peak must come within 90s, or the test fails. Then every running app pod must have
-// served requests.
-func (d *demo) holdLoad() {
+// holdLoad waits, while the load's stages run, for the HPA to go on scaling out as the new pods'
+// rates fill in, until it asks for peak pods and they run; the peak must come within 90s, or the
+// test fails. Then every running app pod must have served requests.
+func (d *demo) holdLoad(peak int32) {
 	ctx := d.e.t.Context()
-	peak := d.min + 2
 	d.until(fmt.Sprintf("the HPA asking for %d pods (the peak) and them running", peak), 90*time.Second, func(ctx context.Context) (bool, string, error) {
 		h, err := d.getHPA(ctx)
 		if err != nil {
@@ -537,7 +571,7 @@ func (d *demo) holdLoad() {
 	})
 	h, _ := d.getHPA(ctx)
 	d.e.tl.mark("load held: %s", hpaState(h))
-	d.until("every app pod serving siege's requests", 30*time.Second, func(ctx context.Context) (bool, string, error) {
+	d.until("every app pod serving the load's requests", 30*time.Second, func(ctx context.Context) (bool, string, error) {
 		served, err := d.served(ctx)
 		if err != nil {
 			return false, "", err
@@ -569,20 +603,20 @@ func (d *demo) showPeak() {
 	d.e.t.Logf("kubectl describe hpa %s:\n%s", d.hpa, out)
 }
 
-// stopLoad scales siege to zero, as the original's walk-through did, and waits for its process to
-// stop.
+// stopLoad scales the load to zero once its stages have run (its container lingers, sending
+// nothing), and waits for its pod to stop.
 func (d *demo) stopLoad() {
 	ctx, cancel := context.WithTimeout(d.e.t.Context(), 30*time.Second)
 	defer cancel()
-	d.e.tl.mark("stopping the load: kubectl scale deploy/%s --replicas=0", d.siege)
+	d.e.tl.mark("stopping the load: kubectl scale deploy/%s --replicas=0", d.load)
 	d.loadStopped = true
 	if _, err := d.e.run(ctx, nil, kit.ProjectTool(d.e.t, "kubectl"), "--kubeconfig", d.cp.kubeconfig,
-		"-n", namespace, "scale", "deploy/"+d.siege, "--replicas=0"); err != nil {
+		"-n", namespace, "scale", "deploy/"+d.load, "--replicas=0"); err != nil {
 		d.e.t.Fatal(err)
 	}
-	d.until("siege stopped", 60*time.Second, func(context.Context) (bool, string, error) {
-		s := d.pods.running("siege")
-		return len(s) == 0, fmt.Sprintf("siege pods %v", s), nil
+	d.until("the load stopped", 60*time.Second, func(context.Context) (bool, string, error) {
+		s := d.pods.running("load")
+		return len(s) == 0, fmt.Sprintf("load pods %v", s), nil
 	})
 }
 

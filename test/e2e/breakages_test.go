@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -19,11 +20,11 @@ import (
 // runDoctor runs the real `anyroute doctor` (bin/anyroute, built by TestMain) on the demo, as a
 // user would: the control plane's kubeconfig, the demo's namespace and release, the Prometheus
 // the test runs.
-func (d *demo) runDoctor(ctx context.Context, output string) (string, int, error) {
+func (d *demo) runDoctor(ctx context.Context, output string, extra ...string) (string, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
-	r, err := kit.Run(ctx, kit.Cmd{Path: anyrouteBin, Args: []string{"doctor", "-kubeconfig", d.cp.kubeconfig,
-		"-namespace", namespace, "-release", release, "-prometheus-url", d.prom.URL, "-o", output}})
+	r, err := kit.Run(ctx, kit.Cmd{Path: anyrouteBin, Args: append([]string{"doctor", "-kubeconfig", d.cp.kubeconfig,
+		"-namespace", namespace, "-release", release, "-prometheus-url", d.prom.URL, "-o", output}, extra...)})
 	code := 0
 	if err != nil {
 		var ok bool
@@ -127,8 +128,10 @@ type breakage struct {
 // adapterBreakages are the five disagreements the e2e could always be switched into with
 // E2E_HELM_SET, E2E_POD_LABELS and E2E_ADAPTER_RULES (docs/autoscaling.md), made live instead of
 // one full run each, at the minimum after the load. The last, a target out of reach, needs
-// traffic: it starts siege again with the target already at 1000, so the HPA never scales out,
-// and the doctor warns (every link reads fine: it exits 0); the repair stops siege again.
+// traffic: it starts the load's stages again with the target already at 1000, so the HPA never
+// scales out, and the doctor warns (every link reads fine: it exits 0). Against the prediction
+// of the values' target, the doctor must name that target (divergesOnTarget); the repair stops the
+// load again.
 var adapterBreakages = []breakage{
 	{name: "adapter rule with the original's labels (E2E_ADAPTER_RULES)", link: doctor.LinkAdapterRule, status: doctor.Fail,
 		breakIt: func(d *demo) {
@@ -157,12 +160,13 @@ var adapterBreakages = []breakage{
 	{name: "HPA metric name (E2E_HELM_SET=hpa.metric.name=avg_request)", link: doctor.LinkHPA, status: doctor.Fail,
 		breakIt: func(d *demo) { d.helmUpgrade("hpa.metric.name=avg_request") },
 		repair:  func(d *demo) { d.helmUpgrade("hpa.metric.name=avg_requests") }},
-	{name: "HPA target out of reach, under siege's load (E2E_HELM_SET=hpa.metric.targetAverageValue=1000)", link: doctor.LinkHPA, status: doctor.Warn,
-		breakIt: func(d *demo) { d.helmUpgrade("hpa.metric.targetAverageValue=1000", "siege.replicas=1") },
+	{name: "HPA target out of reach, under the load's stages (E2E_HELM_SET=hpa.metric.targetAverageValue=1000)", link: doctor.LinkHPA, status: doctor.Warn,
+		breakIt: func(d *demo) { d.helmUpgrade("hpa.metric.targetAverageValue=1000", "load.replicas=1") },
 		repair: func(d *demo) {
 			if h, err := d.getHPA(d.e.t.Context()); err != nil || h.Status.DesiredReplicas != d.min {
 				d.e.t.Fatalf("with the target out of reach the HPA must stay at %d: %s (%v)", d.min, hpaState(h), err)
 			}
+			d.divergesOnTarget("1000")
 			d.helmUpgrade("hpa.metric.targetAverageValue=5")
 		}},
 }
@@ -236,4 +240,34 @@ func (d *demo) expectDoctor(b breakage) {
 	l := linkNamed(r, b.link)
 	d.e.tl.mark("anyroute doctor names %s: %s %s; hint: %s", b.link, strings.ToUpper(string(l.Status)), l.Evidence, l.Hint)
 	d.e.t.Logf("breakage %s:\n%s", b.name, d.doctorText(d.e.t.Context()))
+}
+
+// divergesOnTarget runs `anyroute doctor -predict` with the prediction the run was held to (the
+// same values, whose load.stages it reads, and delays), from the start of the load running now:
+// the HPA's target, changed on the cluster to target, must be the divergence it names, with the
+// explanation that says which value it left, and the doctor must exit 1.
+func (d *demo) divergesOnTarget(target string) {
+	e := d.e
+	e.t.Helper()
+	args := append([]string{"-predict", "-chart", filepath.Join(repoRoot, "deployments", "helm", "anyroute")}, d.predictArgs()...)
+	out, code, err := d.runDoctor(e.t.Context(), "json", args...)
+	if err != nil {
+		e.t.Fatalf("anyroute doctor %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	var r doctor.Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		e.t.Fatalf("anyroute doctor -o json: %v\n%s", err, out)
+	}
+	cmp := r.Comparison
+	switch {
+	case cmp == nil || cmp.Error != "":
+		e.t.Fatalf("anyroute doctor %s made no comparison: %+v", strings.Join(args, " "), cmp)
+	case code != 1 || cmp.Divergence == nil:
+		e.t.Fatalf("anyroute doctor -predict with the HPA's target at %s: exit %d, divergence %+v; want exit 1 naming the target", target, code, cmp.Divergence)
+	case cmp.Divergence.Link != "hpa" || cmp.Divergence.Observed != "target "+target ||
+		!strings.Contains(cmp.Divergence.Explanation, "hpa.metric.targetAverageValue"):
+		e.t.Fatalf("anyroute doctor -predict names %+v; want link hpa, observed target %s, the values' hpa.metric.targetAverageValue", *cmp.Divergence, target)
+	}
+	e.tl.mark("anyroute doctor -predict: the live timeline leaves the prediction at T+%.0fs, link %s: observed %s, predicted %s: %s",
+		cmp.Divergence.AtSeconds, cmp.Divergence.Link, cmp.Divergence.Observed, cmp.Divergence.Predicted, cmp.Divergence.Explanation)
 }

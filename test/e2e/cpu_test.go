@@ -5,26 +5,18 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/anyroute/anyroute/instrumenting/predict"
 	"github.com/anyroute/anyroute/test/kit"
 )
-
-// cpuStages is the load of the CPU scenario, in the chart's load.stages and in the file predict
-// reads: a 20 s ramp to 6 requests/s, held for 40 s, then a step to nothing.
-const cpuStages = `[{"duration": "20s", "target_rate": 6}, {"duration": "40s", "target_rate": 6}, {"duration": "0s", "target_rate": 0}]`
 
 // cpuValues is a CPU-only HPA: the request-rate metric off (no prometheus-adapter runs), a
 // Resource cpu target of 50 % of a 100m request, a route that burns 20 ms of CPU a request, and
@@ -70,7 +62,9 @@ load:
   replicas: 0
   paths: [/burn/x]
   linger: 10m
-  stages: ` + cpuStages + "\n"
+  # A 20 s ramp to 6 requests/s, held for 40 s, then a step to nothing.
+  stages: [{"duration": "20s", "target_rate": 6}, {"duration": "40s", "target_rate": 6}, {"duration": "0s", "target_rate": 0}]
+`
 
 // The prediction's inputs beyond the values and the stages: the node's HPA sync period, a pod
 // Ready about 3 s after the decision that made it (measured here: scheduling, the sandbox, the
@@ -101,24 +95,21 @@ func TestCPUAutoscaling(t *testing.T) {
 	d := &demo{e: e, cp: n.cp, prom: prom, pods: &pods{n: n, ns: namespace}, sets: imageSets()}
 
 	values := e.path("values-cpu.yaml")
-	loadFile := e.path("load-cpu.json")
 	if err := os.WriteFile(values, []byte(cpuValues), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(loadFile, []byte(`{"stages": `+cpuStages+"}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := d.predictCPU(values, loadFile)
+	// predict reads the load's stages from the values, as the chart's load pod will run them.
+	p := d.predictFrom(predict.PathCPU, append([]string{"-f", values}, cpuPredictFlags...)...)
 
 	d.helmInstallValues(values)
-	load := d.findCPUObjects()
+	d.findCPUObjects()
 	initial := d.waitServerPods()
 	d.waitPodCPU(initial)
 	d.waitHPAActive()
 
-	t0 := d.startCPULoad(load)
+	t0 := d.startLoad()
 	obs := d.followCPU(p, t0)
-	d.compareCPU(p, obs)
+	d.compareTimeline(p, obs, cpuTimeTolerance(p))
 }
 
 // metricsServer deploys metrics-server on the node (scripts/node.sh metrics-server: the pinned
@@ -135,40 +126,9 @@ func (n *node) metricsServer() {
 	e.tl.mark("scripts/node.sh metrics-server: APIService v1beta1.metrics.k8s.io Available after %v", time.Since(start).Round(time.Second))
 }
 
-// predictCPU runs `anyroute predict` on the scenario's values and stages, as a user would before
-// the run, shows its table in the timeline, and makes the same prediction in process for Compare.
-func (d *demo) predictCPU(values, loadFile string) predict.Prediction {
-	e := d.e
-	e.t.Helper()
-	args := append([]string{"-chart", filepath.Join(repoRoot, "deployments", "helm", "anyroute"), "-f", values, "-load", loadFile}, cpuPredictFlags...)
-	ctx, cancel := context.WithTimeout(e.t.Context(), time.Minute)
-	defer cancel()
-	out, err := e.run(ctx, nil, anyrouteBin, append([]string{"predict", "-o", "table"}, args...)...)
-	if err != nil {
-		e.t.Fatalf("anyroute predict: %v\n%s", err, out)
-	}
-	// The alerts' table says nothing of this scenario (no errors, no latency): the replicas only.
-	table, _, _ := strings.Cut(out, "alerts (")
-	e.tl.mark("the prediction, before the run: anyroute predict %s\n%s", strings.Join(args, " "), indent(table))
-	var in predict.Inputs
-	fs := flag.NewFlagSet("predict", flag.ContinueOnError)
-	in.Register(fs, "load")
-	if err := fs.Parse(args); err != nil {
-		e.t.Fatal(err)
-	}
-	p, err := in.Predict()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if p.Timeline.Path != predict.PathCPU {
-		e.t.Fatalf("the values predict on the %s path, want %s", p.Timeline.Path, predict.PathCPU)
-	}
-	return p
-}
-
 // findCPUObjects reads the HPA and the load Deployment the chart made, and checks the HPA is on
 // CPU alone.
-func (d *demo) findCPUObjects() (load string) {
+func (d *demo) findCPUObjects() {
 	e := d.e
 	e.t.Helper()
 	ctx := e.t.Context()
@@ -176,16 +136,9 @@ func (d *demo) findCPUObjects() (load string) {
 	if len(h.Spec.Metrics) != 1 || h.Spec.Metrics[0].Resource == nil || h.Spec.Metrics[0].Resource.Name != corev1.ResourceCPU {
 		e.t.Fatalf("HPA %s metrics %+v: want a Resource cpu metric alone (hpa.metric.enabled false)", h.Name, h.Spec.Metrics)
 	}
-	loads, err := d.cp.client.AppsV1().Deployments(namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=load"})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if len(loads.Items) != 1 || ptrOr(loads.Items[0].Spec.Replicas, 1) != 0 {
-		e.t.Fatalf("want one load Deployment at 0 replicas (load.enabled, load.replicas 0), got %d", len(loads.Items))
-	}
+	d.findLoad()
 	e.tl.mark("HPA %s scales deploy/%s from %d to %d on cpu %d%% of the request alone; load from deploy/%s",
-		d.hpa, d.deployment, d.min, h.Spec.MaxReplicas, ptrOr(h.Spec.Metrics[0].Resource.Target.AverageUtilization, 0), loads.Items[0].Name)
-	return loads.Items[0].Name
+		d.hpa, d.deployment, d.min, h.Spec.MaxReplicas, ptrOr(h.Spec.Metrics[0].Resource.Target.AverageUtilization, 0), d.load)
 }
 
 // podMetricsPath is what `kubectl top pods -n demo` reads.
@@ -262,138 +215,36 @@ func (d *demo) kubectlTop(pods []string) {
 	e.tl.mark("kubectl top pods -n %s:\n%s", namespace, indent(out))
 }
 
-// startCPULoad scales the load Deployment to one pod and returns when its container started: the
-// prediction's time 0 (the schedule starts as the process does).
-func (d *demo) startCPULoad(load string) time.Time {
-	e := d.e
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(e.t.Context(), 30*time.Second)
-	defer cancel()
-	if out, err := e.run(ctx, nil, kit.ProjectTool(e.t, "kubectl"), "--kubeconfig", d.cp.kubeconfig,
-		"-n", namespace, "scale", "deploy/"+load, "--replicas=1"); err != nil {
-		e.t.Fatalf("kubectl scale deploy/%s --replicas=1: %v\n%s", load, err, out)
-	}
-	var started time.Time
-	d.until("the load pod's container running", 60*time.Second, func(ctx context.Context) (bool, string, error) {
-		items, err := d.pods.list(ctx, "load")
-		if err != nil {
-			return false, "", err
-		}
-		for _, p := range items {
-			for _, cs := range p.Status.ContainerStatuses {
-				if r := cs.State.Running; r != nil {
-					started = r.StartedAt.Time
-					return true, "", nil
-				}
-			}
-		}
-		return false, fmt.Sprintf("%d load pods, none running", len(items)), nil
-	})
-	e.tl.mark("kubectl scale deploy/%s --replicas=1: anyroute load started at %s, T0 of the prediction", load, started.UTC().Format("15:04:05"))
-	return started
-}
-
-// cpuReading is one reading of the live chain, with what it showed.
-type cpuReading struct {
-	predict.Observed
-	hpa string
-}
-
-// followCPU reads the chain every 2 s from the load's start: the load's achieved rate (its own
-// /metrics, through Prometheus), the HPA's cpu utilization, target and desired replicas, and the
-// Ready app pods. It marks every change of the HPA, checks the metrics API and kubectl top once
-// the scale-out's pods run, and stops once the replicas are back at the minimum after the
-// prediction's own return there, or at the prediction's end.
+// followCPU follows the chain from the load's start (follow), marking every change of the HPA,
+// and checks the metrics API and kubectl top once the scale-out's pods run.
 func (d *demo) followCPU(p predict.Prediction, t0 time.Time) []predict.Observed {
 	e := d.e
 	e.t.Helper()
-	back := backAtMin(p)
-	end := p.Timeline.End
-	var obs []predict.Observed
-	var last string
-	peak, toppedOut := int32(0), false
-	for {
-		if err := d.pods.err(); err != nil {
-			e.t.Fatalf("following the HPA: %v", err)
+	toppedOut := false
+	obs, err := d.follow(p, t0, true, func(r reading) {
+		if toppedOut || r.Replicas <= int(d.min) || r.Ready != r.Replicas {
+			return
 		}
+		// Every pod of the scale-out runs: once the metrics API has each one's CPU (two of the
+		// kubelet's samples of a new pod), kubectl top must list them all.
+		running := d.pods.running("server")
 		ctx, cancel := context.WithTimeout(e.t.Context(), 10*time.Second)
-		r := d.readCPU(ctx, t0)
+		cpu, err := d.podCPU(ctx)
 		cancel()
-		obs = append(obs, r.Observed)
-		if r.hpa != last {
-			e.tl.mark("T0+%5.1fs hpa: %s; ready %d", r.T.Seconds(), r.hpa, r.Ready)
-			last = r.hpa
+		if err == nil && len(running) == r.Ready && hasAll(cpu, running) {
+			e.tl.mark("kubectl get --raw %s: millicores %s", podMetricsPath, formatValues(cpu))
+			d.kubectlTop(running)
+			toppedOut = true
 		}
-		peak = max(peak, int32(r.Replicas))
-		if !toppedOut && r.Replicas > int(d.min) && r.Ready == r.Replicas {
-			// Every pod of the scale-out runs: once the metrics API has each one's CPU (two of
-			// the kubelet's samples of a new pod), kubectl top must list them all.
-			running := d.pods.running("server")
-			ctx, cancel := context.WithTimeout(e.t.Context(), 10*time.Second)
-			cpu, err := d.podCPU(ctx)
-			cancel()
-			if err == nil && len(running) == r.Ready && hasAll(cpu, running) {
-				e.tl.mark("kubectl get --raw %s: millicores %s", podMetricsPath, formatValues(cpu))
-				d.kubectlTop(running)
-				toppedOut = true
-			}
-		}
-		if r.T >= end || (r.T >= back && r.Replicas == int(d.min) && r.Ready == int(d.min) && peak > d.min) {
-			break
-		}
-		time.Sleep(time.Until(t0.Add(r.T + 2*time.Second)))
+	})
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	if peak <= d.min {
-		e.t.Fatalf("the HPA never scaled out under the load: %d replicas at most (the prediction: %d)", peak, maxReplicas(p))
-	}
-	if l := obs[len(obs)-1]; l.Replicas != int(d.min) {
-		e.t.Fatalf("the HPA did not scale back in: %d replicas at T0+%s, the prediction's end (it was back at %d at T0+%s)",
-			l.Replicas, l.T.Round(time.Second), d.min, back)
-	}
+	d.scaledOutAndBack(p, obs)
 	if !toppedOut {
 		e.t.Fatal("the metrics API never had the CPU of every pod of the scale-out while they ran: kubectl top was not checked")
 	}
 	return obs
-}
-
-// readCPU reads the chain once; a link that cannot be read is left unread (Has* false, -1).
-func (d *demo) readCPU(ctx context.Context, t0 time.Time) cpuReading {
-	r := cpuReading{Observed: predict.Observed{T: time.Since(t0), Replicas: -1, Ready: -1}, hpa: "?"}
-	q := fmt.Sprintf(`sum(rate(load_sent_requests_total{%s=%q}[5s]))`, d.prom.labels()[0], namespace)
-	if v, ok, err := d.prom.Value(ctx, q, time.Time{}); err == nil && ok {
-		r.Rate, r.HasRate = v, true
-	}
-	if h, err := d.getHPA(ctx); err == nil && h.Status.DesiredReplicas > 0 {
-		r.Replicas, r.hpa = int(h.Status.DesiredReplicas), cpuHPAState(h)
-		for _, m := range h.Spec.Metrics {
-			if m.Resource != nil && m.Resource.Target.AverageUtilization != nil {
-				r.Target = float64(*m.Resource.Target.AverageUtilization)
-			}
-		}
-		for _, m := range h.Status.CurrentMetrics {
-			if m.Resource != nil && m.Resource.Current.AverageUtilization != nil {
-				r.Metric, r.HasMetric = float64(*m.Resource.Current.AverageUtilization), true
-			}
-		}
-	}
-	r.Ready = len(d.pods.running("server"))
-	return r
-}
-
-func cpuHPAState(h *autoscalingv2.HorizontalPodAutoscaler) string {
-	current := "<unknown>"
-	for _, m := range h.Status.CurrentMetrics {
-		if m.Resource != nil && m.Resource.Current.AverageUtilization != nil {
-			current = fmt.Sprintf("%d%%", *m.Resource.Current.AverageUtilization)
-		}
-	}
-	target := "?"
-	for _, m := range h.Spec.Metrics {
-		if m.Resource != nil && m.Resource.Target.AverageUtilization != nil {
-			target = fmt.Sprintf("%d%%", *m.Resource.Target.AverageUtilization)
-		}
-	}
-	return fmt.Sprintf("replicas %d, desired %d, cpu %s/%s", h.Status.CurrentReplicas, h.Status.DesiredReplicas, current, target)
 }
 
 func hasAll(m map[string]float64, keys []string) bool {
@@ -403,84 +254,4 @@ func hasAll(m map[string]float64, keys []string) bool {
 		}
 	}
 	return true
-}
-
-// backAtMin is when the prediction has the replicas back at the minimum for good after its peak.
-func backAtMin(p predict.Prediction) time.Duration {
-	rows := p.Timeline.Rows
-	at := p.Timeline.End
-	for i := len(rows) - 1; i >= 0 && rows[i].Replicas == rows[len(rows)-1].Replicas; i-- {
-		at = rows[i].T
-	}
-	return at
-}
-
-func maxReplicas(p predict.Prediction) int {
-	m := 0
-	for _, r := range p.Timeline.Rows {
-		m = max(m, r.Replicas)
-	}
-	return m
-}
-
-// compareCPU holds the readings to the prediction: Compare with one replica and cpuTimeTolerance,
-// and the peak within one replica of the predicted one. Both timelines go into the test's.
-func (d *demo) compareCPU(p predict.Prediction, obs []predict.Observed) {
-	e := d.e
-	e.t.Helper()
-	tol := predict.ToleranceFor(p)
-	tol.Time = cpuTimeTolerance(p)
-	e.tl.mark("predicted replicas (every change):\n%s", indent(replicaChanges(p.Timeline.Rows)))
-	e.tl.mark("observed (every change of desired replicas, Ready pods or a 10-point move of cpu):\n%s", indent(observedChanges(obs)))
-	peak, want := 0, maxReplicas(p)
-	for _, o := range obs {
-		peak = max(peak, o.Replicas)
-	}
-	if peak < want-tol.Replicas || peak > want+tol.Replicas {
-		e.t.Errorf("peak of %d replicas, predicted %d (±%d)", peak, want, tol.Replicas)
-	}
-	if div, ok := predict.Compare(p, obs, tol); ok {
-		e.t.Errorf("the observed timeline leaves the prediction (tolerance: %s in time, %d replica, %.0f%% of a rate, %.0f%% of the metric):\n  %s",
-			tol.Time, tol.Replicas, 100*tol.Rate, 100*tol.Metric, div)
-		return
-	}
-	e.tl.mark("the observed timeline follows the prediction: %d readings, each within %d replica, %.0f%% of the cpu utilization "+
-		"(at least %.0f points) and %.0f%% of the load's rate of the predicted values within %s; peak %d, predicted %d",
-		len(obs), tol.Replicas, 100*tol.Metric, tol.MetricFloor, 100*tol.Rate, tol.Time, peak, want)
-}
-
-// replicaChanges lists the predicted rows where the replicas or the Ready pods changed.
-func replicaChanges(rows []predict.Row) string {
-	var b strings.Builder
-	prev := predict.Row{Replicas: -1}
-	for _, r := range rows {
-		if r.Replicas == prev.Replicas && r.Ready == prev.Ready {
-			continue
-		}
-		fmt.Fprintf(&b, "T0+%5.1fs  rate %5.1f/s  cpu %s  replicas %d  ready %d  %s\n", r.T.Seconds(), r.Rate, pct(r.CPU, r.HasCPU), r.Replicas, r.Ready, r.Reason)
-		prev = r
-	}
-	return b.String()
-}
-
-// observedChanges lists the readings where something a reader watches changed.
-func observedChanges(obs []predict.Observed) string {
-	var b strings.Builder
-	var prev *predict.Observed
-	for i, o := range obs {
-		if prev != nil && o.Replicas == prev.Replicas && o.Ready == prev.Ready && o.HasMetric == prev.HasMetric &&
-			(o.Metric-prev.Metric) < 10 && (prev.Metric-o.Metric) < 10 && i != len(obs)-1 {
-			continue
-		}
-		fmt.Fprintf(&b, "T0+%5.1fs  rate %5.1f/s  cpu %s  replicas %d  ready %d\n", o.T.Seconds(), o.Rate, pct(o.Metric, o.HasMetric), o.Replicas, o.Ready)
-		prev = &obs[i]
-	}
-	return b.String()
-}
-
-func pct(v float64, ok bool) string {
-	if !ok {
-		return "   -"
-	}
-	return fmt.Sprintf("%3.0f%%", v)
 }
