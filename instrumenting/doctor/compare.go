@@ -1,9 +1,11 @@
 package doctor
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -34,6 +36,22 @@ type Comparison struct {
 	Tolerance  string      `json:"tolerance,omitempty"`
 	Divergence *Divergence `json:"divergence,omitempty"`
 	Error      string      `json:"error,omitempty"`
+	// Observed are the readings compared, for -svg.
+	Observed []predict.Observed `json:"-"`
+}
+
+// writeSVG draws the prediction with the comparison's readings over it into file (-svg); without
+// readings (no comparison made), the prediction alone.
+func writeSVG(file string, p predict.Prediction, cmp *Comparison) error {
+	var obs []predict.Observed
+	if cmp != nil {
+		obs = cmp.Observed
+	}
+	var b bytes.Buffer
+	if err := p.WriteSVGObserved(&b, obs); err != nil {
+		return err
+	}
+	return os.WriteFile(file, b.Bytes(), 0o644)
 }
 
 // Divergence is predict.Divergence with its wall-clock time.
@@ -127,7 +145,7 @@ func (c *Chain) Compare(ctx context.Context, p predict.Prediction, t0, now time.
 	if tl.RateFrom != loadSeries {
 		cmp.Notes = append(cmp.Notes, fmt.Sprintf("Prometheus holds no %s{namespace=%q} of a load generator: the offered rate is what the pods served, so a load and a scrape problem look alike", loadSeries, c.Namespace))
 	}
-	cmp.Readings, cmp.RateFrom, cmp.Queries = len(obs), tl.RateFrom, tl.Queries
+	cmp.Readings, cmp.RateFrom, cmp.Queries, cmp.Observed = len(obs), tl.RateFrom, tl.Queries, obs
 	tol := predict.ToleranceFor(p)
 	cmp.Tolerance = fmt.Sprintf("%s in time, %.0f%% of a rate (at least %s/s), %.0f%% of the metric (at least %s), %d replica",
 		tol.Time, 100*tol.Rate, formatFloat(tol.RateFloor), 100*tol.Metric, formatFloat(tol.MetricFloor), tol.Replicas)

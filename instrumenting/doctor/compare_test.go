@@ -153,6 +153,19 @@ func TestChainCompare(t *testing.T) {
 		if cmp.Diverged() != (c.link != "") {
 			t.Errorf("%s: Diverged() %v", c.name, cmp.Diverged())
 		}
+		// -svg: the prediction with a dot for each link each reading read (every reading reads
+		// the load and Prometheus' served rate at least).
+		file := filepath.Join(t.TempDir(), "timeline.svg")
+		if err := writeSVG(file, c.p, cmp); err != nil {
+			t.Fatal(err)
+		}
+		pic, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cmp.Observed) != cmp.Readings || bytes.Count(pic, []byte(`class="observed"`)) < cmp.Readings {
+			t.Errorf("%s: %d readings, %d kept, %d dots in the SVG", c.name, cmp.Readings, len(cmp.Observed), bytes.Count(pic, []byte(`class="observed"`)))
+		}
 	}
 }
 

@@ -71,9 +71,10 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	fromValues := fs.Bool("predict", false, "compare as -predict-load does, with the values' own load.stages (load.enabled, load.tool anyroute) as the load")
 	since := fs.String("since", "", "with -predict-load or -predict: when the load started, an RFC 3339 time or a duration before now (10m); default the load generator's last load_start_time_seconds in the namespace")
 	step := fs.Duration("predict-step", 10*time.Second, "with -predict-load or -predict: a reading of the live timeline every this long")
+	svgFile := fs.String("svg", "", "with -predict-load or -predict: also draw the prediction with the live readings over it, as an SVG, into this `FILE`")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: anyroute doctor [-kubeconfig F] [-namespace N] [-release R] [-prometheus-url U] [-o json]")
-		fmt.Fprintln(stderr, "       [-predict-load STAGES.json | -predict] [-since T0] [-f VALUES]... [-config CONFIG] [predict's delays]")
+		fmt.Fprintln(stderr, "       [-predict-load STAGES.json | -predict] [-since T0] [-svg FILE] [-f VALUES]... [-config CONFIG] [predict's delays]")
 		fmt.Fprintln(stderr, "\nWalks the autoscaling chain of one release, one line per link; exits 1 naming the first broken link.")
 		fmt.Fprintln(stderr, "With -predict-load it also compares the release's live timeline since the load started with `anyroute predict`'s")
 		fmt.Fprintln(stderr, "prediction from the same inputs, and exits 1 naming the link where the run left it; -predict takes the load's stages")
@@ -84,7 +85,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return exitBadUsage
 	}
 	compare := in.LoadFile() != "" || *fromValues
-	if fs.NArg() > 0 || (*output != "text" && *output != "json") || (*since != "" && !compare) {
+	if fs.NArg() > 0 || (*output != "text" && *output != "json") || ((*since != "" || *svgFile != "") && !compare) {
 		fs.Usage()
 		return exitBadUsage
 	}
@@ -123,8 +124,15 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	chain := &Chain{Cluster: cluster, Namespace: ns, Release: *release, PrometheusURL: *promURL,
 		Prometheus: PrometheusGetter(cluster, &http.Client{Timeout: 10 * time.Second})}
 	report := chain.Run(ctx)
+	code := exitOK
 	if p != nil {
-		chain.Compare(ctx, *p, t0, time.Now(), *step)
+		cmp := chain.Compare(ctx, *p, t0, time.Now(), *step)
+		if *svgFile != "" {
+			if err := writeSVG(*svgFile, *p, cmp); err != nil {
+				fmt.Fprintln(stderr, "anyroute doctor:", err)
+				code = exitBadUsage
+			}
+		}
 	}
 	if *output == "json" {
 		if err := report.writeJSON(stdout); err != nil {
@@ -136,5 +144,5 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	if !report.Healthy || report.Comparison.Diverged() {
 		return exitBroken
 	}
-	return exitOK
+	return code
 }

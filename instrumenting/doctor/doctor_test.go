@@ -556,7 +556,7 @@ func TestRunUsage(t *testing.T) {
 		t.Errorf("-o yaml: exit %d", code)
 	}
 	// -since is the start of the load to compare from; a bad input is refused before any cluster.
-	for _, args := range [][]string{{"-since", "10m"}, {"-predict-load", "load.json", "-since", "yesterday"}} {
+	for _, args := range [][]string{{"-since", "10m"}, {"-svg", "timeline.svg"}, {"-predict-load", "load.json", "-since", "yesterday"}} {
 		if code := Run(args, &out, &errb); code != exitBadUsage {
 			t.Errorf("%v: exit %d", args, code)
 		}

@@ -20,9 +20,18 @@ const (
 	axisSpace = 30.0
 )
 
+// observedColor draws a live run's readings over the prediction.
+const observedColor = "#222"
+
 // WriteSVG draws the prediction: the offered load, the metric the HPA read against its target,
 // the replicas and Ready pods, and each alert's pending and firing stretches, on one time axis.
-func (p Prediction) WriteSVG(w io.Writer) error {
+func (p Prediction) WriteSVG(w io.Writer) error { return p.WriteSVGObserved(w, nil) }
+
+// WriteSVGObserved draws the prediction with a live run's readings over it (anyroute doctor
+// -svg): the achieved rate, the metric the HPA read, its desired replicas and the Ready pods,
+// each where it was read, in black over the predicted colours. Readings past the prediction's end
+// are left out.
+func (p Prediction) WriteSVGObserved(w io.Writer, obs []Observed) error {
 	tl := p.Timeline
 	end := tl.End
 	plotW := svgWidth - svgLeft - svgRight
@@ -35,12 +44,34 @@ func (p Prediction) WriteSVG(w io.Writer) error {
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(&b, `<text x="%.0f" y="18" font-size="13" font-weight="bold">anyroute predict: %s path, %s against %s</text>`+"\n",
 		svgLeft, tl.Path, escape(tl.MetricName), num(tl.Target))
+	var seen []Observed
+	for _, o := range obs {
+		if o.T >= 0 && o.T <= end {
+			seen = append(seen, o)
+		}
+	}
+	if len(seen) > 0 {
+		fmt.Fprintf(&b, `<text x="%.0f" y="36" fill="%s">dots: the live run, %d readings (Ready hollow)</text>`+"\n", svgLeft, observedColor, len(seen))
+	}
+	observed := func(value func(Observed) (float64, bool)) []point {
+		var pts []point
+		for _, o := range seen {
+			v, ok := value(o)
+			pts = append(pts, point{o.T, v, ok})
+		}
+		return pts
+	}
 
 	top := svgTop
 	// Load.
 	maxRate := 0.0
 	for _, r := range tl.Rows {
 		maxRate = max(maxRate, r.Rate)
+	}
+	for _, o := range seen {
+		if o.HasRate {
+			maxRate = max(maxRate, o.Rate)
+		}
 	}
 	var rate []point
 	for t := time.Duration(0); t <= end; t += end / 600 {
@@ -58,6 +89,7 @@ func (p Prediction) WriteSVG(w io.Writer) error {
 	}
 	panel(&b, top, "offered load (req/s); the scenario's phases", niceMax(maxRate))
 	polyline(&b, rate, x, top, niceMax(maxRate), "#1f77b4", "")
+	dots(&b, observed(func(o Observed) (float64, bool) { return o.Rate, o.HasRate }), x, top, niceMax(maxRate), true)
 	top += panelH + panelGap
 
 	// The metric against its target.
@@ -69,11 +101,17 @@ func (p Prediction) WriteSVG(w io.Writer) error {
 			maxM = max(maxM, r.Metric)
 		}
 	}
+	for _, o := range seen {
+		if o.HasMetric {
+			maxM = max(maxM, o.Metric)
+		}
+	}
 	maxM = niceMax(maxM)
 	panel(&b, top, escape(tl.MetricName)+" (HPA)", maxM)
 	polyline(&b, []point{{0, tl.Target, true}, {end, tl.Target, true}}, x, top, maxM, "#888", `stroke-dasharray="4 3"`)
 	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="#888" text-anchor="end">target %s</text>`+"\n", svgWidth-svgRight-2, yOf(tl.Target, top, maxM)-3, num(tl.Target))
 	polyline(&b, metric, x, top, maxM, "#ff7f0e", "")
+	dots(&b, observed(func(o Observed) (float64, bool) { return o.Metric, o.HasMetric }), x, top, maxM, true)
 	top += panelH + panelGap
 
 	// Replicas and Ready pods, as steps.
@@ -84,10 +122,16 @@ func (p Prediction) WriteSVG(w io.Writer) error {
 		replicas = append(replicas, point{r.T, float64(r.Replicas), true})
 		ready = append(ready, point{r.T, float64(r.Ready), true})
 	}
+	for _, o := range seen {
+		maxR = max(maxR, o.Replicas, o.Ready)
+	}
 	rmax := float64(maxR + 1)
 	panel(&b, top, "replicas (solid), Ready (dotted)", rmax)
 	polyline(&b, steps(replicas, end), x, top, rmax, "#2ca02c", "")
 	polyline(&b, steps(ready, end), x, top, rmax, "#2ca02c", `stroke-dasharray="2 2" stroke-opacity="0.7"`)
+	// A count not read (-1: the doctor reads the HPA now only) has no dot.
+	dots(&b, observed(func(o Observed) (float64, bool) { return float64(o.Replicas), o.Replicas >= 0 }), x, top, rmax, true)
+	dots(&b, observed(func(o Observed) (float64, bool) { return float64(o.Ready), o.Ready >= 0 }), x, top, rmax, false)
 	top += panelH + panelGap
 
 	// Alerts: a lane each.
@@ -159,6 +203,20 @@ func polyline(b *strings.Builder, pts []point, x func(time.Duration) float64, to
 		run = append(run, fmt.Sprintf("%.1f,%.1f", x(p.t), yOf(p.v, top, vmax)))
 	}
 	flush()
+}
+
+// dots draws each reading that has a value as a dot, filled or hollow: readings are samples of
+// the live chain, with gaps where a link was not read.
+func dots(b *strings.Builder, pts []point, x func(time.Duration) float64, top, vmax float64, filled bool) {
+	fill := observedColor
+	if !filled {
+		fill = "none"
+	}
+	for _, p := range pts {
+		if p.ok {
+			fmt.Fprintf(b, `<circle class="observed" cx="%.1f" cy="%.1f" r="1.8" fill="%s" stroke="%s"/>`+"\n", x(p.t), yOf(p.v, top, vmax), fill, observedColor)
+		}
+	}
 }
 
 // steps turns samples into a step line that holds each value until the next.
