@@ -3,9 +3,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -252,13 +254,23 @@ func maxReplicas(p predict.Prediction) int {
 
 // compareTimeline holds the readings to the prediction: Compare with one replica and the time
 // tolerance given, and the peak within one replica of the predicted one. Both timelines go into
-// the test's.
+// the test's, and the prediction with the readings over it into timeline.svg in the run's
+// directory.
 func (d *demo) compareTimeline(p predict.Prediction, obs []predict.Observed, within time.Duration) {
 	e := d.e
 	e.t.Helper()
 	tol := predict.ToleranceFor(p)
 	tol.Time = within
 	unit := hpaMetricValue{percent: p.Timeline.Path == predict.PathCPU}
+	var pic bytes.Buffer
+	if err := p.WriteSVGObserved(&pic, obs); err != nil {
+		e.t.Fatal(err)
+	}
+	file := e.path("timeline.svg")
+	if err := os.WriteFile(file, pic.Bytes(), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	e.tl.mark("the prediction with the readings over it: %s (kept with E2E_KEEP=1)", file)
 	e.tl.mark("predicted replicas (every change):\n%s", indent(replicaChanges(p.Timeline.Rows, unit)))
 	e.tl.mark("observed (every change of desired replicas, Ready pods or a tenth of the target in %s):\n%s",
 		p.Timeline.MetricName, indent(observedChanges(obs, p.Timeline.Target/10, unit)))
