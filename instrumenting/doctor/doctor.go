@@ -68,7 +68,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	limit := fs.Duration("timeout", timeout, "time for the whole check")
 	var in predict.Inputs
 	in.Register(fs, "predict-load")
-	fromValues := fs.Bool("predict", false, "compare as -predict-load does, with the values' own load.stages (load.enabled, load.tool anyroute) as the load")
+	fromValues := fs.Bool("predict", false, "compare as -predict-load does, with the values' own load.stages (load.enabled, load.tool anyroute) as the load; "+
+		"without -predict or -predict-load, no comparison is made")
 	since := fs.String("since", "", "with -predict-load or -predict: when the load started, an RFC 3339 time or a duration before now (10m); default the load generator's last load_start_time_seconds in the namespace")
 	step := fs.Duration("predict-step", 10*time.Second, "with -predict-load or -predict: a reading of the live timeline every this long")
 	svgFile := fs.String("svg", "", "with -predict-load or -predict: also draw the prediction with the live readings over it, as an SVG, into this `FILE`")

@@ -42,7 +42,11 @@ type Inputs struct {
 func (in *Inputs) Register(fs *flag.FlagSet, loadFlag string) {
 	fs.StringVar(&in.chart, "chart", "deployments/helm/anyroute", "the chart, whose values.yaml comes first")
 	fs.Var(&in.values, "f", "a values file laid over the chart's, as helm -f (repeatable)")
-	fs.StringVar(&in.loadFile, loadFlag, "", `the load: {"stages": [{"duration": "30s", "target_rate": 500}, ...], "routes": {"ROUTE": weight}}; default the values' load.stages when they run the chart's anyroute load`)
+	usage := `the load: {"stages": [{"duration": "30s", "target_rate": 500}, ...], "routes": {"ROUTE": weight}}`
+	if loadFlag == "load" { // anyroute predict's own: without it, the values' stages (readLoad)
+		usage += "; without it, the values' load.stages when they run the chart's anyroute load"
+	}
+	fs.StringVar(&in.loadFile, loadFlag, "", usage)
 	fs.StringVar(&in.configFile, "config", "", "anyroute config whose routes the load runs (and whose scenario plays); default the values' config")
 	fs.StringVar(&in.adapter, "adapter", "deployments/helm/prometheus-adapter-values.yaml", "prometheus-adapter values or rules file: its rule's rate window and re-list interval")
 	in.delays = DefaultDelays()
