@@ -40,13 +40,9 @@ type Comparison struct {
 	Observed []predict.Observed `json:"-"`
 }
 
-// writeSVG draws the prediction with the comparison's readings over it into file (-svg); without
+// writeSVG draws the prediction with a comparison's readings over it into file (-svg); without
 // readings (no comparison made), the prediction alone.
-func writeSVG(file string, p predict.Prediction, cmp *Comparison) error {
-	var obs []predict.Observed
-	if cmp != nil {
-		obs = cmp.Observed
-	}
+func writeSVG(file string, p predict.Prediction, obs []predict.Observed) error {
 	var b bytes.Buffer
 	if err := p.WriteSVGObserved(&b, obs); err != nil {
 		return err

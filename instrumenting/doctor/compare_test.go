@@ -156,7 +156,7 @@ func TestChainCompare(t *testing.T) {
 		// -svg: the prediction with a dot for each link each reading read (every reading reads
 		// the load and Prometheus' served rate at least).
 		file := filepath.Join(t.TempDir(), "timeline.svg")
-		if err := writeSVG(file, c.p, cmp); err != nil {
+		if err := writeSVG(file, c.p, cmp.Observed); err != nil {
 			t.Fatal(err)
 		}
 		pic, err := os.ReadFile(file)

@@ -129,7 +129,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	if p != nil {
 		cmp := chain.Compare(ctx, *p, t0, time.Now(), *step)
 		if *svgFile != "" {
-			if err := writeSVG(*svgFile, *p, cmp); err != nil {
+			if err := writeSVG(*svgFile, *p, cmp.Observed); err != nil {
 				fmt.Fprintln(stderr, "anyroute doctor:", err)
 				code = exitBadUsage
 			}
