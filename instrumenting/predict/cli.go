@@ -42,11 +42,7 @@ type Inputs struct {
 func (in *Inputs) Register(fs *flag.FlagSet, loadFlag string) {
 	fs.StringVar(&in.chart, "chart", "deployments/helm/anyroute", "the chart, whose values.yaml comes first")
 	fs.Var(&in.values, "f", "a values file laid over the chart's, as helm -f (repeatable)")
-	usage := `the load: {"stages": [{"duration": "30s", "target_rate": 500}, ...], "routes": {"ROUTE": weight}}`
-	if loadFlag == "load" { // anyroute predict's own: without it, the values' stages (readLoad)
-		usage += "; without it, the values' load.stages when they run the chart's anyroute load"
-	}
-	fs.StringVar(&in.loadFile, loadFlag, "", usage)
+	fs.StringVar(&in.loadFile, loadFlag, "", `the load: {"stages": [{"duration": "30s", "target_rate": 500}, ...], "routes": {"ROUTE": weight}}`)
 	fs.StringVar(&in.configFile, "config", "", "anyroute config whose routes the load runs (and whose scenario plays); default the values' config")
 	fs.StringVar(&in.adapter, "adapter", "deployments/helm/prometheus-adapter-values.yaml", "prometheus-adapter values or rules file: its rule's rate window and re-list interval")
 	in.delays = DefaultDelays()
@@ -88,6 +84,8 @@ func parseArgs(args []string, stderr io.Writer) (settings, error) {
 	fs := flag.NewFlagSet("anyroute predict", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	s.Register(fs, "load")
+	// predict's own default (readLoad); the doctor compares only when asked, with -predict.
+	fs.Lookup("load").Usage += "; without it, the values' load.stages when they run the chart's anyroute load"
 	fs.StringVar(&s.output, "o", "table", "output: table (every sync where something moved), summary (the replica changes and the alerts) or json")
 	fs.StringVar(&s.svg, "svg", "", "also draw the timeline (load, metric, replicas, alerts) as an SVG into this file")
 	fs.StringVar(&s.alerts.out, "alerts", "", "write the predicted alerts, as promtool test rules cases, to `FILE`")
