@@ -9,12 +9,19 @@
 # Env:   TOOLS_DIR  root of the tool tree (default: <repo>/.tools), holding
 #                   bin/ (binaries), stamps/ (NAME-VERSION build stamps) and
 #                   src/ (reused build directories and wrapper modules).
+#        TOOLS_CACHE  built tools kept across clones (default:
+#                   ${XDG_CACHE_HOME:-~/.cache}/anyroute/tools; empty: none).
 #
 # A tool is rebuilt only when its binary or its NAME-VERSION stamp is missing,
-# so changing a pin below rebuilds just that tool. Builds run one at a time
-# (a lock serialises concurrent runs) and use the normal Go build cache, so a
-# rebuild after a cold one takes seconds. Only the Go module proxy is needed
-# (etcd alone may fall back to Debian's etcd-server package).
+# so changing a pin below rebuilds just that tool. What a build writes into
+# bin/ is also kept in TOOLS_CACHE, under the tool's name and version, the Go
+# release and this script's hash: a new clone copies it from there instead of
+# building, as the Go build cache serves a rebuild (any change to this script
+# builds again). Each tool has a lock (the tools built from one module share
+# one), so a run that needs a tool another run is building waits for that
+# build, and a run that needs other tools does not.
+# Only the Go module proxy is needed (etcd alone may fall back to Debian's
+# etcd-server package).
 #
 # Callers: helm keeps state under ~/.cache, ~/.config and ~/.local/share
 # unless HELM_CACHE_HOME, HELM_CONFIG_HOME and HELM_DATA_HOME point at a
@@ -74,6 +81,7 @@ TOOLS_DIR=$(realpath -m "$TOOLS_DIR")
 BIN=$TOOLS_DIR/bin
 STAMPS=$TOOLS_DIR/stamps
 SRC=$TOOLS_DIR/src
+TOOLS_CACHE=${TOOLS_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/anyroute/tools}
 
 # No toolchain downloads, no go.work from an enclosing directory, and no VCS
 # stamping from the project's own git repo (build dirs live inside it).
@@ -380,31 +388,84 @@ build_prometheus() {
 	STAMP_NOTE="prometheus $PROMETHEUS_RELEASE with only the Kubernetes discovery, $STAMP_NOTE"
 }
 
-# ensure NAME: build NAME unless its binary and its current stamp exist.
 # cached NAME: its binary and the stamp of its pinned version are there.
 cached() {
 	[[ -x $BIN/$1 && -f $STAMPS/$1-$(version_of "$1") ]]
 }
 
+# lock_of NAME: the lock a build of NAME takes. The tools built from one module share its source
+# copy or wrapper module, and so a lock; any other tool has its own.
+lock_of() {
+	case $1 in
+	kube-* | kubectl | kubelet) echo kubernetes ;;
+	keda-*) echo keda ;;
+	*) echo "$1" ;;
+	esac
+}
+
+# outputs_of NAME: what a build of NAME writes into bin/.
+outputs_of() {
+	case $1 in
+	containerd) echo containerd ctr containerd-shim-runc-v2 ;;
+	*) echo "$1" ;;
+	esac
+}
+
+# cache_key NAME: TOOLS_CACHE's directory for NAME as this script, at its pins, builds it with
+# this Go release.
+cache_key() {
+	local script
+	script=$(sha256sum "${BASH_SOURCE[0]}")
+	echo "$TOOLS_CACHE/$1-$(version_of "$1")-$(go env GOVERSION)-${script:0:16}"
+}
+
+# ensure NAME: unless NAME's binary and current stamp exist, copy it from TOOLS_CACHE or build it,
+# holding NAME's lock (and looking again once it has it: the run that held it may have built NAME).
 ensure() {
-	local name=$1 version start stamp
+	local name=$1 version start stamp key tmp out
 	version=$(version_of "$name")
 	stamp=$STAMPS/$name-$version
 	if cached "$name"; then
 		echo "$name $version: cached"
 		return 0
 	fi
-	echo "$name $version: building ..."
-	start=$SECONDS
-	STAMP_NOTE="built from Go modules with $(go env GOVERSION)"
-	"build_$name"
-	rm -f "$STAMPS/$name"-v*
-	echo "$STAMP_NOTE" >"$stamp"
-	echo "$name $version: built in $((SECONDS - start))s"
+	exec 9>"$TOOLS_DIR/.lock-$(lock_of "$name")"
+	flock 9
+	key=
+	[[ -z $TOOLS_CACHE ]] || key=$(cache_key "$name")
+	if cached "$name"; then
+		echo "$name $version: built by another run"
+	elif [[ -n $key && -f $key/.stamp ]]; then
+		cp -a "$key"/. "$BIN"/
+		rm -f "$BIN/.stamp" "$STAMPS/$name"-v*
+		cp "$key/.stamp" "$stamp"
+		echo "$name $version: copied from $key"
+	else
+		echo "$name $version: building ..."
+		start=$SECONDS
+		STAMP_NOTE="built from Go modules with $(go env GOVERSION)"
+		"build_$name"
+		rm -f "$STAMPS/$name"-v*
+		echo "$STAMP_NOTE" >"$stamp"
+		echo "$name $version: built in $((SECONDS - start))s"
+		if [[ -n $key ]]; then
+			# Kept whole or not at all: copied aside, then renamed into place.
+			tmp=$key.tmp.$$
+			rm -rf "$tmp"
+			mkdir -p "$tmp"
+			for out in $(outputs_of "$name"); do
+				cp -a "$BIN/$out" "$tmp"/
+			done
+			cp "$stamp" "$tmp/.stamp"
+			rm -rf "$key"
+			mv "$tmp" "$key"
+		fi
+	fi
+	exec 9>&-
 }
 
 main() {
-	local arg name names=() all_cached
+	local arg name names=()
 	if [[ $# -eq 0 ]]; then
 		usage >&2
 		exit 2
@@ -442,21 +503,6 @@ main() {
 	# A stub module so that go commands run in src/ ignore the project's own
 	# go.mod (which may be mid-edit) and the repo's ./... skips src/.
 	[[ -f $SRC/go.mod ]] || printf 'module anyroute.local/tools\n\ngo 1.26.0\n' >"$SRC/go.mod"
-	# One build at a time, also across concurrent runs of this script; a run whose tools are all
-	# built already does not wait for another's build (a test asking for a tool it has must not
-	# wait out a cold Kubernetes build).
-	all_cached=1
-	for name in "${names[@]}"; do
-		cached "$name" || all_cached=0
-	done
-	if ((all_cached)); then
-		for name in "${names[@]}"; do
-			echo "$name $(version_of "$name"): cached"
-		done
-		return 0
-	fi
-	exec 9>"$TOOLS_DIR/.lock"
-	flock 9
 	for name in "${names[@]}"; do
 		ensure "$name"
 	done
