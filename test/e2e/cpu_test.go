@@ -88,6 +88,7 @@ func cpuTimeTolerance(p predict.Prediction) time.Duration {
 // `anyroute predict` computed beforehand from the same values and stages: Compare finds no
 // reading (every 2 s) outside one replica of the prediction within cpuTimeTolerance.
 func TestCPUAutoscaling(t *testing.T) {
+	kit.ProjectTool(t, "metrics-server") // built first, or waited for, as KEDA's tools are
 	e := newEnv(t)
 	n := startNode(e)
 	n.metricsServer()

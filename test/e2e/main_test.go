@@ -9,8 +9,9 @@
 //
 //	cd test && go test -tags e2e -v -count=1 ./e2e/
 //
-// once `make images` and `scripts/tools.sh` (make e2e's E2E_TOOLS) have built the images and the
-// tools. It needs root (mounts, cgroups, the pods' bridge).
+// once `make images` and `scripts/tools.sh` (make e2e's E2E_RUN_TOOLS) have built the images and
+// the tools every scenario needs; a scenario builds the others it needs (metrics-server, KEDA) at
+// its start. It needs root (mounts, cgroups, the pods' bridge).
 package e2e
 
 import (

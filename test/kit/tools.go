@@ -1,6 +1,7 @@
 package kit
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // serviceModule is the module path of the service's go.mod, which marks the repository's root;
@@ -64,14 +66,24 @@ func SystemTool(t testing.TB, name string) string {
 	return p
 }
 
-// ProjectTool returns the path of a tool scripts/tools.sh builds into .tools/bin, failing the
-// test, with how to build it, when it is missing.
+// ProjectTool returns the path of a tool scripts/tools.sh builds into .tools/bin, building it
+// first when it is missing. When another run is building it (make test builds the e2e's slowest
+// tools in the background), that build is waited for: a test that needs such a tool waits at its
+// start instead of holding up every test before it.
 func ProjectTool(t testing.TB, name string) string {
 	t.Helper()
 	p := RepoPath(t, ".tools", "bin", name)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s is not built (%v): run `scripts/tools.sh %s` (`make test` runs it for you)", name, err, name)
+	if _, err := os.Stat(p); err == nil {
+		return p
 	}
+	start := time.Now()
+	build := exec.Command(RepoPath(t, "scripts", "tools.sh"), name)
+	build.Env = append(os.Environ(), "TOOLS_DIR="+RepoPath(t, ".tools"))
+	out, err := build.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s is not built, and scripts/tools.sh %s failed: %v\n%s", name, name, err, out)
+	}
+	t.Logf("scripts/tools.sh %s (%v): %s", name, time.Since(start).Round(time.Second), bytes.TrimSpace(out))
 	return p
 }
 
