@@ -42,11 +42,13 @@ test: preflight ## every test of the project, integration included; the e2e demo
 # has a lock per tool), and the linters' builds come last, for .ci/run's make lint. No suite waits
 # on this build: each tool a suite asks scripts/tools.sh for is built first by test-deps (KEDA's
 # CRDs, the other one, are read from the module cache without a lock), and a request for built
-# tools never takes a lock.
+# tools never takes a lock. At the lowest priority (nice 19): it takes only the CPU the suites
+# leave, so that the suites' timings, and the e2e scenarios' running beside KEDA's build, are
+# those of a quiet machine.
 .PHONY: e2e-tools-bg
 e2e-tools-bg:
 	@mkdir -p .build
-	@nohup scripts/tools.sh $(E2E_TOOLS) $(LINT_TOOLS) >.build/e2e-tools.log 2>&1 </dev/null &
+	@nohup nice -n 19 scripts/tools.sh $(E2E_TOOLS) $(LINT_TOOLS) >.build/e2e-tools.log 2>&1 </dev/null &
 	@echo "building the e2e's tools in the background: .build/e2e-tools.log"
 
 # node-preflight before the packages, so that not root, no Docker or a kernel without what the node
@@ -74,7 +76,9 @@ fuzz: ## a short run of every fuzz target (FUZZTIME each; a longer hunt: make fu
 .PHONY: test-deps
 test-deps: ## install what the tests run for real: Prometheus, wrk (Debian), the pinned tools (helm, Jaeger, fortio)
 	scripts/deps.sh prometheus promtool wrk
-	scripts/tools.sh helm jaeger fortio
+	@# Jaeger beside the others: cold, much of each build is downloading and linking, which leave
+	@# a core idle (a lock per tool lets two runs build at once).
+	scripts/tools.sh jaeger & jaeger=$$!; scripts/tools.sh helm fortio; wait $$jaeger
 
 # The tests under test/ are a module of their own (test/go.mod, so that testcontainers-go and the
 # other test-only modules stay out of the service's go.mod): `go test ./...` at the root does not
