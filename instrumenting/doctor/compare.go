@@ -185,8 +185,8 @@ func (c *Chain) metricQuery(p predict.Prediction, pods string) (string, []string
 // hpaNow is the HPA's status as a reading at t: its desired count, its value and target, and the
 // Ready pods the walk found.
 func (c *Chain) hpaNow(t time.Duration) predict.Observed {
-	_, _, v := hpaMetric(c.hpa)
-	return predict.Observed{T: t, Metric: v.cur, HasMetric: v.hasCur, Target: v.target,
+	v := HPAMetricOf(c.hpa)
+	return predict.Observed{T: t, Metric: v.Current, HasMetric: v.HasCurrent, Target: v.Target,
 		Replicas: int(c.hpa.Status.DesiredReplicas), Ready: len(c.pods)}
 }
 

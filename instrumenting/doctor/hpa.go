@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -40,7 +41,8 @@ func (c *Chain) checkHPA(ctx context.Context) Link {
 	for _, cond := range h.Status.Conditions {
 		conds[cond.Type] = cond
 	}
-	current, target, value := hpaMetric(h)
+	value := HPAMetricOf(h)
+	current, target := value.Show()
 	ev := fmt.Sprintf("HPA %s: replicas %d, desired %d (%d..%d); %s against target %s", h.Name, h.Status.CurrentReplicas,
 		h.Status.DesiredReplicas, valueOr(h.Spec.MinReplicas, 1), h.Spec.MaxReplicas, current, target)
 	for _, t := range []autoscalingv2.HorizontalPodAutoscalerConditionType{autoscalingv2.AbleToScale, autoscalingv2.ScalingActive} {
@@ -53,60 +55,89 @@ func (c *Chain) checkHPA(ctx context.Context) Link {
 			return fail(l, ev+": "+cond.Message, fmt.Sprintf("kubectl -n %s describe hpa %s", c.Namespace, h.Name))
 		}
 	}
-	if value.cur >= 1 && value.target >= 10*value.cur {
+	if !value.Percent && value.HasCurrent && value.Current >= 1 && value.Target >= 10*value.Current {
 		return warn(l, ev, fmt.Sprintf("the target is %.0f× the current value: the HPA will not scale out until the traffic grows that much; the target is requests per second per pod",
-			value.target/value.cur))
+			value.Target/value.Current))
 	}
 	return pass(l, ev)
 }
 
-// hpaValues are the HPA's current value (hasCur: it has one) and its target, as numbers.
-type hpaValues struct {
-	cur, target float64
-	hasCur      bool
+// HPAMetric is an HPA's first metric as the HPA sees it: its name, its target and its current
+// value (HasCurrent false: none yet, the "<unknown>" of kubectl) as numbers per pod, a Pods
+// metric's average, an External metric's AverageValue (or Value), or a Resource metric's
+// utilization in percent of the pods' request (Percent). Show has them as kubectl does.
+type HPAMetric struct {
+	Name            string
+	Target, Current float64
+	HasTarget       bool
+	HasCurrent      bool
+	Percent         bool
+	// the quantities as the HPA holds them, for Show
+	target, current string
 }
 
-// hpaMetric shows the HPA's first metric, current and target, as quantities and as numbers (per
-// pod: a Pods metric's average, an External metric's AverageValue).
-func hpaMetric(h *autoscalingv2.HorizontalPodAutoscaler) (current, target string, v hpaValues) {
-	current, target = "<unknown>", "?"
+// HPAMetricOf reads h's first metric (the zero HPAMetric when it has none, Name only for a kind
+// of metric the chart does not make).
+func HPAMetricOf(h *autoscalingv2.HorizontalPodAutoscaler) HPAMetric {
+	var v HPAMetric
 	if len(h.Spec.Metrics) == 0 {
-		return
+		return v
 	}
-	m := h.Spec.Metrics[0]
-	var name string
-	var tq *resource.Quantity
-	switch {
-	case m.Pods != nil:
-		name, tq = m.Pods.Metric.Name, m.Pods.Target.AverageValue
-	case m.External != nil:
-		name, tq = m.External.Metric.Name, m.External.Target.AverageValue
-		if tq == nil {
-			tq = m.External.Target.Value
+	quantity := func(q *resource.Quantity) (string, float64) { return Quantity(q.String()), q.AsApproximateFloat64() }
+	percent := func(p int32) (string, float64) { return fmt.Sprintf("%d%%", p), float64(p) }
+	switch m := h.Spec.Metrics[0]; {
+	case m.Resource != nil:
+		v.Name, v.Percent = string(m.Resource.Name), true
+		if p := m.Resource.Target.AverageUtilization; p != nil {
+			v.target, v.Target = percent(*p)
+			v.HasTarget = true
 		}
-	default:
-		return string(m.Type) + " metric", "?", v
-	}
-	if tq != nil {
-		target, v.target = Quantity(tq.String()), tq.AsApproximateFloat64()
-	}
-	current = name + " <unknown>"
-	for _, cm := range h.Status.CurrentMetrics {
-		var q *resource.Quantity
-		switch {
-		case cm.Pods != nil && cm.Pods.Metric.Name == name:
-			q = cm.Pods.Current.AverageValue
-		case cm.External != nil && cm.External.Metric.Name == name:
-			q = cm.External.Current.AverageValue
-			if q == nil {
-				q = cm.External.Current.Value
+		for _, cm := range h.Status.CurrentMetrics {
+			if cm.Resource != nil && cm.Resource.Name == m.Resource.Name && cm.Resource.Current.AverageUtilization != nil {
+				v.current, v.Current = percent(*cm.Resource.Current.AverageUtilization)
+				v.HasCurrent = true
 			}
 		}
-		if q != nil {
-			current, v.cur, v.hasCur = name+" "+Quantity(q.String()), q.AsApproximateFloat64(), true
+	case m.Pods != nil:
+		v.Name = m.Pods.Metric.Name
+		if q := m.Pods.Target.AverageValue; q != nil {
+			v.target, v.Target = quantity(q)
+			v.HasTarget = true
 		}
+		for _, cm := range h.Status.CurrentMetrics {
+			if cm.Pods != nil && cm.Pods.Metric.Name == v.Name && cm.Pods.Current.AverageValue != nil {
+				v.current, v.Current = quantity(cm.Pods.Current.AverageValue)
+				v.HasCurrent = true
+			}
+		}
+	case m.External != nil:
+		v.Name = m.External.Metric.Name
+		if q := cmp.Or(m.External.Target.AverageValue, m.External.Target.Value); q != nil {
+			v.target, v.Target = quantity(q)
+			v.HasTarget = true
+		}
+		for _, cm := range h.Status.CurrentMetrics {
+			if cm.External != nil && cm.External.Metric.Name == v.Name {
+				if q := cmp.Or(cm.External.Current.AverageValue, cm.External.Current.Value); q != nil {
+					v.current, v.Current = quantity(q)
+					v.HasCurrent = true
+				}
+			}
+		}
+	default:
+		v.Name = string(m.Type) + " metric"
 	}
-	return current, target, v
+	return v
+}
+
+// Show is the metric as kubectl shows it: "NAME CURRENT" and the target, "<unknown>" and "?"
+// where the HPA has none yet.
+func (v HPAMetric) Show() (current, target string) {
+	current, target = cmp.Or(v.current, "<unknown>"), cmp.Or(v.target, "?")
+	if v.Name != "" {
+		current = v.Name + " " + current
+	}
+	return current, target
 }
 
 // kedaMade says whether an HPA is KEDA's: owned by a ScaledObject, or reading External metrics

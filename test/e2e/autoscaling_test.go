@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/anyroute/anyroute/instrumenting/doctor"
 	"github.com/anyroute/anyroute/instrumenting/predict"
 	"github.com/anyroute/anyroute/test/kit"
 )
@@ -491,8 +492,8 @@ func hpaState(h *autoscalingv2.HorizontalPodAutoscaler) string {
 	if h == nil {
 		return "?"
 	}
-	v := hpaValue(h)
-	return fmt.Sprintf("replicas %d, desired %d, %s %s/%s", h.Status.CurrentReplicas, h.Status.DesiredReplicas, v.name, v.format(v.current, v.has), v.format(v.target, true))
+	current, target := doctor.HPAMetricOf(h).Show()
+	return fmt.Sprintf("replicas %d, desired %d, %s/%s", h.Status.CurrentReplicas, h.Status.DesiredReplicas, current, target)
 }
 
 func deploymentState(dep *appsv1.Deployment) string {

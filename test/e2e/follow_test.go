@@ -12,8 +12,7 @@ import (
 	"strings"
 	"time"
 
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
-
+	"github.com/anyroute/anyroute/instrumenting/doctor"
 	"github.com/anyroute/anyroute/instrumenting/predict"
 	"github.com/anyroute/anyroute/test/kit"
 )
@@ -104,58 +103,22 @@ func (d *demo) read(ctx context.Context, t0 time.Time) reading {
 	// DesiredReplicas is 0 until the controller's first reconcile.
 	if h, err := d.getHPA(ctx); err == nil && h.Status.DesiredReplicas > 0 {
 		r.Replicas, r.hpa = int(h.Status.DesiredReplicas), hpaState(h)
-		v := hpaValue(h)
-		r.Target, r.Metric, r.HasMetric = v.target, v.current, v.has
+		v := doctor.HPAMetricOf(h)
+		r.Target, r.Metric, r.HasMetric = v.Target, v.Current, v.HasCurrent
 	}
 	r.Ready = len(d.pods.running("server"))
 	return r
 }
 
-// hpaMetricValue is an HPA's first metric: its name, its target and its current value (has false:
-// none yet, <unknown>).
-type hpaMetricValue struct {
-	name            string
-	target, current float64
-	has             bool
-	percent         bool // a Resource Utilization, in percent of the request
-}
+// metricUnit shows a metric's values: in percent for a Resource utilization (the CPU path), else
+// as a number per pod.
+type metricUnit struct{ percent bool }
 
-func hpaValue(h *autoscalingv2.HorizontalPodAutoscaler) hpaMetricValue {
-	var v hpaMetricValue
-	if len(h.Spec.Metrics) == 0 {
-		return v
-	}
-	switch m := h.Spec.Metrics[0]; {
-	case m.Resource != nil && m.Resource.Target.AverageUtilization != nil:
-		v.name, v.target, v.percent = string(m.Resource.Name), float64(*m.Resource.Target.AverageUtilization), true
-		for _, c := range h.Status.CurrentMetrics {
-			if c.Resource != nil && c.Resource.Name == m.Resource.Name && c.Resource.Current.AverageUtilization != nil {
-				v.current, v.has = float64(*c.Resource.Current.AverageUtilization), true
-			}
-		}
-	case m.Pods != nil && m.Pods.Target.AverageValue != nil:
-		v.name, v.target = m.Pods.Metric.Name, m.Pods.Target.AverageValue.AsApproximateFloat64()
-		for _, c := range h.Status.CurrentMetrics {
-			if c.Pods != nil && c.Pods.Current.AverageValue != nil {
-				v.current, v.has = c.Pods.Current.AverageValue.AsApproximateFloat64(), true
-			}
-		}
-	case m.External != nil && m.External.Target.AverageValue != nil:
-		v.name, v.target = m.External.Metric.Name, m.External.Target.AverageValue.AsApproximateFloat64()
-		for _, c := range h.Status.CurrentMetrics {
-			if c.External != nil && c.External.Current.AverageValue != nil {
-				v.current, v.has = c.External.Current.AverageValue.AsApproximateFloat64(), true
-			}
-		}
-	}
-	return v
-}
-
-func (v hpaMetricValue) format(x float64, ok bool) string {
+func (u metricUnit) format(x float64, ok bool) string {
 	switch {
 	case !ok:
 		return "<unknown>"
-	case v.percent:
+	case u.percent:
 		return fmt.Sprintf("%.0f%%", x)
 	}
 	return fmt.Sprintf("%.2f", x)
@@ -261,7 +224,7 @@ func (d *demo) compareTimeline(p predict.Prediction, obs []predict.Observed, wit
 	e.t.Helper()
 	tol := predict.ToleranceFor(p)
 	tol.Time = within
-	unit := hpaMetricValue{percent: p.Timeline.Path == predict.PathCPU}
+	unit := metricUnit{percent: p.Timeline.Path == predict.PathCPU}
 	var pic bytes.Buffer
 	if err := p.WriteSVGObserved(&pic, obs); err != nil {
 		e.t.Fatal(err)
@@ -292,7 +255,7 @@ func (d *demo) compareTimeline(p predict.Prediction, obs []predict.Observed, wit
 }
 
 // replicaChanges lists the predicted rows where the replicas or the Ready pods changed.
-func replicaChanges(rows []predict.Row, unit hpaMetricValue) string {
+func replicaChanges(rows []predict.Row, unit metricUnit) string {
 	var b strings.Builder
 	prev := predict.Row{Replicas: -1}
 	for _, r := range rows {
@@ -308,7 +271,7 @@ func replicaChanges(rows []predict.Row, unit hpaMetricValue) string {
 
 // observedChanges lists the readings where something a reader watches changed: the replicas, the
 // Ready pods, or the metric by step or more.
-func observedChanges(obs []predict.Observed, step float64, unit hpaMetricValue) string {
+func observedChanges(obs []predict.Observed, step float64, unit metricUnit) string {
 	var b strings.Builder
 	var prev *predict.Observed
 	for i, o := range obs {
