@@ -464,6 +464,16 @@ ensure() {
 	exec 9>&-
 }
 
+# src_module: a stub module in src/, so that go commands run there ignore the project's own go.mod
+# (which may be mid-edit) and the repo's ./... skips src/. Renamed into place: runs that start
+# together (make test's test-deps builds two tools at once) must not read it half written.
+src_module() {
+	mkdir -p "$SRC"
+	[[ -f $SRC/go.mod ]] && return 0
+	printf 'module anyroute.local/tools\n\ngo 1.26.0\n' >"$SRC/go.mod.$$"
+	mv -f "$SRC/go.mod.$$" "$SRC/go.mod"
+}
+
 main() {
 	local arg name names=()
 	if [[ $# -eq 0 ]]; then
@@ -485,8 +495,7 @@ main() {
 		all) names+=("${TOOLS[@]}") ;;
 		keda-crds)
 			# Read-only, from the module cache: no build, no lock.
-			mkdir -p "$SRC"
-			[[ -f $SRC/go.mod ]] || printf 'module anyroute.local/tools\n\ngo 1.26.0\n' >"$SRC/go.mod"
+			src_module
 			echo "$(module_dir github.com/kedacore/keda/v2 "$KEDA_VERSION")/config/crd/bases"
 			exit 0
 			;;
@@ -499,10 +508,8 @@ main() {
 			;;
 		esac
 	done
-	mkdir -p "$BIN" "$STAMPS" "$SRC"
-	# A stub module so that go commands run in src/ ignore the project's own
-	# go.mod (which may be mid-edit) and the repo's ./... skips src/.
-	[[ -f $SRC/go.mod ]] || printf 'module anyroute.local/tools\n\ngo 1.26.0\n' >"$SRC/go.mod"
+	mkdir -p "$BIN" "$STAMPS"
+	src_module
 	for name in "${names[@]}"; do
 		ensure "$name"
 	done
