@@ -39,16 +39,17 @@ test: preflight ## every test of the project, integration included; the e2e demo
 # rest (an hour and more of compiling on 2 cores), and the suites before the e2e spend much of their
 # time waiting on real servers: built beside them, the build costs make test a part of that hour
 # instead of all of it. The e2e's scenarios each build or wait for their own tools (scripts/tools.sh
-# has a lock per tool), and the linters' builds come last, for .ci/run's make lint. No suite waits
-# on this build: each tool a suite asks scripts/tools.sh for is built first by test-deps (KEDA's
-# CRDs, the other one, are read from the module cache without a lock), and a request for built
-# tools never takes a lock. At the lowest priority (nice 19): it takes only the CPU the suites
-# leave, so that the suites' timings, and the e2e scenarios' running beside KEDA's build, are
-# those of a quiet machine.
+# has a lock per tool); the linters' builds and vulncheck's database (its script has its own lock)
+# come last, for .ci/run's make lint. No suite waits on this build: each tool a suite asks
+# scripts/tools.sh for is built first by test-deps (KEDA's CRDs, the other one, are read from the
+# module cache without a lock), and a request for built tools never takes a lock. At the lowest
+# priority (nice 19), the build takes only the CPU the suites leave, so that the suites' timings,
+# and those of the e2e scenarios that run beside KEDA's build, are a quiet machine's.
 .PHONY: e2e-tools-bg
 e2e-tools-bg:
 	@mkdir -p .build
-	@nohup nice -n 19 scripts/tools.sh $(E2E_TOOLS) $(LINT_TOOLS) >.build/e2e-tools.log 2>&1 </dev/null &
+	@nohup nice -n 19 bash -c 'scripts/tools.sh $(E2E_TOOLS) $(LINT_TOOLS) && scripts/vulndb.sh' \
+	  >.build/e2e-tools.log 2>&1 </dev/null &
 	@echo "building the e2e's tools in the background: .build/e2e-tools.log"
 
 # node-preflight before the packages, so that not root, no Docker or a kernel without what the node
@@ -120,7 +121,8 @@ e2e: node-preflight ## the chart's HPA (prometheus-adapter), KEDA and a CPU HPA 
 
 .PHONY: e2e-run
 e2e-run: images # make e2e after its preflight (and the node's packages)
-	scripts/tools.sh $(E2E_RUN_TOOLS)
+	@# The test binary compiles (cold, client-go and the rest: minutes) while its tools are built.
+	$(TEST_GO) test -tags e2e -c -o /dev/null ./e2e/ & compile=$$!; scripts/tools.sh $(E2E_RUN_TOOLS); wait $$compile
 	$(TEST_GO) test -tags e2e -count=1 -v -timeout 60m ./e2e/
 
 # A newcomer's cluster: the same node the e2e runs, left up, with the chart's images imported, to
