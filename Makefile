@@ -104,9 +104,9 @@ test-unit: test-deps ## unit tests, wiring tests and real-binary tests (real Pro
 # node", has the cold times).
 NODE_TOOLS := etcd kube-apiserver kube-controller-manager kubectl kube-scheduler kube-proxy kubelet \
               containerd cni-plugins crictl coredns
-# What the e2e's first scenario needs (e2e-run builds or waits for these); the later scenarios' own
-# tools, metrics-server and KEDA's, are built in that order behind them, and each scenario builds
-# or waits for its own at its start (kit.ProjectTool). Cold, KEDA alone is over 10 minutes of
+# What every e2e scenario needs (e2e-run builds or waits for these); the CPU and KEDA scenarios' own
+# tools, metrics-server and KEDA's, are built in that order behind them, and each of those scenarios
+# builds or waits for its own at its start (kit.ProjectTool). Cold, KEDA alone is over 10 minutes of
 # compiling: built while the scenarios before it run, it no longer holds up the e2e's start.
 E2E_RUN_TOOLS := $(NODE_TOOLS) prometheus prometheus-adapter helm
 E2E_TOOLS := $(E2E_RUN_TOOLS) metrics-server keda-operator keda-adapter
