@@ -492,8 +492,10 @@ func hpaState(h *autoscalingv2.HorizontalPodAutoscaler) string {
 	if h == nil {
 		return "?"
 	}
-	current, target := doctor.HPAMetricOf(h).Show()
-	return fmt.Sprintf("replicas %d, desired %d, %s/%s", h.Status.CurrentReplicas, h.Status.DesiredReplicas, current, target)
+	v := doctor.HPAMetricOf(h)
+	u := metricUnit{percent: v.Percent}
+	return fmt.Sprintf("replicas %d, desired %d, %s %s/%s", h.Status.CurrentReplicas, h.Status.DesiredReplicas,
+		v.Name, u.format(v.Current, v.HasCurrent), u.format(v.Target, v.HasTarget))
 }
 
 func deploymentState(dep *appsv1.Deployment) string {
