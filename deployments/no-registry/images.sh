@@ -22,7 +22,10 @@
 #   anyroute-local/prometheus:bookworm  Debian's prometheus package (prometheus.Dockerfile)
 #   anyroute-local/jaeger:2             the Jaeger v2 binary scripts/tools.sh builds (jaeger.Dockerfile)
 #   anyroute-siege:latest               deployments/docker/siege.Dockerfile on the Debian stand-in
-#   IMAGE                               deployments/docker/Dockerfile on the Go stand-in, from a build
+#   anyroute-local/golang-deps:MINOR-ARCH
+#                                       the Go stand-in plus the compiled dependencies of the
+#                                       anyroute binary for linux/ARCH (deps.Dockerfile)
+#   IMAGE                               deployments/docker/Dockerfile on that image, from a build
 #                                       context with the module sources vendored (.build/context)
 # and names them in .build/images.env, which compose and the container tests read. Stand-ins carry
 # local names, so they can never be mistaken for, or pushed over, a public image.
@@ -163,8 +166,12 @@ build_siege() {
 
 # context: .build/context, the files git would ship (tracked, plus untracked ones not ignored, so
 # uncommitted work builds too) and vendor/ from `go mod vendor`, so the image build needs no network.
+# Made once a run.
+CONTEXT_MADE=
 context() {
   local ctx=$BUILD/context
+  [ -z "$CONTEXT_MADE" ] || return 0
+  CONTEXT_MADE=1
   rm -rf "$ctx"
   mkdir -p "$ctx"
   # Deleted-but-still-tracked files are skipped, and so are the build and tool folders even before
@@ -177,6 +184,26 @@ context() {
     tar --null -T - -cf - | tar -C "$ctx" -xf -
   [ -d "$ctx/vendor" ] || go mod vendor -o "$ctx/vendor"
   log "build context $ctx: $(du -sh "$ctx" | cut -f1), $(find "$ctx" -type f | wc -l) files"
+}
+
+# build_deps GO_IMAGE ARCH: anyroute-local/golang-deps:MINOR-ARCH (deps.Dockerfile), the Go
+# stand-in with the anyroute binary's dependencies for linux/ARCH compiled into its build cache;
+# its name goes to DEPS_IMAGE. Rebuilt only when go.mod, go.sum or the set of packages the binary
+# imports from outside the module changes, so a commit to the service's own code reuses it.
+DEPS_IMAGE=
+build_deps() {
+  local go_image=$1 arch=$2 list=$BUILD/images/deps-$2/deps.txt h
+  DEPS_IMAGE=${go_image/\/golang:/\/golang-deps:}-$arch
+  # The tags are the Dockerfile's go build's.
+  mkdir -p "$(dirname "$list")"
+  CGO_ENABLED=0 GOOS=linux GOARCH=$arch go list -deps -tags nodoctor \
+    -f '{{if not .Standard}}{{if not .Module.Main}}{{.ImportPath}}{{end}}{{end}}' ./cmd/anyroute >"$list"
+  h=$({ base_key "$go_image"; echo "$arch"; cat "$HERE/deps.Dockerfile" go.mod go.sum "$list"; } | hash_of)
+  up_to_date "$DEPS_IMAGE" "$h" && return 0
+  context
+  log "building $DEPS_IMAGE: $(wc -l <"$list") packages from vendor/ (a new go.sum or import)"
+  tar -c -C "$HERE" deps.Dockerfile -C "$BUILD/context" go.mod go.sum vendor -C "$(dirname "$list")" deps.txt |
+    build_tar "$DEPS_IMAGE" "$h" -f deps.Dockerfile --build-arg "GO_IMAGE=$go_image" --build-arg "TARGETARCH=$arch"
 }
 
 # inputs GO_IMAGE ARCH: what the anyroute image is built from, as its build sees it (linux/ARCH, no
@@ -229,6 +256,8 @@ build_anyroute() {
   go_image=${RESOLVED[GO_IMAGE]}
   build_arch=$(docker image inspect -f '{{.Architecture}}' "$go_image")
   arch=${ARCH:-$build_arch}
+  build_deps "$go_image" "$arch"
+  go_image=$DEPS_IMAGE
   h=$(inputs "$go_image" "$arch" | hash_of)
   old=$(image_id "$image" || true)
   if [ "${FORCE:-0}" != 1 ] && [ -n "$old" ] && up_to_date "$image" "$h" "$IMAGE_LABEL"; then
