@@ -26,12 +26,13 @@ run: build ## run the service on embedded defaults (:8080 API, :8081 admin); ARG
 # preflight first, so a machine that lacks what it cannot get stops before any long build; the e2e
 # demo last (e2e-run: the e2e without its own preflight, which make test's has covered). The suites
 # run in a sub-make so that -j cannot start them before the preflight, and are handed the
-# preflight's NO_REGISTRY so the registry is probed once. Once the tools the suites ask for are
-# built (test-deps), the e2e's are built in the background while the suites run (e2e-tools-bg).
+# preflight's NO_REGISTRY so the registry is probed once. The e2e's tools are built in the
+# background (e2e-tools-bg) from the start, beside the tools the suites ask for (test-deps) and
+# then the suites.
 .PHONY: test
 test: preflight ## every test of the project, integration included; the e2e demo last
-	@$(MAKE) --no-print-directory test-deps
 	@$(MAKE) --no-print-directory e2e-tools-bg
+	@$(MAKE) --no-print-directory test-deps
 	@$(MAKE) --no-print-directory test-unit test-integration fuzz NO_REGISTRY=$(NO_REGISTRY)
 	@$(MAKE) --no-print-directory e2e-run NO_REGISTRY=$(NO_REGISTRY)
 
@@ -40,16 +41,20 @@ test: preflight ## every test of the project, integration included; the e2e demo
 # time waiting on real servers: built beside them, the build costs make test a part of that hour
 # instead of all of it. The e2e's scenarios each build or wait for their own tools (scripts/tools.sh
 # has a lock per tool); the linters' builds and vulncheck's database (its script has its own lock)
-# come last, for .ci/run's make lint. No suite waits on this build: each tool a suite asks
-# scripts/tools.sh for is built first by test-deps (KEDA's CRDs, the other one, are read from the
-# module cache without a lock), and a request for built tools never takes a lock. At the lowest
-# priority (nice 19), the build takes only the CPU the suites leave, so that the suites' timings,
-# and those of the e2e scenarios that run beside KEDA's build, are a quiet machine's.
+# come last, for .ci/run's make lint, and then a first run of the Go linters (lint-go), which
+# fills their caches (go vet's in the Go build cache, golangci-lint's own) while the last e2e
+# scenario runs, so that make lint after make test reads them instead of analysing every package
+# again. No suite waits on this build: each tool a suite asks scripts/tools.sh for is built by
+# test-deps, which starts beside it (a tool both ask for is built once, under its lock), and KEDA's
+# CRDs, the other one, are read from the module cache without a lock. At the lowest priority
+# (nice 19), the build takes only the CPU test-deps and the suites leave: those run as on a quiet
+# machine, and so do the e2e scenarios that run beside KEDA's build; while test-deps downloads
+# modules, this build compiles.
 .PHONY: e2e-tools-bg
 e2e-tools-bg:
 	@mkdir -p .build
-	@nohup nice -n 19 bash -c 'scripts/tools.sh $(E2E_TOOLS) $(LINT_TOOLS) && scripts/vulndb.sh' \
-	  >.build/e2e-tools.log 2>&1 </dev/null &
+	@nohup nice -n 19 bash -c 'scripts/tools.sh $(E2E_TOOLS) $(LINT_TOOLS) && scripts/vulndb.sh && \
+	  $(MAKE) --no-print-directory lint-go' >.build/e2e-tools.log 2>&1 </dev/null &
 	@echo "building the e2e's tools in the background: .build/e2e-tools.log"
 
 # node-preflight before the packages, so that not root, no Docker or a kernel without what the node
@@ -308,7 +313,12 @@ LINT_TAGS := integration,e2e,soak,external,release
 LINT_TOOLS := golangci-lint govulncheck
 
 .PHONY: lint
-lint: shellcheck helm-lint vulncheck ## gofmt, go vet, golangci-lint; shellcheck, helm-lint and vulncheck first
+lint: shellcheck helm-lint vulncheck lint-go ## gofmt, go vet, golangci-lint; shellcheck, helm-lint and vulncheck first
+
+# The Go linters of make lint. golangci-lint runs one at a time (.golangci.yml: a second run waits
+# for the first), as make test's background may still be running this when make lint starts.
+.PHONY: lint-go
+lint-go:
 	@unformatted=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
 	  if [[ -n "$$unformatted" ]]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet -tags $(LINT_TAGS) ./...
