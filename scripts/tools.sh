@@ -305,7 +305,47 @@ build_prometheus-adapter() {
 # `scripts/tools.sh keda-crds` prints the directory of the module's CRDs
 # (config/crd/bases in the module cache), which the e2e applies and the helm
 # tests validate the chart's ScaledObject against.
-keda_copy() { module_copy github.com/kedacore/keda/v2 "$KEDA_VERSION" keda; }
+#
+# The copy keeps only the scalers the project's ScaledObjects use, as CoreDNS
+# keeps only its Corefile's plugins: KEDA's own build links all of its 80
+# (the cloud providers', Datadog's, Kafka's, Temporal's clients among them:
+# 3,338 packages; with these three, 1,554). A trigger of another type gets
+# KEDA's own answer for an unknown one, "no scaler found for type".
+KEDA_SCALERS="cpu memory prometheus"
+KEDA_SCALER_FILES="cpu_memory_scaler.go prometheus_scaler.go"
+keda_copy() {
+	local dir
+	dir=$(module_copy github.com/kedacore/keda/v2 "$KEDA_VERSION" keda-scalers)
+	[[ -f $dir/.trimmed ]] || keda_trim "$dir" || return 1
+	echo "$dir"
+}
+
+# keda_trim DIR: in KEDA's buildScaler, keep the cases of KEDA_SCALERS (and the
+# default) between its TRIGGERS-START and TRIGGERS-END markers, and remove the
+# other scalers' files from pkg/scalers (their tests stay, unbuilt). Fails, leaving the copy untrimmed for
+# the next run to try again, when the markers or a kept case are not found.
+keda_trim() {
+	local dir=$1 builder=$1/pkg/scaling/scalers_builder.go f
+	awk -v keep="$KEDA_SCALERS" '
+		BEGIN { n = split(keep, k, " "); for (i = 1; i <= n; i++) kept["\"" k[i] "\":"] = 1 }
+		/\/\/ TRIGGERS-START/ { inside = 1; markers++; print; next }
+		/\/\/ TRIGGERS-END/ { inside = 0; markers++; print; next }
+		inside && /^\tcase / { on = ($2 in kept); found += on }
+		inside && /^\t(switch |default:|}$)/ { on = 1 }
+		!inside || on { print }
+		END { if (markers != 2 || found != n) exit 1 }' "$builder" >"$builder.tmp" || {
+		echo "keda: buildScaler's TRIGGERS markers or a case of \"$KEDA_SCALERS\" not found in $builder" >&2
+		rm -f "$builder.tmp"
+		return 1
+	}
+	mv "$builder.tmp" "$builder"
+	for f in "$dir"/pkg/scalers/*_scaler.go; do
+		[[ " $KEDA_SCALER_FILES " == *" ${f##*/} "* ]] || rm "$f"
+	done
+	# The one name a kept file takes from a removed one (azure_queue_scaler.go).
+	printf '%s\n' 'package scalers' '' 'const externalMetricType = "External"' >"$dir/pkg/scalers/keda_scalers.go"
+	touch "$dir/.trimmed"
+}
 
 # build_keda NAME CMD: build ./cmd/CMD of the KEDA module into bin/NAME.
 build_keda() {
