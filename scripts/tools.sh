@@ -322,8 +322,9 @@ keda_copy() {
 
 # keda_trim DIR: in KEDA's buildScaler, keep the cases of KEDA_SCALERS (and the
 # default) between its TRIGGERS-START and TRIGGERS-END markers, and remove the
-# other scalers' files from pkg/scalers (their tests stay, unbuilt). Fails, leaving the copy untrimmed for
-# the next run to try again, when the markers or a kept case are not found.
+# other scalers' files from pkg/scalers (their tests stay, unbuilt). When the
+# markers or a kept case are not found it fails, with the copy unchanged and
+# unmarked, so that the next run tries again.
 keda_trim() {
 	local dir=$1 builder=$1/pkg/scaling/scalers_builder.go f
 	awk -v keep="$KEDA_SCALERS" '
