@@ -111,8 +111,8 @@ NODE_TOOLS := etcd kube-apiserver kube-controller-manager kubectl kube-scheduler
               containerd cni-plugins crictl coredns
 # What every e2e scenario needs (e2e-run builds or waits for these); the CPU and KEDA scenarios' own
 # tools, metrics-server and KEDA's, are built in that order behind them, and each of those scenarios
-# builds or waits for its own at its start (kit.ProjectTool). Cold, KEDA alone is over 10 minutes of
-# compiling: built while the scenarios before it run, it no longer holds up the e2e's start.
+# builds or waits for its own at its start (kit.ProjectTool): built while the scenarios before them
+# run, they do not hold up the e2e's start.
 E2E_RUN_TOOLS := $(NODE_TOOLS) prometheus prometheus-adapter helm
 E2E_TOOLS := $(E2E_RUN_TOOLS) metrics-server keda-operator keda-adapter
 NODE_DEPS := runc ip iptables nft openssl curl
