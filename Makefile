@@ -44,9 +44,10 @@ test: preflight ## every test of the project, integration included; the e2e demo
 # come last, for .ci/run's make lint, and then a first run of the Go linters (lint-go), which
 # fills their caches (go vet's in the Go build cache, golangci-lint's own) while the e2e runs
 # (cold, it ended during the third scenario), so that make lint after make test reads them instead
-# of analysing every package again. No suite waits on this build: each tool a suite asks scripts/tools.sh for is built by
-# test-deps, which starts beside it (a tool both ask for is built once, under its lock), and KEDA's
-# CRDs, the other one, are read from the module cache without a lock. At the lowest priority
+# of analysing every package again. No suite waits on this build: each tool a suite asks
+# scripts/tools.sh for is built by test-deps, which starts beside it (a tool both ask for is built
+# once, under its lock), and KEDA's CRDs, the other one, are read from the module cache without a
+# lock. At the lowest priority
 # (nice 19), the build takes only the CPU test-deps and the suites leave: those run as on a quiet
 # machine, and so do the e2e scenarios that run beside KEDA's build; while test-deps downloads
 # modules, this build compiles.
