@@ -3,9 +3,12 @@ package tracing_test
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -102,13 +105,26 @@ func TestUnsampledRootCostsNoSpan(t *testing.T) {
 	if id := tracingtest.EchoTraceID(t, rec); id != "" {
 		t.Errorf("trace_id %q, want none", id)
 	}
+	// Mallocs per request, averaged over many with the collector held off (a GC empties the
+	// sync.Pools the request path draws on). The route is a delayed one: the access log boxes the
+	// time a request took, which costs no allocation under 256 ns, so a route that answers at once
+	// moved the count a whole allocation with the machine's speed. One allocation more per request
+	// still shows as a difference of about 1.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	allocs := func(h http.Handler) float64 {
-		return testing.AllocsPerRun(200, func() {
-			h.ServeHTTP(&discard{header: http.Header{}}, httptest.NewRequest("GET", "/tea", nil))
-		})
+		const runs = 300
+		serve := func() { h.ServeHTTP(&discard{header: http.Header{}}, httptest.NewRequest("GET", "/work/1", nil)) }
+		serve()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range runs {
+			serve()
+		}
+		runtime.ReadMemStats(&after)
+		return float64(after.Mallocs-before.Mallocs) / runs
 	}
-	if a, b := allocs(turnedDown), allocs(off); a != b {
-		t.Errorf("a request not sampled allocates %v times, %v with tracing off", a, b)
+	if a, b := allocs(turnedDown), allocs(off); math.Abs(a-b) > 0.5 {
+		t.Errorf("a request not sampled allocates %.2f times, %.2f with tracing off", a, b)
 	}
 }
 
