@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -212,6 +213,18 @@ func (r *results) stormTable() string {
 	return strings.TrimRight(b.String(), "\n")
 }
 
+// builds names the build of each peer of group g in the run, in the run's order: a section says how
+// only the peers in its own table were built.
+func (r *results) builds(g group) string {
+	var parts []string
+	for _, c := range r.Run {
+		if c.Group == g && c.Tool != "" && !slices.Contains(parts, c.Tool+": "+r.Builds[c.Tool]) {
+			parts = append(parts, c.Tool+": "+r.Builds[c.Tool])
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
 func (r *results) has(g group) bool {
 	for _, c := range r.Run {
 		if c.Group == g {
@@ -262,7 +275,7 @@ func (r *results) loadSection() string {
 	}
 	if r.has(groupPeers) || r.missing(groupPeers) {
 		p("", "### Peers", "",
-			"Built from the Go module proxy at pinned versions by `scripts/tools.sh` (`go install` takes all three), each run with its per-request log off and otherwise its defaults, each paired with the bare server as anyroute is. Each is asked for the nearest it has to a JSON echo of method and path; none has exactly that: podinfo's `/api/echo` answers the posted body (empty for a `GET`: a 202 with no body), so `/headers`; go-httpbin's `/anything` is such an echo; fortio's `/debug` is a text one (its `/` answers an empty 200). podinfo's Go runtime figures come from its `/metrics`; go-httpbin and fortio expose none. CPU per request ÷ anyroute tracing none's is the ratio of the two medians. Builds: "+r.Builds+".",
+			"Built from the Go module proxy at pinned versions by `scripts/tools.sh` (`go install` takes all three), each run with its per-request log off and otherwise its defaults, each paired with the bare server as anyroute is. Each is asked for the nearest it has to a JSON echo of method and path; none has exactly that: podinfo's `/api/echo` answers the posted body (empty for a `GET`: a 202 with no body), so `/headers`; go-httpbin's `/anything` is such an echo; fortio's `/debug` is a text one (its `/` answers an empty 200). podinfo's Go runtime figures come from its `/metrics`; go-httpbin and fortio expose none. CPU per request ÷ anyroute tracing none's is the ratio of the two medians. Builds: "+r.builds(groupPeers)+".",
 			"", r.peersTable())
 	}
 	if r.has(groupProtocols) || r.missing(groupProtocols) {
@@ -270,7 +283,7 @@ func (r *results) loadSection() string {
 			fmt.Sprintf("wrk speaks HTTP/1.1 only, so these cases are driven by `bench/rpcload` on the load core instead: closed-loop, %d calls in flight spread evenly over %d HTTP/2 connections opened before the window, no call started after the window's end and every call in flight waited for, so that it counts each call it started once, answered or failed (the last column: for anyroute the client's count and the server's agree to the call). "+
 				"**gRPC**: unary calls of `%s` with one small message (fortio's PingMessage, 20 bytes), over a raw codec, against anyroute's gRPC listener (embedded defaults, no route: the raw echo), a bare grpc-go server (`bench/bare/grpc`: an unknown-service handler echoing the message back with the same facts in the response header, anyroute's default message and metadata limits, no metrics, no interceptors) and fortio's gRPC ping server, whose method the call is; each is paired with the bare server. "+
 				"**h2c**: `GET /bench/x` over HTTP/2 with prior knowledge, against anyroute's API (h2c on by default: net/http reads the preface, `transport/h2c.go` hands the connection to golang.org/x/net/http2's server) and `bench/bare -h2c` (the JSON echo of the HTTP cases, net/http's own unencrypted HTTP/2, with anyroute's default HTTP/2 limits). No targets: issue 28 asks for the figures. Builds: %s.",
-				r.Opt.connections, r.Opt.h2Conns, grpcMethod, r.Builds),
+				r.Opt.connections, r.Opt.h2Conns, grpcMethod, r.builds(groupProtocols)),
 			"", r.protocolsTable())
 	}
 	if r.has(groupCall) {

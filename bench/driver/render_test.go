@@ -263,3 +263,21 @@ func TestProtocolsSection(t *testing.T) {
 		t.Errorf("the README paragraph lacks %q:\n%s", want, flat)
 	}
 }
+
+// TestSectionsNameTheirOwnBuilds: each section says how its own peers were built, not every peer
+// of the run (the gRPC paragraph named podinfo's build).
+func TestSectionsNameTheirOwnBuilds(t *testing.T) {
+	r := sampleResults()
+	c, _ := caseByID("grpc-fortio")
+	r.Run = append(r.Run, c)
+	r.Builds = map[string]string{"podinfo": "podinfo 6.9.2 (built P)", "fortio": "built F"}
+	s := r.loadSection()
+	peers := s[strings.Index(s, "### Peers"):strings.Index(s, "### gRPC and h2c")]
+	protocols := s[strings.Index(s, "### gRPC and h2c"):]
+	if !strings.Contains(peers, "Builds: podinfo: podinfo 6.9.2 (built P).") {
+		t.Errorf("the peers section does not name podinfo's build alone:\n%s", peers)
+	}
+	if !strings.Contains(protocols, "Builds: fortio: built F.") {
+		t.Errorf("the gRPC section does not name fortio's build alone:\n%s", protocols)
+	}
+}

@@ -73,7 +73,7 @@ type results struct {
 	LoadBefore, LoadAfter string
 	Run                   []Case
 	Missing               map[string]string // peers that could not be built, why
-	Builds                string
+	Builds                map[string]string // each peer's stamp from scripts/tools.sh, by tool
 	Windows               map[string][]window
 	Pairs                 map[string][]pair
 	Figures               map[string]*figures
@@ -84,7 +84,7 @@ type results struct {
 
 func newResults(o options) *results {
 	return &results{Opt: o, Missing: map[string]string{}, Windows: map[string][]window{}, Pairs: map[string][]pair{},
-		Figures: map[string]*figures{}, Traced: map[string]string{}, Storm: map[string]*stormResult{}}
+		Builds: map[string]string{}, Figures: map[string]*figures{}, Traced: map[string]string{}, Storm: map[string]*stormResult{}}
 }
 
 func (r *results) ran(id string) bool {

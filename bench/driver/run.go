@@ -247,28 +247,25 @@ func (d *driver) buildRef(ctx context.Context) error {
 	return nil
 }
 
-// peerBuilds is what scripts/tools.sh stamped for each peer of the run.
-func (d *driver) peerBuilds() string {
+// peerBuilds is what scripts/tools.sh stamped for each peer of the run, by tool.
+func (d *driver) peerBuilds() map[string]string {
 	dir := os.Getenv("TOOLS_DIR")
 	if dir == "" {
 		dir = ".tools"
 	}
-	var parts []string
-	seen := map[string]bool{}
+	builds := map[string]string{}
 	for _, c := range d.res.Run {
-		if c.Tool == "" || seen[c.Tool] {
+		if c.Tool == "" || builds[c.Tool] != "" {
 			continue
 		}
-		seen[c.Tool] = true
-		stamp := "not built"
+		builds[c.Tool] = "not built"
 		if m, _ := filepath.Glob(filepath.Join(dir, "stamps", c.Tool+"-*")); len(m) > 0 {
 			if b, err := os.ReadFile(m[0]); err == nil {
-				stamp = strings.TrimSpace(string(b))
+				builds[c.Tool] = strings.TrimSpace(string(b))
 			}
 		}
-		parts = append(parts, c.Tool+": "+stamp)
 	}
-	return strings.Join(parts, "; ")
+	return builds
 }
 
 func (d *driver) toolsBin(name string) string {
