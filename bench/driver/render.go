@@ -328,11 +328,11 @@ func (r *results) readmeParagraph() string {
 		if !e.OK() {
 			return fmt.Sprintf("**%.2f×** (range %.2f–%.2f)", e.Median, e.Lo, e.Hi)
 		}
-		s := fmt.Sprintf("**%.2f×** (95%% interval %.2f–%.2f)", e.Median, e.Lo, e.Hi)
+		verdict := ""
 		if !e.Conclusive() {
-			s += ", inconclusive"
+			verdict = ", inconclusive: wider than ±3%"
 		}
-		return s
+		return fmt.Sprintf("**%.2f×** (95%% interval %.2f–%.2f%s)", e.Median, e.Lo, e.Hi, verdict)
 	}
 	s := fmt.Sprintf("`make bench` measures anyroute beside a bare net/http server answering the same JSON echo, in %d short pairs of windows per case, each case's window beside the bare server's; the figures are the medians of the pairs' ratios of server CPU per request, with their 95%% intervals ([docs/benchmarks.md](docs/benchmarks.md) has the tables, allocations, GC cycles and heap per request, the peers and the method).", r.Opt.pairs)
 	if r.ran("none") {
