@@ -218,8 +218,9 @@ func (r *results) stormTable() string {
 func (r *results) builds(g group) string {
 	var parts []string
 	for _, c := range r.Run {
-		if c.Group == g && c.Tool != "" && !slices.Contains(parts, c.Tool+": "+r.Builds[c.Tool]) {
-			parts = append(parts, c.Tool+": "+r.Builds[c.Tool])
+		part := c.Tool + ": " + r.Builds[c.Tool]
+		if c.Group == g && c.Tool != "" && !slices.Contains(parts, part) {
+			parts = append(parts, part)
 		}
 	}
 	return strings.Join(parts, "; ")
