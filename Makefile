@@ -47,10 +47,9 @@ test: preflight ## every test of the project, integration included; the e2e demo
 # of analysing every package again. No suite waits on this build: each tool a suite asks
 # scripts/tools.sh for is built by test-deps, which starts beside it (a tool both ask for is built
 # once, under its lock), and KEDA's CRDs, the other one, are read from the module cache without a
-# lock. At the lowest priority
-# (nice 19), the build takes only the CPU test-deps and the suites leave: those run as on a quiet
-# machine, and so do the e2e scenarios that run beside KEDA's build; while test-deps downloads
-# modules, this build compiles.
+# lock. At the lowest priority (nice 19), the build takes only the CPU test-deps and the suites
+# leave: those run as on a quiet machine, and so do the e2e scenarios that run beside KEDA's build;
+# while test-deps downloads modules, this build compiles.
 .PHONY: e2e-tools-bg
 e2e-tools-bg:
 	@mkdir -p .build
