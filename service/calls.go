@@ -121,23 +121,11 @@ func StandardServerError(status int) bool {
 // failure, when the rule fails on one. Sequential calls stop at that failure.
 func (s *table) makeCalls(ctx context.Context, r *rule, req Request, requestID string) ([]CallResult, *CallError) {
 	results := make([]CallResult, len(r.Calls))
-	make1 := func(i int) {
-		c := r.Calls[i]
-		results[i] = s.caller.Call(ctx, CallRequest{
-			Call: c, Route: r.Name, Path: req.Path, RequestID: requestID, Hops: int(req.Hops) + 1,
-			TraceID: req.TraceID, TraceSampled: req.TraceSampled,
-		})
-		results[i].Name = c.Name
-	}
 	if r.Parallel {
-		var wg sync.WaitGroup
-		for i := range r.Calls {
-			wg.Go(func() { make1(i) })
-		}
-		wg.Wait()
+		s.callAll(ctx, r, req, requestID, results)
 	} else {
 		for i := range r.Calls {
-			make1(i)
+			results[i] = s.call(ctx, r, &req, requestID, i)
 			if r.FailOnCallError && results[i].Failed() {
 				results = results[:i+1]
 				break
@@ -152,6 +140,28 @@ func (s *table) makeCalls(ctx context.Context, r *rule, req Request, requestID s
 		}
 	}
 	return results, nil
+}
+
+// callAll makes the rule's calls at once, each result into its place in results. It is apart from
+// makeCalls because the goroutines' closure moves what it captures to the heap: a sequential
+// call, the common case, would pay those allocations too.
+func (s *table) callAll(ctx context.Context, r *rule, req Request, requestID string, results []CallResult) {
+	var wg sync.WaitGroup
+	for i := range r.Calls {
+		wg.Go(func() { results[i] = s.call(ctx, r, &req, requestID, i) })
+	}
+	wg.Wait()
+}
+
+// call makes the rule's i-th call for req.
+func (s *table) call(ctx context.Context, r *rule, req *Request, requestID string, i int) CallResult {
+	c := r.Calls[i]
+	res := s.caller.Call(ctx, CallRequest{
+		Call: c, Route: r.Name, Path: req.Path, RequestID: requestID, Hops: int(req.Hops) + 1,
+		TraceID: req.TraceID, TraceSampled: req.TraceSampled,
+	})
+	res.Name = c.Name
+	return res
 }
 
 // GRPCTarget splits the URL of a gRPC call, grpc://host:port/pkg.Service/Method, into the address
