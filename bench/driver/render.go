@@ -218,8 +218,10 @@ func (r *results) stormTable() string {
 func (r *results) builds(g group) string {
 	var parts []string
 	for _, c := range r.Run {
-		part := c.Tool + ": " + r.Builds[c.Tool]
-		if c.Group == g && c.Tool != "" && !slices.Contains(parts, part) {
+		if c.Group != g || c.Tool == "" {
+			continue
+		}
+		if part := c.Tool + ": " + r.Builds[c.Tool]; !slices.Contains(parts, part) {
 			parts = append(parts, part)
 		}
 	}
